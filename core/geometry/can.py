@@ -1,0 +1,218 @@
+"""The steel can: per-slice edges along rays, a robust (RANSAC) ellipse fit, and the cell axis."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage import filters, measure
+
+
+@dataclass
+class CanSlice:
+    """The can in one axial slice. Lengths in µm, positions in pixels of the slice."""
+
+    z: int
+    found: bool
+    center_yx_px: tuple[float, float] = (math.nan, math.nan)
+    outer_radius_um: float = math.nan
+    inner_radius_um: float = math.nan
+    wall_min_um: float = math.nan
+    wall_mean_um: float = math.nan
+    ovality: float = math.nan
+    dent_depth_um: float = math.nan
+    note: str = ""
+
+
+@dataclass
+class CellAxis:
+    """The cell axis through the slices: ``center(z) = center0 + drift * z`` (pixels)."""
+
+    center0_yx_px: tuple[float, float]
+    drift_yx_px_per_slice: tuple[float, float]
+    tilt_deg: float
+    residual_rms_px: float
+
+    def center_at(self, z: float) -> tuple[float, float]:
+        return (
+            self.center0_yx_px[0] + self.drift_yx_px_per_slice[0] * z,
+            self.center0_yx_px[1] + self.drift_yx_px_per_slice[1] * z,
+        )
+
+
+def ray_profiles(image: np.ndarray, center_yx: tuple[float, float], angles_rad: np.ndarray,
+                 radii_px: np.ndarray, order: int = 1) -> np.ndarray:
+    """Sample ``image`` along rays from ``center_yx``: returns (n_angles, n_radii)."""
+    ys = center_yx[0] + np.sin(angles_rad)[:, None] * radii_px[None, :]
+    xs = center_yx[1] + np.cos(angles_rad)[:, None] * radii_px[None, :]
+    return ndimage.map_coordinates(image, [ys, xs], order=order, mode="constant", cval=0.0)
+
+
+def _crossing(profile: np.ndarray, start: int, level: float, step: int) -> float:
+    """Sub-sample index where ``profile`` first drops below ``level`` walking from ``start``."""
+    i = start
+    n = len(profile)
+    while 0 <= i + step < n and profile[i + step] >= level:
+        i += step
+    j = i + step
+    if not 0 <= j < n:
+        return math.nan
+    a, b = profile[i], profile[j]
+    frac = (a - level) / (a - b) if a != b else 0.5
+    return i + step * frac
+
+
+def fit_ellipse_ransac(points_yx: np.ndarray, residual_px: float, rng: int = 0):
+    """Robust ellipse fit; returns (center_yx, (a, b), theta, inlier_mask) or None."""
+    xy = np.column_stack([points_yx[:, 1], points_yx[:, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model, inliers = measure.ransac(xy, measure.EllipseModel, min_samples=5,
+                                            residual_threshold=residual_px, max_trials=200, rng=rng)
+        except (ValueError, np.linalg.LinAlgError):
+            return None
+        if model is None or inliers is None or inliers.sum() < 5:
+            return None
+        # Refit on all inliers for the least-squares estimate.
+        refined = measure.EllipseModel()
+        if not refined.estimate(xy[inliers]):
+            refined = model
+        xc, yc, a, b, theta = (float(p) for p in refined.params)
+    return (yc, xc), (a, b), theta, inliers
+
+
+def detect_can(image: np.ndarray, pixel_um: float, z: int = 0, max_wall_um: float = 1000.0,
+               n_rays: int = 360) -> CanSlice:
+    """Find the can in one slice.
+
+    The can is the outermost bright shell. Along each ray from a rough centre the outer edge
+    is the half-maximum crossing between the wall's peak and the background; the inner edge
+    the half-maximum crossing between the peak and the level inside. An ellipse is fitted to
+    the outer edge points with RANSAC, so tabs, dents and streaks do not bias the centre.
+
+    Parameters
+    ----------
+    image : ndarray (ny, nx)
+    pixel_um : float
+        In-plane voxel size.
+    z : int
+        Slice index (recorded in the result).
+    max_wall_um : float
+        Upper bound on the wall thickness (a physical size from the recipe).
+    n_rays : int
+        Number of rays.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    finite = np.isfinite(image)
+    if not finite.all():
+        image = np.where(finite, image, 0.0)
+    try:
+        threshold = float(filters.threshold_otsu(image))
+    except ValueError:
+        return CanSlice(z, False, note="blank slice")
+    mask = image > threshold
+    mask = ndimage.binary_fill_holes(ndimage.binary_opening(mask, iterations=2))
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return CanSlice(z, False, note="no object in slice")
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
+    biggest = int(np.argmax(sizes)) + 1
+    if sizes[biggest - 1] < 0.01 * image.size:
+        return CanSlice(z, False, note="object too small to be a cell")
+    cy, cx = ndimage.center_of_mass(labels == biggest)
+
+    background = float(np.median(image[~mask])) if (~mask).any() else float(image.min())
+    bright = float(np.percentile(image[mask], 99.5))
+    high = background + 0.5 * (bright - background)
+    step = 0.5
+    r_max = float(np.hypot(*image.shape)) / 2 + max(abs(cy - image.shape[0] / 2), abs(cx - image.shape[1] / 2))
+    radii = np.arange(0, r_max, step)
+    angles = np.linspace(0, 2 * np.pi, n_rays, endpoint=False)
+    prof = ray_profiles(image, (cy, cx), angles, radii)
+    prof = ndimage.gaussian_filter1d(prof, 1.0, axis=1)
+    wall_samples = int(math.ceil(max_wall_um / pixel_um / step))
+
+    outer_pts, inner_pts, walls = [], [], []
+    for i in range(n_rays):
+        p = prof[i]
+        above = np.nonzero(p > high)[0]
+        if above.size == 0:
+            continue
+        last = int(above[-1])
+        lo = max(last - wall_samples, 0)
+        peak = lo + int(np.argmax(p[lo:last + 1]))
+        level_out = 0.5 * (p[peak] + background)
+        r_out = _crossing(p, peak, level_out, +1)
+        inside = p[max(peak - 2 * wall_samples, 0):peak + 1]
+        inner_ref = float(np.percentile(inside, 10)) if inside.size else background
+        r_in = _crossing(p, peak, 0.5 * (p[peak] + inner_ref), -1)
+        if math.isnan(r_out):
+            continue
+        a = angles[i]
+        outer_pts.append((cy + math.sin(a) * r_out * step, cx + math.cos(a) * r_out * step))
+        if not math.isnan(r_in) and 0 < (r_out - r_in) <= 2 * wall_samples:
+            inner_pts.append((cy + math.sin(a) * r_in * step, cx + math.cos(a) * r_in * step))
+            walls.append((r_out - r_in) * step * pixel_um)
+    if len(outer_pts) < n_rays // 2:
+        return CanSlice(z, False, note="no closed can wall in slice")
+    outer = fit_ellipse_ransac(np.asarray(outer_pts), residual_px=1.5)
+    if outer is None:
+        return CanSlice(z, False, note="can ellipse fit failed")
+    center, (a_ax, b_ax), _theta, inliers = outer
+    if inliers.mean() < 0.5:
+        return CanSlice(z, False, note="can edge too irregular (fewer than half the rays fit an ellipse)")
+    outer_r_px = 0.5 * (a_ax + b_ax)
+    pts = np.asarray(outer_pts)
+    radial = np.hypot(pts[:, 0] - center[0], pts[:, 1] - center[1])
+    model_r = _ellipse_radius(pts, center, a_ax, b_ax, _theta)
+    dent = float(np.max(np.clip(model_r - radial, 0, None))) * pixel_um
+    inner_r_um = math.nan
+    if len(inner_pts) >= n_rays // 4:
+        ipts = np.asarray(inner_pts)
+        inner_r_um = float(np.median(np.hypot(ipts[:, 0] - center[0], ipts[:, 1] - center[1]))) * pixel_um
+    walls_arr = np.asarray(walls) if walls else np.array([math.nan])
+    return CanSlice(
+        z=z,
+        found=True,
+        center_yx_px=(float(center[0]), float(center[1])),
+        outer_radius_um=float(outer_r_px * pixel_um),
+        inner_radius_um=inner_r_um,
+        wall_min_um=float(np.percentile(walls_arr, 1)),
+        wall_mean_um=float(np.mean(walls_arr)),
+        ovality=float(abs(a_ax - b_ax) / (a_ax + b_ax)),
+        dent_depth_um=dent,
+    )
+
+
+def _ellipse_radius(pts_yx: np.ndarray, center: tuple[float, float], a: float, b: float, theta: float) -> np.ndarray:
+    """Radius of the ellipse along the rays through ``pts_yx``."""
+    phi = np.arctan2(pts_yx[:, 0] - center[0], pts_yx[:, 1] - center[1]) - theta
+    return a * b / np.sqrt((b * np.cos(phi)) ** 2 + (a * np.sin(phi)) ** 2)
+
+
+def fit_axis(zs: np.ndarray, centers_yx: np.ndarray, slice_um: float, pixel_um: float) -> CellAxis:
+    """Robust straight-line fit of per-slice centres: the cell axis, its drift and tilt."""
+    zs = np.asarray(zs, dtype=float)
+    centers = np.asarray(centers_yx, dtype=float)
+    if len(zs) == 0:
+        raise ValueError("no slice with a centre")
+    if len(zs) == 1 or np.ptp(zs) == 0:
+        c = centers.mean(axis=0)
+        return CellAxis((float(c[0]), float(c[1])), (0.0, 0.0), 0.0, 0.0)
+    keep = np.ones(len(zs), bool)
+    for _ in range(3):
+        coef_y = np.polyfit(zs[keep], centers[keep, 0], 1)
+        coef_x = np.polyfit(zs[keep], centers[keep, 1], 1)
+        res = np.hypot(np.polyval(coef_y, zs) - centers[:, 0], np.polyval(coef_x, zs) - centers[:, 1])
+        mad = np.median(res[keep]) * 1.4826 + 0.05
+        new_keep = res <= max(3 * mad, 0.5)
+        if new_keep.sum() < 2 or (new_keep == keep).all():
+            break
+        keep = new_keep
+    drift = (float(coef_y[0]), float(coef_x[0]))
+    tilt = math.degrees(math.atan(math.hypot(*drift) * pixel_um / slice_um))
+    return CellAxis((float(coef_y[1]), float(coef_x[1])), drift, tilt, float(np.sqrt(np.mean(res[keep] ** 2))))

@@ -1,0 +1,1 @@
+"""ONNX models shipped with cellqc, their training scripts and model cards."""

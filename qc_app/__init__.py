@@ -1,0 +1,1 @@
+"""What people run: the ``cellqc`` command, the GUI and batch processing. Thin: calls into ``core``."""

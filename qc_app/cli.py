@@ -1,0 +1,83 @@
+"""The ``cellqc`` command.
+
+Exit codes: 0 PASS, 1 FAIL, 3 REVIEW, 2 usage or input error. Progress goes to stderr;
+results go to stdout or to the files asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from core.errors import CellQCError
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_REVIEW = 0, 1, 2, 3
+VERDICT_EXIT = {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL, "REVIEW": EXIT_REVIEW}
+
+
+def cellqc_home() -> Path:
+    """Where cellqc keeps its log and demo files: ``$CELLQC_HOME`` or ~/.local/share/cellqc."""
+    home = os.environ.get("CELLQC_HOME")
+    return Path(home) if home else Path.home() / ".local" / "share" / "cellqc"
+
+
+def progress_printer(prefix: str = "") -> Callable[[float, str], None]:
+    """A progress callback that writes ``[ 42%] stage`` lines to stderr."""
+
+    def report(fraction: float, message: str) -> None:
+        print(f"{prefix}[{100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code 2
+        print(f"cellqc: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+AddArguments = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, tuple[str, AddArguments, Run]] = {}
+
+
+def register(name: str, help_text: str, add_arguments: AddArguments, run: Run) -> None:
+    """Register the sub-command ``cellqc NAME``; ``run`` returns the exit code."""
+    COMMANDS[name] = (help_text, add_arguments, run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from qc_app import commands  # noqa: F401  (registers the sub-commands)
+
+    parser = _Parser(prog="cellqc", description="X-ray CT quality control of cylindrical Li-ion cells")
+    from core import __version__
+
+    parser.add_argument("--version", action="version", version=f"cellqc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cellqc`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args))
+    except CellQCError as exc:
+        print(f"cellqc: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("cellqc: cancelled", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
