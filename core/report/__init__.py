@@ -1,0 +1,196 @@
+"""PDF inspection reports (reportlab) with figures (matplotlib, Agg).
+
+Typical use::
+
+    from core.report import ReportInputs, write_report
+
+    sha = write_report(ReportInputs(result, volume=volume), "C123.pdf", db=db, inspection_id=7)
+
+The PDF is written to a temporary file beside its final name and renamed when complete:
+a crash never leaves a truncated PDF under the final name. Figures whose data are missing
+are replaced by a one-line note.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+    from core.io.volume import Volume
+
+__all__ = ["ReportInputs", "inputs_from_log", "write_report"]
+
+
+@dataclass
+class ReportInputs:
+    """Everything a report shows: the inspection result plus optional figure data.
+
+    Attributes
+    ----------
+    result : dict
+        The inspection result (schema ``cellqc.inspection/1`` plus ``reasons``, ``limits``,
+        ``recipe_hash``, ``software_version``, ``operator``, ``source``, ``spacing_um``...).
+    volume : core.io.volume.Volume, optional
+        The inspected volume, for the slice and section figures.
+    thickness_map_um : ndarray, optional
+        2-D unrolled cathode sheet thickness: rows = height (slice index), columns =
+        arc-length position; NaN where unknown.
+    thickness_map_extent_mm : tuple of 4 float, optional
+        (arc0, arc1, z0, z1) of the map in mm.
+    thickness_values_um : ndarray, optional
+        Thickness samples for the histogram (the map's values when omitted).
+    inspection_id : int, optional
+        The inspection's id in the log.
+    overrides : list of dict
+        Verdict overrides (``old_verdict``, ``new_verdict``, ``reason``, ``user``,
+        ``created_at``), oldest first; the last one sets the verdict shown.
+    roi_plans, followups : list of dict
+        ROI local-tomography plans and synchrotron follow-up results; each dict is shown as
+        a table (key ``title`` for its heading, ``figure_png`` bytes and ``caption`` for a
+        figure).
+    notes : list of str
+        Extra one-line notes printed at the end.
+    volume_note : str, optional
+        Why the volume is missing, shown in place of the slice figures.
+    thickness_note : str, optional
+        Why the thickness data are missing, shown in place of their figures.
+    """
+
+    result: dict[str, Any]
+    volume: Volume | None = None
+    thickness_map_um: np.ndarray | None = None
+    thickness_map_extent_mm: tuple[float, float, float, float] | None = None
+    thickness_values_um: np.ndarray | None = None
+    inspection_id: int | None = None
+    overrides: list[dict[str, Any]] = field(default_factory=list)
+    roi_plans: list[dict[str, Any]] = field(default_factory=list)
+    followups: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    volume_note: str | None = None
+    thickness_note: str | None = None
+
+    @property
+    def axis_center_yx_px(self) -> tuple[float, float] | None:
+        """Where the cell axis crosses the slices, from ``result["geometry"]``."""
+        centre = (self.result.get("geometry") or {}).get("axis_center_yx_px")
+        if centre is None or len(centre) != 2 or any(v is None for v in centre):
+            return None
+        return float(centre[0]), float(centre[1])
+
+
+def write_report(
+    inputs: ReportInputs,
+    path: str | os.PathLike[str],
+    *,
+    db: Database | None = None,
+    inspection_id: int | None = None,
+    invariant: bool = False,
+    compress: bool = True,
+) -> str:
+    """Write the PDF report and, when a log is given, file it there.
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+        The result and the optional figure data.
+    path : str or os.PathLike
+        The PDF to write; replaced atomically (temporary file + rename).
+    db : sqlite_utils.Database, optional
+        An open log (:func:`core.store.open_log`); the report's path and sha256 are
+        recorded against the inspection.
+    inspection_id : int, optional
+        The inspection in the log; ``inputs.inspection_id`` when omitted. Needed with ``db``.
+    invariant : bool
+        Reproducible bytes (fixed dates and ids), for tests.
+    compress : bool
+        Compress the page streams.
+
+    Returns
+    -------
+    str
+        sha256 hex digest of the written PDF.
+
+    Raises
+    ------
+    ValueError
+        ``db`` is given without an inspection id.
+    """
+    from core.report.pdf import build_pdf, write_atomic
+
+    inspection_id = inspection_id if inspection_id is not None else inputs.inspection_id
+    if db is not None and inspection_id is None:
+        raise ValueError("recording a report in the log needs the inspection id")
+    if inputs.inspection_id is None and inspection_id is not None:
+        inputs = replace(inputs, inspection_id=int(inspection_id))
+    data = build_pdf(inputs, invariant=invariant, compress=compress)
+    sha = write_atomic(data, path)
+    if db is not None and inspection_id is not None:
+        from core.store import record_report
+
+        record_report(db, int(inspection_id), path, sha)
+    return sha
+
+
+def inputs_from_log(db: Database, inspection_id: int, *, load_volume: bool = True) -> ReportInputs:
+    """Rebuild the report inputs of a logged inspection.
+
+    The result and its overrides come from the log. The volume is read again from the
+    result's ``source`` path when it still exists (with the stored voxel size); when that
+    fails the report is written without slice figures and says why. The thickness map is
+    not kept in the log, so a re-written report omits it with a note.
+
+    Parameters
+    ----------
+    db : sqlite_utils.Database
+        An open log.
+    inspection_id : int
+        A complete inspection.
+    load_volume : bool
+        Try to read the volume again.
+
+    Returns
+    -------
+    ReportInputs
+    """
+    from core.store import get_result, overrides_for
+
+    result = get_result(db, inspection_id)
+    inputs = ReportInputs(
+        result=result,
+        inspection_id=int(inspection_id),
+        overrides=overrides_for(db, inspection_id),
+    )
+    source = result.get("source")
+    if not load_volume:
+        inputs.volume_note = "the volume was not loaded for this report."
+    elif not source:
+        inputs.volume_note = "the result does not name its volume file."
+    elif not os.path.exists(str(source)):
+        inputs.volume_note = f"the volume {source} no longer exists."
+    else:
+        spacing = result.get("spacing_um") or result.get("voxel_size_um")
+        try:
+            from core.io import read_volume
+
+            inputs.volume = read_volume(str(source), voxel_size=spacing)
+        except Exception as exc:  # a missing reader or a changed file: report without slices
+            inputs.volume_note = f"the volume {source} could not be read again ({exc})."
+        else:
+            shape = result.get("shape_zyx")
+            if shape and tuple(int(v) for v in shape) != tuple(inputs.volume.shape):
+                inputs.volume = None
+                inputs.volume_note = (
+                    f"the volume {source} has changed since the inspection "
+                    f"(shape {tuple(shape)} then, different now)."
+                )
+    inputs.thickness_note = (
+        "the thickness map is not kept in the log; re-run the inspection to draw it."
+    )
+    inputs.notes.append(f"Report re-written from the log (inspection #{int(inspection_id)}).")
+    return inputs

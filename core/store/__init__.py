@@ -1,0 +1,81 @@
+"""The SQLite log (sqlite-utils): schema, migrations, inspections, reports, audit chain.
+
+Typical use::
+
+    from core.store import open_log, record_inspection, verify_audit
+
+    with open_log() as db:               # $CELLQC_HOME/cellqc.db, migrated, WAL
+        inspection_id = record_inspection(db, result)
+        assert verify_audit(db) is None
+
+Browse the file with Datasette (``datasette cellqc.db``): every table has plain names and
+real foreign keys; the ``inspection_log`` view lists inspections with their final verdict.
+"""
+
+from core.store.audit import (
+    GENESIS_HASH,
+    AuditBreak,
+    append_audit,
+    audit_rows,
+    canonical_json,
+    find_audit_break,
+    verify_audit,
+)
+from core.store.log import (
+    add_user,
+    begin_inspection,
+    check_records,
+    complete_inspection,
+    fail_inspection,
+    findings_for,
+    get_inspection,
+    get_result,
+    list_inspections,
+    mark_stale_interrupted,
+    override_verdict,
+    overrides_for,
+    record_inspection,
+    record_report,
+)
+from core.store.schema import (
+    BUSY_TIMEOUT_S,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    default_db_path,
+    migrate,
+    open_log,
+    schema_version,
+    write_transaction,
+)
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "GENESIS_HASH",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "AuditBreak",
+    "add_user",
+    "append_audit",
+    "audit_rows",
+    "begin_inspection",
+    "canonical_json",
+    "check_records",
+    "complete_inspection",
+    "default_db_path",
+    "fail_inspection",
+    "find_audit_break",
+    "findings_for",
+    "get_inspection",
+    "get_result",
+    "list_inspections",
+    "mark_stale_interrupted",
+    "migrate",
+    "open_log",
+    "override_verdict",
+    "overrides_for",
+    "record_inspection",
+    "record_report",
+    "schema_version",
+    "verify_audit",
+    "write_transaction",
+]

@@ -1,0 +1,435 @@
+"""Opening the log: connection settings, the schema and its ordered migrations.
+
+The log is one SQLite file read and written through sqlite-utils. Every table has a plain
+name and real foreign keys so that the file reads well in Datasette
+(``datasette cellqc.db``). The schema is versioned: :data:`MIGRATIONS` is an ordered list of
+functions, and :func:`open_log` applies the ones a file has not seen yet, each in its own
+transaction, recording each in the ``schema_version`` table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from core.errors import InputError
+from core.store.audit import append_audit, utc_now
+
+#: Seconds a connection waits for another process's write lock before giving up.
+BUSY_TIMEOUT_S = 30.0
+
+#: Status of an inspection row.
+STATUSES = ("running", "complete", "interrupted", "failed")
+#: Verdicts an inspection or an override may carry.
+VERDICTS = ("PASS", "FAIL", "REVIEW")
+#: Roles a user may have; ``engineer`` and ``admin`` may override verdicts.
+ROLES = {
+    "operator": "runs inspections and files reports",
+    "engineer": "reviews flagged cells; may override a verdict with a reason",
+    "admin": "manages users and recipes; may override a verdict with a reason",
+}
+
+
+def default_db_path() -> Path:
+    """Where the log lives unless ``--db`` says otherwise.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$CELLQC_HOME/cellqc.db``; ``CELLQC_HOME`` defaults to ``~/.local/share/cellqc``.
+    """
+    home = os.environ.get("CELLQC_HOME")
+    base = Path(home) if home else Path.home() / ".local" / "share" / "cellqc"
+    return base / "cellqc.db"
+
+
+@contextlib.contextmanager
+def write_transaction(db: Database) -> Iterator[Database]:
+    """One write transaction, taken with ``BEGIN IMMEDIATE``.
+
+    Taking the write lock up front (instead of SQLite's default deferred transaction, which
+    upgrades its lock at the first write) lets concurrent processes queue on the busy
+    timeout instead of failing with "database is locked". Nested use joins the outer
+    transaction. Everything inside is committed together or rolled back on any exception.
+
+    Parameters
+    ----------
+    db : sqlite_utils.Database
+        An open log (see :func:`open_log`).
+
+    Yields
+    ------
+    sqlite_utils.Database
+        The same database.
+    """
+    conn = db.conn
+    if conn.in_transaction:
+        yield db
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    else:
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def _run(db: Database, statements: list[str]) -> None:
+    for sql in statements:
+        db.conn.execute(sql)
+
+
+def _migration_1(db: Database) -> None:
+    """Initial schema: people, cells, scans, inspections, findings, reports, audit."""
+    _run(
+        db,
+        [
+            """CREATE TABLE roles (
+                name TEXT PRIMARY KEY,
+                description TEXT NOT NULL
+            )""",
+            """CREATE TABLE users (
+                name TEXT PRIMARY KEY,
+                full_name TEXT,
+                role TEXT NOT NULL DEFAULT 'operator' REFERENCES roles(name),
+                created_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE cells (
+                id TEXT PRIMARY KEY,
+                cell_format TEXT,
+                first_seen_at TEXT NOT NULL,
+                note TEXT
+            )""",
+            """CREATE TABLE scans (
+                id INTEGER PRIMARY KEY,
+                cell_id TEXT NOT NULL REFERENCES cells(id),
+                source TEXT,
+                modality TEXT,
+                shape_zyx TEXT,
+                spacing_um TEXT,
+                voxel_size_um REAL,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX idx_scans_cell_id ON scans(cell_id)",
+            """CREATE TABLE inspections (
+                id INTEGER PRIMARY KEY,
+                cell_id TEXT NOT NULL REFERENCES cells(id),
+                scan_id INTEGER REFERENCES scans(id),
+                status TEXT NOT NULL DEFAULT 'running'
+                    CHECK (status IN ('running', 'complete', 'interrupted', 'failed')),
+                verdict TEXT CHECK (verdict IS NULL OR verdict IN ('PASS', 'FAIL', 'REVIEW')),
+                recipe TEXT,
+                recipe_hash TEXT,
+                software_version TEXT,
+                operator TEXT REFERENCES users(name),
+                started_at TEXT NOT NULL,
+                finished_at TEXT,
+                n_findings INTEGER,
+                result_json TEXT,
+                result_sha256 TEXT,
+                host TEXT,
+                pid INTEGER,
+                error TEXT,
+                CHECK (status != 'complete'
+                       OR (verdict IS NOT NULL AND result_json IS NOT NULL))
+            )""",
+            "CREATE INDEX idx_inspections_cell_id ON inspections(cell_id)",
+            "CREATE INDEX idx_inspections_status ON inspections(status)",
+            "CREATE INDEX idx_inspections_verdict ON inspections(verdict)",
+            """CREATE TABLE findings (
+                id INTEGER PRIMARY KEY,
+                inspection_id INTEGER NOT NULL REFERENCES inspections(id),
+                finding_id TEXT NOT NULL,
+                detector TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                value REAL,
+                unit TEXT,
+                message TEXT,
+                centroid_z_px REAL,
+                centroid_y_px REAL,
+                centroid_x_px REAL,
+                bbox_zyx_px TEXT,
+                winding INTEGER,
+                angle_deg REAL,
+                UNIQUE (inspection_id, finding_id)
+            )""",
+            "CREATE INDEX idx_findings_inspection_id ON findings(inspection_id)",
+            """CREATE TABLE roi_requests (
+                id INTEGER PRIMARY KEY,
+                cell_id TEXT NOT NULL REFERENCES cells(id),
+                inspection_id INTEGER REFERENCES inspections(id),
+                finding_id INTEGER REFERENCES findings(id),
+                status TEXT NOT NULL DEFAULT 'planned',
+                priority INTEGER,
+                plan_json TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT,
+                note TEXT
+            )""",
+            "CREATE INDEX idx_roi_requests_cell_id ON roi_requests(cell_id)",
+            """CREATE TABLE followups (
+                id INTEGER PRIMARY KEY,
+                cell_id TEXT NOT NULL REFERENCES cells(id),
+                inspection_id INTEGER REFERENCES inspections(id),
+                roi_request_id INTEGER REFERENCES roi_requests(id),
+                kind TEXT NOT NULL,
+                source TEXT,
+                summary_json TEXT,
+                imported_at TEXT NOT NULL,
+                note TEXT
+            )""",
+            "CREATE INDEX idx_followups_cell_id ON followups(cell_id)",
+            """CREATE TABLE reports (
+                id INTEGER PRIMARY KEY,
+                inspection_id INTEGER NOT NULL REFERENCES inspections(id),
+                path TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                size_bytes INTEGER,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX idx_reports_inspection_id ON reports(inspection_id)",
+            """CREATE TABLE overrides (
+                id INTEGER PRIMARY KEY,
+                inspection_id INTEGER NOT NULL REFERENCES inspections(id),
+                old_verdict TEXT,
+                new_verdict TEXT NOT NULL CHECK (new_verdict IN ('PASS', 'FAIL', 'REVIEW')),
+                reason TEXT NOT NULL CHECK (length(trim(reason)) > 0),
+                user TEXT NOT NULL REFERENCES users(name),
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX idx_overrides_inspection_id ON overrides(inspection_id)",
+            """CREATE TABLE audit (
+                id INTEGER PRIMARY KEY,
+                at TEXT NOT NULL,
+                actor TEXT,
+                action TEXT NOT NULL,
+                entity TEXT,
+                entity_id TEXT,
+                details TEXT NOT NULL,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL UNIQUE
+            )""",
+            # Append-only: the log refuses to change or remove what it has written.
+            """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+               BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END""",
+            """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+               BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END""",
+            """CREATE TRIGGER overrides_no_update BEFORE UPDATE ON overrides
+               BEGIN SELECT RAISE(ABORT, 'overrides are append-only'); END""",
+            """CREATE TRIGGER overrides_no_delete BEFORE DELETE ON overrides
+               BEGIN SELECT RAISE(ABORT, 'overrides are append-only'); END""",
+            # A finished inspection is not edited afterwards (overrides go to `overrides`).
+            """CREATE TRIGGER inspections_frozen BEFORE UPDATE ON inspections
+               WHEN OLD.status != 'running'
+               BEGIN SELECT RAISE(ABORT, 'a finished inspection cannot be changed'); END""",
+        ],
+    )
+    db.conn.executemany("INSERT INTO roles (name, description) VALUES (?, ?)", list(ROLES.items()))
+
+
+def _migration_2(db: Database) -> None:
+    """The ``inspection_log`` view: one row per inspection with its final verdict."""
+    _run(
+        db,
+        [
+            """CREATE VIEW inspection_log AS
+            SELECT
+                i.id AS id,
+                i.cell_id AS cell_id,
+                i.started_at AS started_at,
+                i.finished_at AS finished_at,
+                i.status AS status,
+                i.verdict AS verdict,
+                o.new_verdict AS override_verdict,
+                COALESCE(o.new_verdict, i.verdict) AS final_verdict,
+                i.n_findings AS n_findings,
+                i.recipe AS recipe,
+                i.recipe_hash AS recipe_hash,
+                i.software_version AS software_version,
+                i.operator AS operator,
+                s.source AS source,
+                r.path AS report_path
+            FROM inspections i
+            LEFT JOIN scans s ON s.id = i.scan_id
+            LEFT JOIN overrides o ON o.id = (
+                SELECT max(id) FROM overrides WHERE inspection_id = i.id)
+            LEFT JOIN reports r ON r.id = (
+                SELECT max(id) FROM reports WHERE inspection_id = i.id)""",
+        ],
+    )
+
+
+Migration = Callable[[Database], None]
+
+#: Ordered migrations; version ``n`` is ``MIGRATIONS[n - 1]``. Append, never edit or reorder.
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2]
+
+#: The schema version this software writes.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(db: Database) -> int:
+    """The schema version of an open log (0 for an empty file).
+
+    Parameters
+    ----------
+    db : sqlite_utils.Database
+        An open database.
+
+    Returns
+    -------
+    int
+        The highest applied migration.
+    """
+    if not db["schema_version"].exists():
+        return 0
+    row = db.conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(db: Database) -> list[int]:
+    """Apply the migrations a log has not seen yet, each in its own transaction.
+
+    Safe to call from several processes at once: the version is read again under the write
+    lock, so each migration runs exactly once.
+
+    Parameters
+    ----------
+    db : sqlite_utils.Database
+        An open database.
+
+    Returns
+    -------
+    list of int
+        The versions applied by this call (empty when the schema was current).
+    """
+    applied: list[int] = []
+    if schema_version(db) >= SCHEMA_VERSION:
+        return applied
+    for version, migration in enumerate(MIGRATIONS, start=1):
+        with write_transaction(db):
+            db.conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            if schema_version(db) >= version:
+                continue
+            migration(db)
+            description = (migration.__doc__ or migration.__name__).strip().splitlines()[0]
+            db.conn.execute(
+                "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                (version, description, utc_now()),
+            )
+            append_audit(
+                db,
+                "schema.migrate",
+                entity="schema_version",
+                entity_id=version,
+                details={"version": version, "description": description},
+            )
+            applied.append(version)
+    return applied
+
+
+def connect(path: str | os.PathLike[str]) -> Database:
+    """Open a SQLite file with cellqc's connection settings, without migrating it.
+
+    Settings: a busy timeout of :data:`BUSY_TIMEOUT_S`, foreign keys enforced, WAL journal,
+    ``synchronous=FULL`` (a committed inspection survives a power cut).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The log file; its folder is created when missing.
+
+    Returns
+    -------
+    sqlite_utils.Database
+
+    Raises
+    ------
+    core.errors.InputError
+        The file cannot be opened or is not a SQLite database.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":  # e.g. a file system without shared memory
+            conn.execute("PRAGMA journal_mode = DELETE")
+        conn.execute("PRAGMA synchronous = FULL")
+    except (OSError, sqlite3.DatabaseError) as exc:
+        raise InputError(path, f"cannot open the log: {exc}") from None
+    return Database(conn, execute_plugins=False)
+
+
+def open_log(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    recover: bool = True,
+    stale_after_s: float = 24 * 3600.0,
+) -> Database:
+    """Open (creating if needed) the log, bring its schema up to date, recover stale rows.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        The log file; :func:`default_db_path` when omitted.
+    recover : bool
+        Mark ``running`` inspections whose process is gone as ``interrupted`` (see
+        :func:`core.store.log.mark_stale_interrupted`).
+    stale_after_s : float
+        A ``running`` row started on another host is considered stale after this long.
+
+    Returns
+    -------
+    sqlite_utils.Database
+        The open log. Close it with ``db.close()`` (or use it as a context manager).
+
+    Raises
+    ------
+    core.errors.InputError
+        The file cannot be opened, is not a SQLite database, or was written by a newer
+        cellqc whose schema this version does not know.
+    """
+    path = Path(path) if path is not None else default_db_path()
+    db = connect(path)
+    try:
+        found = schema_version(db)
+        if found > SCHEMA_VERSION:
+            raise InputError(
+                path,
+                f"the log has schema version {found}, newer than this cellqc knows "
+                f"({SCHEMA_VERSION}); update cellqc",
+            )
+        migrate(db)
+        if recover:
+            from core.store.log import mark_stale_interrupted
+
+            mark_stale_interrupted(db, stale_after_s=stale_after_s)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise InputError(path, f"cannot use the log: {exc}") from None
+    except BaseException:
+        db.close()
+        raise
+    return db

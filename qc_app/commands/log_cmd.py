@@ -1,0 +1,198 @@
+"""``cellqc log``, ``cellqc report`` and ``cellqc audit``: the inspection log from the shell.
+
+``cellqc log [--failed] [--cell ID] [--json|--csv]`` lists inspections; ``cellqc report
+INSPECTION_ID`` writes the PDF again from the log; ``cellqc audit verify`` checks the
+hash-chained audit table (exit 0 intact, 1 broken).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.errors import InputError
+from qc_app.cli import cellqc_home, register
+
+LOG_COLUMNS = (
+    "id",
+    "started_at",
+    "cell_id",
+    "final_verdict",
+    "verdict",
+    "status",
+    "n_findings",
+    "recipe",
+    "operator",
+    "report_path",
+)
+
+
+def _db_path(args: argparse.Namespace) -> Path:
+    from core.store import default_db_path
+
+    path = Path(args.db) if args.db else default_db_path()
+    if not path.exists():
+        raise InputError(path, "no log here yet; file an inspection with --db first")
+    return path
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="FILE", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+
+
+# ------------------------------------------------------------------------------- log
+
+
+def add_log_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--failed", action="store_true", help="only cells whose final verdict is FAIL")
+    p.add_argument("--cell", metavar="ID", help="only this cell")
+    p.add_argument(
+        "--status",
+        choices=("running", "complete", "interrupted", "failed"),
+        help="only inspections with this status",
+    )
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the newest N")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="JSON list on stdout")
+    out.add_argument("--csv", action="store_true", help="CSV on stdout")
+    _add_db(p)
+
+
+def _short_time(iso: Any) -> str:
+    text = str(iso or "")
+    return text[:19].replace("T", " ")
+
+
+def _verdict_text(row: dict[str, Any]) -> str:
+    final = row.get("final_verdict") or "—"
+    if row.get("override_verdict"):
+        return f"{final}*"
+    return str(final)
+
+
+def run_log(args: argparse.Namespace) -> int:
+    from core.store import list_inspections, open_log
+
+    with open_log(_db_path(args)) as db:
+        rows = list_inspections(
+            db, failed=args.failed, cell_id=args.cell, status=args.status, limit=args.limit
+        )
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return 0
+    if args.csv:
+        columns = list(rows[0]) if rows else list(LOG_COLUMNS)
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return 0
+    if not rows:
+        print("no inspections match", file=sys.stderr)
+        return 0
+    header = ("ID", "STARTED (UTC)", "CELL", "VERDICT", "STATUS", "FINDINGS", "RECIPE", "OPERATOR")
+    table = [
+        (
+            str(r["id"]),
+            _short_time(r["started_at"]),
+            str(r["cell_id"]),
+            _verdict_text(r),
+            str(r["status"]),
+            "" if r["n_findings"] is None else str(r["n_findings"]),
+            str(r["recipe"] or ""),
+            str(r["operator"] or ""),
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
+    for line in (header, *table):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    if any(r.get("override_verdict") for r in rows):
+        print("* verdict overridden by an engineer (see the report)", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inspection_id", type=int, metavar="INSPECTION_ID")
+    p.add_argument("--out", metavar="PDF", help="where to write (default $CELLQC_HOME/reports/)")
+    p.add_argument(
+        "--no-volume", action="store_true", help="do not read the volume again (no slice figures)"
+    )
+    _add_db(p)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "cell"
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from core.report import inputs_from_log, write_report
+    from core.store import open_log
+
+    with open_log(_db_path(args)) as db:
+        print(f"reading inspection {args.inspection_id} from the log", file=sys.stderr)
+        inputs = inputs_from_log(db, args.inspection_id, load_volume=not args.no_volume)
+        if inputs.volume_note:
+            print(f"no slice figures: {inputs.volume_note}", file=sys.stderr)
+        cell = str(inputs.result.get("cell_id") or "cell")
+        out = (
+            Path(args.out)
+            if args.out
+            else (
+                cellqc_home()
+                / "reports"
+                / f"{_safe_name(cell)}-inspection-{args.inspection_id}.pdf"
+            )
+        )
+        try:
+            sha = write_report(inputs, out, db=db, inspection_id=args.inspection_id)
+        except OSError as exc:
+            raise InputError(out, f"cannot write the report: {exc.strerror or exc}") from None
+    print(f"sha256 {sha}", file=sys.stderr)
+    print(out)
+    return 0
+
+
+# ------------------------------------------------------------------------------ audit
+
+
+def add_audit_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("verify",), help="verify: check the audit hash chain")
+    _add_db(p)
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from core.store import check_records, find_audit_break, open_log
+
+    with open_log(_db_path(args), recover=False) as db:
+        broken = find_audit_break(db)
+        rows = int(db.conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+        problems = check_records(db) if broken is None else []
+    if broken is not None:
+        print(f"audit chain BROKEN at row {broken.row_id}: {broken.problem}")
+        return 1
+    if problems:
+        print(f"audit chain intact ({rows} rows), but the inspections disagree with it:")
+        for problem in problems:
+            print(f"  {problem}")
+        return 1
+    print(f"audit chain intact ({rows} rows); every complete inspection matches its audit entry")
+    return 0
+
+
+register("log", "list inspections in the log", add_log_arguments, run_log)
+register(
+    "report",
+    "write an inspection's PDF report again from the log",
+    add_report_arguments,
+    run_report,
+)
+register("audit", "verify the log's hash-chained audit table", add_audit_arguments, run_audit)
