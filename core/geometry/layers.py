@@ -33,7 +33,7 @@ class GeometryParams:
     arc_step_vox: float = 1.0
     cu_search_fraction: float = 0.3
     min_layer_zscore: float = 3.5
-    min_roll_score: float = 0.12
+    min_roll_score: float = 0.25
     angular_smoothing_um: float = 40.0
 
 
@@ -68,7 +68,13 @@ class SliceRoll:
 
 
 def estimate_pitch(profiles: np.ndarray, step_um: float, params: GeometryParams) -> tuple[float, float]:
-    """Pitch (µm) and its normalised autocorrelation (0–1) from radial profiles (rays × rho)."""
+    """Pitch (µm) and its score (0–1) from radial profiles (rays × rho).
+
+    The pitch is the autocorrelation peak with the largest prominence (its height above the
+    lowest value at shorter lags) within the recipe's pitch range; the score is half that
+    prominence. Wound layers give a deep dip at half the pitch and a high peak at the pitch
+    (score ≈ 0.5–0.9); caps, tabs and smooth shading give a monotone decay (score ≈ 0).
+    """
     detrend_sigma = params.pitch_max_um / step_um
     x = profiles - ndimage.gaussian_filter1d(profiles, detrend_sigma, axis=1, mode="nearest")
     n = x.shape[1]
@@ -81,11 +87,18 @@ def estimate_pitch(profiles: np.ndarray, step_um: float, params: GeometryParams)
     hi = min(int(params.pitch_max_um / step_um), n - 2)
     if hi <= lo + 2:
         return math.nan, 0.0
-    i = lo + int(np.argmax(ac[lo:hi]))
+    inner = ac[lo:hi + 1]
+    is_peak = (inner[1:-1] > inner[:-2]) & (inner[1:-1] >= inner[2:])
+    peaks = lo + 1 + np.nonzero(is_peak)[0]
+    if peaks.size == 0:
+        return math.nan, 0.0
+    running_min = np.minimum.accumulate(ac)
+    prominence = ac[peaks] - running_min[peaks]
+    i = int(peaks[np.argmax(prominence)])
     a, b, c = ac[i - 1], ac[i], ac[i + 1]
     denom = a - 2 * b + c
-    shift = 0.5 * (a - c) / denom if denom < 0 else 0.0
-    return (i + shift) * step_um, float(b)
+    shift = float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5)) if denom < 0 else 0.0
+    return (i + shift) * step_um, float(np.max(prominence) / 2)
 
 
 def _binned_phase(values: np.ndarray, rho: np.ndarray, t: np.ndarray, pitch: float, direction: int,
@@ -117,7 +130,7 @@ def fit_spiral_phase(cu_response: np.ndarray, rho_px: np.ndarray, t: np.ndarray,
                 n = len(prof)
                 a, b, c = prof[(i - 1) % n], prof[i], prof[(i + 1) % n]
                 denom = a - 2 * b + c
-                shift = 0.5 * (a - c) / denom if denom < 0 else 0.0
+                shift = float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5)) if denom < 0 else 0.0
                 best = (sharp, p, d, ((i + 0.5 + shift) / n) % 1.0)
     return best[1], best[2], best[3]
 
@@ -139,9 +152,56 @@ def _circular_median(values: np.ndarray, size: int) -> np.ndarray:
     return ndimage.median_filter(values, size=max(size | 1, 3), mode="wrap")
 
 
+def _local_phase_shift(smooth: np.ndarray, t: np.ndarray, pitch_px: float, direction: int,
+                       n_sec: int = 72):
+    """Where the layers sit against the global spiral, locally (in rho samples).
+
+    Real rolls are not perfect spirals: a few turns near the mandrel may be shifted by a
+    fraction of a pitch against the outer ones (a gap at the electrode start, a tab). The
+    local Fourier phase of the layer pattern, per angular sector and radial band of two
+    pitches, measures that shift; the tracker follows it instead of the global model.
+    Returns a function ``shift(t, rho) -> samples``.
+    """
+    n_t, n_rho = smooth.shape
+    detrended = smooth - ndimage.gaussian_filter1d(smooth, pitch_px, axis=1, mode="nearest")
+    rho_idx = np.arange(n_rho, dtype=float)
+    phi = (rho_idx[None, :] - direction * pitch_px * t[:, None] / (2 * np.pi)) / pitch_px
+    band_w = 2.0 * pitch_px
+    band = (rho_idx // band_w).astype(int)
+    n_band = int(band.max()) + 1
+    sec = np.arange(n_t) * n_sec // n_t
+    key = (sec[:, None] * n_band + band[None, :]).ravel()
+    zw = (detrended * np.exp(-2j * np.pi * phi)).ravel()
+    z = (np.bincount(key, weights=zw.real, minlength=n_sec * n_band)
+         + 1j * np.bincount(key, weights=zw.imag, minlength=n_sec * n_band)).reshape(n_sec, n_band)
+    wsum = np.bincount(key, weights=np.abs(detrended).ravel(), minlength=n_sec * n_band).reshape(n_sec, n_band)
+    z = z + 0.5 * (np.roll(z, 1, axis=0) + np.roll(z, -1, axis=0))
+    wsum = wsum + 0.5 * (np.roll(wsum, 1, axis=0) + np.roll(wsum, -1, axis=0))
+    coherence = np.abs(z) / np.maximum(wsum, 1e-12)
+    reference = z[coherence > np.percentile(coherence, 50)].sum()
+    # A pattern shifted outwards by d samples turns the phasor by -2π d / pitch.
+    cycles = np.angle(z * np.conj(reference)) / (2 * np.pi)
+    trust = np.clip(coherence / max(float(np.percentile(coherence, 75)), 1e-12) * 2 - 0.5, 0, 1)
+    shift_map = -cycles * pitch_px * trust
+
+    def shift(tt: np.ndarray, rr: np.ndarray) -> np.ndarray:
+        si = tt / (2 * np.pi) * n_sec - 0.5
+        bi = np.clip(rr / band_w - 0.5, 0, n_band - 1)
+        padded = np.concatenate([shift_map[-1:], shift_map, shift_map[:1]], axis=0)
+        return ndimage.map_coordinates(padded, [si + 1, bi], order=1, mode="nearest")
+
+    return shift
+
+
+def angles_for_radius(rho_max_px: float, params: GeometryParams) -> int:
+    """Number of unwrap angles: an arc step of ``params.arc_step_vox`` at the outer radius."""
+    return int(math.ceil(2 * np.pi * rho_max_px / params.arc_step_vox / 8.0)) * 8
+
+
 def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFrame,
                   max_radius_um: float, params: GeometryParams | None = None,
-                  pitch_um: float | None = None, direction: int | None = None) -> SliceRoll:
+                  pitch_um: float | None = None, direction: int | None = None,
+                  n_angles: int | None = None) -> SliceRoll:
     """Trace the Cu collectors and cathode sheets of one slice.
 
     Parameters
@@ -158,12 +218,14 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     params : GeometryParams
     pitch_um, direction : optional
         Known pitch and winding direction (from other slices); refined when not given.
+    n_angles : int, optional
+        Number of angles of the unwrap (the same for every slice of a volume).
     """
     params = params or GeometryParams()
     step = params.radial_step_vox
     rho_max_px = max_radius_um / pixel_um - 1.0
     rho = np.arange(0.0, rho_max_px, step)
-    n_t = int(math.ceil(2 * np.pi * rho_max_px / params.arc_step_vox / 8.0)) * 8
+    n_t = n_angles or angles_for_radius(rho_max_px, params)
     t = np.linspace(0.0, 2 * np.pi, n_t, endpoint=False)
     raw = unwrap(image, frame, t, rho)
     step_um = step * pixel_um
@@ -198,9 +260,11 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     offsets = np.arange(-half, half + 1)
     n_lo = int(math.floor(-phase - 1))
     n_hi = int(math.ceil(len(rho) / pitch_px - phase + 1))
-    traces, zs = [], []
+    local_shift = _local_phase_shift(smooth, t, pitch_px, direction)
+    traces, zs, offsets_from_model = [], [], []
     for n in range(n_lo, n_hi + 1):
         pred = pitch_px * (phase + n + direction * t / (2 * np.pi))
+        pred = pred + local_shift(t, pred)
         center = np.rint(pred).astype(np.int64)
         cols = center[:, None] + offsets[None, :]
         inside = (cols >= 0) & (cols < len(rho))
@@ -211,6 +275,7 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
         valid = np.isfinite(peak) & (cols[np.arange(n_t), j] > 0) & (cols[np.arange(n_t), j] < len(rho) - 1)
         traces.append(np.where(valid, pos, np.nan))
         zs.append(np.where(valid, peak / noise, 0.0))
+        offsets_from_model.append(np.where(valid, np.abs(pos - pred), np.inf))
     traces_arr = np.array(traces)  # (layers, n_t) in rho samples
     z_arr = np.array(zs)
     # A real collector is a continuous line: its position agrees with its neighbours along
@@ -222,38 +287,63 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     # collectors, and real collectors form one contiguous block of turns.
     per_layer = np.percentile(np.where(strong, z_arr, 0.0), 75, axis=1)
     typical = np.percentile(per_layer, 90) if per_layer.size else 0.0
-    present = (per_layer >= 0.5 * typical) & (strong.mean(axis=1) > 0.25) & (typical > 0)
+    # ... and they sit on the spiral model, while band edges beyond the last collector sit
+    # at a fixed offset from it.
+    off_model = np.array(offsets_from_model)
+    on_model = np.array([np.median(o[sl]) if sl.any() else np.inf for o, sl in zip(off_model, strong)]) < 0.2 * pitch_px
+    present = (per_layer >= 0.5 * typical) & (strong.mean(axis=1) > 0.25) & (typical > 0) & on_model
     strong &= z_arr >= 0.3 * typical
     if present.sum() < 2:
         result.note = "no Cu collectors traced: skipped"
         return result
+    # A single weak turn between traced ones is still a turn (a defect, a tab crossing it).
+    present = present | (ndimage.binary_closing(present, structure=np.ones(3, bool)) & (typical > 0))
     labels, n_blocks = ndimage.label(present)
     sizes = ndimage.sum_labels(present, labels, np.arange(1, n_blocks + 1))
     block = np.nonzero(labels == 1 + int(np.argmax(sizes)))[0]
     first, last = block[0], block[-1]
+    if last - first < 1:
+        result.note = "fewer than two Cu collectors traced: skipped"
+        return result
     traces_arr, z_arr, strong = traces_arr[first:last + 1], z_arr[first:last + 1], strong[first:last + 1]
 
-    # Winding index = order along the ray: n_min(t) is the innermost traced collector.
-    any_strong = strong.any(axis=0)
-    n_min = np.where(any_strong, np.argmax(strong, axis=0), 0)
-    n_max = np.where(any_strong, strong.shape[0] - 1 - np.argmax(strong[::-1], axis=0), 0)
-    window = max(int(n_t * 0.03), 3)
-    n_min = np.rint(_circular_median(n_min.astype(float), window)).astype(int)
-    n_max = np.rint(_circular_median(n_max.astype(float), window)).astype(int)
+    # Winding index = order along the ray. The innermost turn starts at the seam and the
+    # outermost ends somewhere: each is one step function of the angle, fitted to where the
+    # first and last turns are traced (robust to ring artifacts mimicking a layer in the hole).
+    n_layers = traces_arr.shape[0]
+    ahead = direction > 0
+
+    def step_fit(covered: np.ndarray, present_after: bool) -> int:
+        """Index s maximising agreement with 'present for t >= s' (or 't < s')."""
+        gain = 2.0 * covered - 1.0
+        if present_after:
+            score = np.r_[np.cumsum(gain[::-1])[::-1], 0.0]  # score[s] = sum over t >= s
+        else:
+            score = np.r_[0.0, np.cumsum(gain)]  # score[s] = sum over t < s
+        return int(np.argmax(score))
+
+    idx_t = np.arange(n_t)
+    s_in = step_fit(strong[0], present_after=ahead)
+    n_min = np.where(idx_t >= s_in, 0, 1) if ahead else np.where(idx_t < s_in, 0, 1)
+    s_out = step_fit(strong[-1], present_after=not ahead)
+    last = n_layers - 1
+    n_max = np.where(idx_t < s_out, last, last - 1) if ahead else np.where(idx_t >= s_out, last, last - 1)
     counts = n_max - n_min + 1
     n_windings = int(np.median(counts))
     k_max = int(counts.max())
+    if n_windings < 2:
+        result.note = "fewer than two windings traced: skipped"
+        return result
     cols = np.arange(n_t)
     cu_idx = np.full((k_max, n_t), np.nan)
     cu_z = np.zeros((k_max, n_t))
     for k in range(k_max):
         layer = n_min + k
         ok = layer <= n_max
-        layer_c = np.clip(layer, 0, traces_arr.shape[0] - 1)
+        layer_c = np.clip(layer, 0, n_layers - 1)
         cu_idx[k] = np.where(ok, traces_arr[layer_c, cols], np.nan)
         cu_z[k] = np.where(ok, z_arr[layer_c, cols], 0.0)
-    seam_changes = np.nonzero(np.diff(np.r_[n_min, n_min[0]]) != 0)[0]
-    seam_deg = float(np.degrees(t[(seam_changes[0] + 1) % n_t])) if seam_changes.size else math.nan
+    seam_deg = float(np.degrees(t[s_in % n_t]))
 
     metric = frame.metric(t)
     result.is_roll = True
@@ -343,7 +433,7 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
 
 
 def refine_frame(image: np.ndarray, pixel_um: float, frame: EllipticFrame, max_radius_um: float,
-                 params: GeometryParams | None = None, iterations: int = 3) -> tuple[EllipticFrame, float, int]:
+                 params: GeometryParams | None = None, iterations: int = 3) -> tuple[EllipticFrame, float, int, float]:
     """Refine the roll's centre and ovality, and find its pitch and winding direction.
 
     In each angular sector and radial band the layers' radial phase ``arg Σ w exp(2πi rho/p)``
@@ -361,8 +451,12 @@ def refine_frame(image: np.ndarray, pixel_um: float, frame: EllipticFrame, max_r
         NaN when the slice shows no layers.
     direction : int
         +1 when the radius grows with the angle t, else -1.
+    score : float
+        Normalised autocorrelation at the pitch (0–1): how clearly the slice shows layers.
     """
     params = params or GeometryParams()
+    if not (math.isfinite(max_radius_um) and max_radius_um > 0):
+        return frame, math.nan, 1, 0.0
     step = params.radial_step_vox
     rho_max_px = max_radius_um / pixel_um - 1.0
     rho = np.arange(0.0, rho_max_px, step)
@@ -380,7 +474,7 @@ def refine_frame(image: np.ndarray, pixel_um: float, frame: EllipticFrame, max_r
         smooth = ndimage.gaussian_filter1d(raw, 1.0, axis=0, mode="wrap")
         est, score = estimate_pitch(smooth[:: max(1, n_t // 90), int(0.1 * len(rho)):], step * pixel_um, params)
         if not math.isfinite(est) or score < params.min_roll_score:
-            return frame, math.nan, 1
+            return frame, math.nan, 1, 0.0
         pitch_px = est / pixel_um / step  # in rho samples
         # The local Fourier coefficient of the detrended intensity at the pitch frequency.
         weights = smooth - ndimage.gaussian_filter1d(smooth, pitch_px, axis=1, mode="nearest")
@@ -409,10 +503,11 @@ def refine_frame(image: np.ndarray, pixel_um: float, frame: EllipticFrame, max_r
         band_coherence = np.median(coherence, axis=0)
         good_band = (band_coherence > 0.5 * np.percentile(band_coherence, 75)) & (band_rho > 0.1 * rho_max_px)
         if good_band.sum() < 2:
-            return frame, math.nan, 1
+            return frame, math.nan, 1, 0.0
         phases = np.unwrap(np.angle(z[:, good_band]), axis=0)
         # Closing the circle: the phase turns by one cycle in the winding direction.
-        turns = np.angle(np.roll(z[:, good_band], -1, axis=0) / z[:, good_band]).sum(axis=0) / (2 * np.pi)
+        zg = z[:, good_band]
+        turns = np.angle(np.roll(zg, -1, axis=0) * np.conj(zg)).sum(axis=0) / (2 * np.pi)
         direction = 1 if np.median(turns) > 0 else -1
         dev_px = (phases - direction * sec_t[:, None]) / (2 * np.pi) * pitch_px * step
         bands = np.nonzero(good_band)[0]
@@ -440,4 +535,4 @@ def refine_frame(image: np.ndarray, pixel_um: float, frame: EllipticFrame, max_r
                               float(math.atan2(ey, ex) / 2))
         if math.hypot(c1, s1) < 0.1 and math.hypot(c2, s2) * rho_max_px < 0.1:
             break
-    return frame, float(pitch_px * step * pixel_um), int(direction)
+    return frame, float(pitch_px * step * pixel_um), int(direction), float(score)

@@ -1,0 +1,273 @@
+"""Cell geometry of a whole volume: can, axis, roll frame, and every slice's layers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.errors import Cancelled, InputError
+from core.geometry.can import CanSlice, CellAxis, detect_can, fit_axis
+from core.geometry.layers import GeometryParams, SliceRoll, analyze_slice, angles_for_radius, refine_frame
+from core.geometry.unwrap import EllipticFrame
+from core.io.volume import Volume
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class CellGeometry:
+    """Everything the detectors need to know about where things are in a cell volume.
+
+    Attributes
+    ----------
+    spacing_um : (z, y, x) voxel size.
+    pixel_um : in-plane voxel size used for radii.
+    cans : per-slice can fits (on a subset of slices).
+    axis : the cell axis (pixel centre as a function of z).
+    roll_offset_yx_px : roll centre minus can axis (pixels).
+    ovality, ovality_angle_deg : the roll's ovality and long-axis direction.
+    pitch_um, direction : spiral pitch and winding direction (+1: radius grows with angle).
+    slices : one :class:`SliceRoll` per slice of the volume.
+    notes : human-readable remarks (skipped slices and why).
+    """
+
+    spacing_um: tuple[float, float, float]
+    shape: tuple[int, int, int]
+    pixel_um: float
+    cans: list[CanSlice]
+    axis: CellAxis
+    roll_offset_yx_px: tuple[float, float] = (0.0, 0.0)
+    ovality: float = 0.0
+    ovality_angle_deg: float = 0.0
+    pitch_um: float = math.nan
+    direction: int = 1
+    slices: list[SliceRoll] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ summaries
+    @property
+    def roll_slices(self) -> list[int]:
+        """Indices of the slices that cross the jelly roll."""
+        return [s.z for s in self.slices if s.is_roll]
+
+    @property
+    def windings(self) -> int:
+        counts = [s.windings for s in self.slices if s.is_roll]
+        return int(np.median(counts)) if counts else 0
+
+    def frame_at(self, z: float) -> EllipticFrame:
+        cy, cx = self.axis.center_at(z)
+        return EllipticFrame((cy + self.roll_offset_yx_px[0], cx + self.roll_offset_yx_px[1]),
+                             self.ovality, math.radians(self.ovality_angle_deg))
+
+    def _can_stat(self, name: str, func=np.median) -> float:
+        vals = [getattr(c, name) for c in self.cans if c.found and math.isfinite(getattr(c, name))]
+        return float(func(vals)) if vals else math.nan
+
+    def stacked(self, name: str) -> np.ndarray:
+        """A per-slice array stacked over the roll slices: (n_roll, windings_max, n_angles)."""
+        rolls = [s for s in self.slices if s.is_roll]
+        if not rolls:
+            return np.zeros((0, 0, 0), np.float32)
+        k_max = max(getattr(s, name).shape[0] for s in rolls)
+        n_t = rolls[0].t_rad.size
+        out = np.full((len(rolls), k_max, n_t), np.nan, np.float32)
+        for i, s in enumerate(rolls):
+            a = getattr(s, name)
+            out[i, : a.shape[0]] = a
+        return out
+
+    def spiral_fit(self) -> dict[str, Any]:
+        """Fit r = a + b·θ to every Cu layer of every roll slice (θ unwrapped from the seam).
+
+        Returns the pitch from the fits (2π b), and the residual RMS (µm) — the winding-quality
+        measure: a perfect Archimedean roll has residuals at the noise level.
+        """
+        rms, slopes = [], []
+        for s in self.slices:
+            if not s.is_roll or not math.isfinite(s.seam_deg):
+                continue
+            theta = (s.direction * (s.t_rad - math.radians(s.seam_deg))) % (2 * np.pi)
+            for k in range(min(s.windings, s.cu_radius_um.shape[0])):
+                r = s.cu_radius_um[k]
+                ok = np.isfinite(r)
+                if ok.sum() < 16:
+                    continue
+                b, a = np.polyfit(theta[ok], r[ok], 1)
+                res = r[ok] - (a + b * theta[ok])
+                rms.append(float(np.sqrt(np.mean(res**2))))
+                slopes.append(b)
+        if not rms:
+            return {"layers": 0}
+        return {
+            "layers": len(rms),
+            "pitch_um": float(np.median(slopes) * 2 * np.pi),
+            "residual_rms_um_median": float(np.median(rms)),
+            "residual_rms_um_p95": float(np.percentile(rms, 95)),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``geometry`` block of the inspection result (DESIGN.md), with extra keys."""
+        rolls = [s for s in self.slices if s.is_roll]
+        z_mid = rolls[len(rolls) // 2].z if rolls else self.shape[0] // 2
+        center = self.frame_at(z_mid).center_yx_px
+        drift = self.axis.drift_yx_px_per_slice
+        px, dz = self.pixel_um, self.spacing_um[0]
+        skipped = [s for s in self.slices if not s.is_roll]
+
+        def med(vals: list[float]) -> float:
+            vals = [v for v in vals if math.isfinite(v)]
+            return float(np.median(vals)) if vals else math.nan
+
+        out = {
+            "axis_center_yx_px": [float(center[0]), float(center[1])],
+            "can_outer_radius_um": self._can_stat("outer_radius_um"),
+            "can_inner_radius_um": self._can_stat("inner_radius_um"),
+            "roll_inner_radius_um": med([s.roll_inner_radius_um for s in rolls]),
+            "roll_outer_radius_um": med([s.roll_outer_radius_um for s in rolls]),
+            "windings": self.windings,
+            "can_outer_diameter_mm": 2e-3 * self._can_stat("outer_radius_um"),
+            "can_wall_min_um": self._can_stat("wall_min_um", np.min),
+            "can_wall_mean_um": self._can_stat("wall_mean_um"),
+            "can_ovality": self._can_stat("ovality"),
+            "can_dent_max_um": self._can_stat("dent_depth_um", np.max),
+            "axis_drift_um_per_mm": [1000 * d * px / dz for d in drift],
+            "axis_tilt_deg": self.axis.tilt_deg,
+            "axis_center_mm": [c * px / 1000 for c in center],
+            "roll_center_offset_um": [o * px for o in self.roll_offset_yx_px],
+            "roll_ovality": self.ovality,
+            "roll_ovality_angle_deg": self.ovality_angle_deg,
+            "pitch_um": self.pitch_um,
+            "winding_direction": "counter-clockwise" if self.direction > 0 else "clockwise",
+            "roll_slices": len(rolls),
+            "roll_slice_range": [rolls[0].z, rolls[-1].z] if rolls else None,
+            "skipped_slices": len(skipped),
+            "notes": self.notes,
+        }
+        out["spiral_fit"] = self.spiral_fit()
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+
+
+def _check_cancel(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("cancelled")
+
+
+def _evenly(items: list[int], n: int) -> list[int]:
+    if len(items) <= n:
+        return list(items)
+    idx = np.linspace(0, len(items) - 1, n).round().astype(int)
+    return [items[i] for i in idx]
+
+
+def measure_geometry(volume: Volume, params: GeometryParams | None = None,
+                     progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> CellGeometry:
+    """Find the can, the axis, the roll frame and trace the layers of every slice.
+
+    Parameters
+    ----------
+    volume : Volume
+    params : GeometryParams
+        Physical parameters (µm).
+    progress : callable(fraction, message), optional
+    cancel : callable() -> bool, optional
+        Checked between slices; raises :class:`core.errors.Cancelled` when it returns True.
+
+    Raises
+    ------
+    InputError
+        When no slice shows a can (the volume is not a cylindrical cell).
+    """
+    params = params or GeometryParams()
+    nz = volume.shape[0]
+    sz, sy, sx = volume.spacing_um
+    pixel_um = 0.5 * (sy + sx)
+    notes: list[str] = []
+    if abs(sy - sx) > 0.01 * pixel_um:
+        notes.append(f"in-plane voxels are not square ({sy} × {sx} µm); radii use their mean")
+    report = progress or (lambda f, m: None)
+
+    # 1. The can on a subset of slices, and the axis through their centres.
+    can_z = _evenly(list(range(nz)), 24)
+    cans = []
+    for i, z in enumerate(can_z):
+        _check_cancel(cancel)
+        cans.append(detect_can(volume.slice(z), pixel_um, z, params.max_can_wall_um))
+        report(0.1 * (i + 1) / len(can_z), f"can: slice {z}")
+    found = [c for c in cans if c.found]
+    if not found:
+        raise InputError(volume.source or "volume", "no cylindrical can found in any slice; is this a cell volume?")
+    axis = fit_axis(np.array([c.z for c in found]), np.array([c.center_yx_px for c in found]), sz, pixel_um)
+    can_inner = float(np.median([c.inner_radius_um if math.isfinite(c.inner_radius_um)
+                                 else c.outer_radius_um - params.max_can_wall_um for c in found]))
+    geometry = CellGeometry(volume.spacing_um, volume.shape, pixel_um, cans, axis, notes=notes)
+
+    # 2. The roll frame (centre offset, ovality), pitch and direction from a few slices.
+    candidates = []
+    frame_z = _evenly([c.z for c in found], 6)
+    for i, z in enumerate(frame_z):
+        _check_cancel(cancel)
+        frame, pitch, direction, score = refine_frame(volume.slice(z), pixel_um, EllipticFrame(axis.center_at(z)),
+                                                      can_inner, params)
+        report(0.1 + 0.1 * (i + 1) / len(frame_z), f"roll frame: slice {z}")
+        if math.isfinite(pitch):
+            candidates.append((score, z, frame, pitch, direction))
+    # Only the slices that show layers most clearly set the frame (not caps or tabs).
+    best_score = max((c[0] for c in candidates), default=0.0)
+    candidates = [c for c in candidates if c[0] >= 0.6 * best_score]
+    offsets, ovals, pitches, directions = [], [], [], []
+    for _score, z, frame, pitch, direction in candidates:
+        cy, cx = axis.center_at(z)
+        offsets.append((frame.center_yx_px[0] - cy, frame.center_yx_px[1] - cx))
+        ovals.append(frame.ovality * np.exp(2j * frame.alpha_rad))
+        pitches.append(pitch)
+        directions.append(direction)
+    if not pitches:
+        notes.append("no slice shows wound layers: no jelly roll in this volume")
+        geometry.slices = [SliceRoll(z=z, is_roll=False, note="no jelly roll") for z in range(nz)]
+        return geometry
+    off = np.median(np.array(offsets), axis=0)
+    oval = complex(np.median(np.real(ovals)), np.median(np.imag(ovals)))
+    geometry.roll_offset_yx_px = (float(off[0]), float(off[1]))
+    geometry.ovality = abs(oval)
+    geometry.ovality_angle_deg = math.degrees(np.angle(oval) / 2) % 180.0
+    geometry.pitch_um = float(np.median(pitches))
+    geometry.direction = 1 if sum(directions) >= 0 else -1
+
+    # 3. Every slice's layers about the common frame.
+    n_angles = angles_for_radius(can_inner / pixel_um - 1.0, params)
+    slices = []
+    for z in range(nz):
+        _check_cancel(cancel)
+        s = analyze_slice(volume.slice(z), z, pixel_um, geometry.frame_at(z), can_inner, params,
+                          pitch_um=geometry.pitch_um, direction=geometry.direction, n_angles=n_angles)
+        slices.append(s)
+        report(0.2 + 0.8 * (z + 1) / nz, f"layers: slice {z + 1}/{nz}")
+    geometry.slices = slices
+    rolls = [s for s in slices if s.is_roll]
+    if rolls:
+        typical = int(np.median([s.windings for s in rolls]))
+        for s in rolls:
+            if abs(s.windings - typical) > max(2, 0.1 * typical):
+                s.is_roll = False
+                s.note = f"{s.windings} windings traced against {typical} elsewhere (roll end or tabs): skipped"
+    skipped = [s for s in slices if not s.is_roll]
+    if skipped:
+        spans = _spans([s.z for s in skipped])
+        notes.append(f"{len(skipped)} slice(s) without jelly roll skipped ({spans}): cap, headspace, tabs or roll ends")
+    return geometry
+
+
+def _spans(zs: list[int]) -> str:
+    parts, start = [], None
+    for i, z in enumerate(zs):
+        if start is None:
+            start = z
+        if i + 1 == len(zs) or zs[i + 1] != z + 1:
+            parts.append(f"{start}" if start == z else f"{start}–{z}")
+            start = None
+    return ", ".join(parts)
