@@ -290,7 +290,7 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     # ... and they sit on the spiral model, while band edges beyond the last collector sit
     # at a fixed offset from it.
     off_model = np.array(offsets_from_model)
-    on_model = np.array([np.median(o[sl]) if sl.any() else np.inf for o, sl in zip(off_model, strong)]) < 0.2 * pitch_px
+    on_model = np.array([np.median(o[sl]) if sl.any() else np.inf for o, sl in zip(off_model, strong, strict=False)]) < 0.2 * pitch_px
     present = (per_layer >= 0.5 * typical) & (strong.mean(axis=1) > 0.25) & (typical > 0) & on_model
     strong &= z_arr >= 0.3 * typical
     if present.sum() < 2:
@@ -462,7 +462,7 @@ def refine_frame(image: np.ndarray, pixel_um: float, frame: EllipticFrame, max_r
     rho = np.arange(0.0, rho_max_px, step)
     n_t = min(int(math.ceil(2 * np.pi * rho_max_px / params.arc_step_vox / 8.0)) * 8, 1440)
     t = np.linspace(0.0, 2 * np.pi, n_t, endpoint=False)
-    sigma_cu_px = math.hypot(0.8, params.cu_foil_um / pixel_um / 2.35)
+    math.hypot(0.8, params.cu_foil_um / pixel_um / 2.35)
     n_sec = 72
     sec_of_t = np.arange(n_t) * n_sec // n_t
     sec_t = (np.arange(n_sec) + 0.5) * 2 * np.pi / n_sec

@@ -11,7 +11,13 @@ import numpy as np
 
 from core.errors import Cancelled, InputError
 from core.geometry.can import CanSlice, CellAxis, detect_can, fit_axis
-from core.geometry.layers import GeometryParams, SliceRoll, analyze_slice, angles_for_radius, refine_frame
+from core.geometry.layers import (
+    GeometryParams,
+    SliceRoll,
+    analyze_slice,
+    angles_for_radius,
+    refine_frame,
+)
 from core.geometry.unwrap import EllipticFrame
 from core.io.volume import Volume
 

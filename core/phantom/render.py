@@ -315,7 +315,7 @@ def make_cell(
         return frame, img.copy()
 
     volume = np.empty((nz, size, size), dtype=np.float32)
-    art_cache: dict[Any, np.ndarray] = {}
+    art_cache: dict[str, Any] = {}
     truths: list[dict[str, Any]] = [_defect_truth_init(d) for d in defects]
     for z in range(nz):
         if z < spec.headspace_slices:
@@ -588,17 +588,18 @@ def _defect_truth_finish(spec: CellSpec, defect: Defect, t: dict[str, Any]) -> d
 
 def _apply_artifacts(spec: CellSpec, frame: _Frame, img: np.ndarray, art: Artifacts,
                      rng: np.random.Generator, img_center: float,
-                     cache: dict[Any, np.ndarray] | None = None) -> np.ndarray:
+                     cache: dict[str, Any] | None = None) -> np.ndarray:
     """Cupping (about the cell axis), blur, then rings (about the image centre, i.e. the
     rotation axis) and noise, or the FBP round trip. ``cache`` keeps per-volume fields."""
     cache = {} if cache is None else cache
     out = img.astype(np.float32, copy=True)
     if art.cupping:
-        key = ("cupping", frame.center, art.cupping)
-        if key not in cache:
+        key = (frame.center, art.cupping)  # one entry: a drifting axis changes it per slice
+        if cache.get("cupping_key") != key:
             rel = np.clip(frame.r_phys / float(spec.can_outer_radius_um), 0, 1)
-            cache[key] = (1 - art.cupping * (1 - rel**2)).astype(np.float32)
-        out *= cache[key]
+            cache["cupping"] = (1 - art.cupping * (1 - rel**2)).astype(np.float32)
+            cache["cupping_key"] = key
+        out *= cache["cupping"]
     if art.blur_sigma_px > 0:
         out = ndimage.gaussian_filter(out, art.blur_sigma_px)
     size = out.shape[0]

@@ -3,7 +3,9 @@
 All lengths are in µm and angles in degrees; slice positions (``z``) are slice indices of the
 generated volume. Angles follow the convention used everywhere in cellqc:
 ``angle = atan2(y - cy, x - cx)`` in image index coordinates (x = column, y = row), in
-[0, 360).
+[0, 360). A defect's ``winding`` is the winding index counted from the mandrel outwards along
+the ray at the defect's own angle; the defect stays on that physical layer over its whole
+extent, also where it crosses the spiral's start angle.
 """
 
 from __future__ import annotations

@@ -1,0 +1,374 @@
+"""``cellqc phantom OUT.tif``: write a synthetic cell with known defects and its truth JSON.
+
+The volume goes to ``OUT.tif`` (ImageJ TIFF with the voxel size, via :func:`core.io.write_tiff`)
+and the exact ground truth to ``OUT.truth.json`` (the ``truth`` dict of
+:func:`core.phantom.make_cell` plus an ``output`` entry describing the stored values).
+With ``--dtype uint16`` the attenuation is stored as
+``stored = round((attenuation - value_offset) * value_scale)``, clipped to 0..65535, with
+``value_offset`` = -1 and ``value_scale`` = 8000 (``output`` in the truth repeats both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import InputError
+from qc_app.cli import progress_printer, register
+
+DEFECT_NAMES = {
+    "deflection": "collector_deflection",
+    "void": "delamination",
+    "patch": "coating_patch",
+    "particle": "foreign_particle",
+}
+UINT16_OFFSET = -1.0
+UINT16_SCALE = 8000.0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "out",
+        metavar="OUT.tif",
+        help="volume to write (.tif/.tiff); the truth goes to OUT.truth.json",
+    )
+    p.add_argument(
+        "--kind", choices=["18650", "21700"], default="18650", help="cell format (default 18650)"
+    )
+    p.add_argument(
+        "--voxel-size", default="20", metavar="UM", help="isotropic voxel size in µm (default 20)"
+    )
+    p.add_argument(
+        "--slices", type=_int_arg, default=8, metavar="N", help="number of axial slices (default 8)"
+    )
+    p.add_argument(
+        "--defects",
+        default="all",
+        metavar="all|none|LIST",
+        help="comma list of deflection,void,patch,particle (default all)",
+    )
+    p.add_argument("--seed", type=_int_arg, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument(
+        "--noise",
+        type=_float_arg,
+        default=None,
+        metavar="F",
+        help="noise sigma relative to the cathode coating (default 0.08)",
+    )
+    p.add_argument(
+        "--rings",
+        type=_int_arg,
+        default=None,
+        metavar="N",
+        help="ring artifacts per slice (default 6)",
+    )
+    p.add_argument(
+        "--cupping",
+        type=_float_arg,
+        default=None,
+        metavar="F",
+        help="beam-hardening cupping: centre darker by this fraction (default 0.12)",
+    )
+    p.add_argument(
+        "--blur",
+        type=_float_arg,
+        default=None,
+        metavar="PX",
+        help="Gaussian blur sigma in voxels (default 0.7)",
+    )
+    p.add_argument(
+        "--ovality", type=_float_arg, default=0.0, metavar="E", help="roll ovality e (default 0)"
+    )
+    p.add_argument(
+        "--offset-um",
+        default="0,0",
+        metavar="DY,DX",
+        help="cell axis offset from the image centre, µm",
+    )
+    p.add_argument(
+        "--headspace",
+        type=_int_arg,
+        default=0,
+        metavar="N",
+        help="first N slices show the cap/headspace",
+    )
+    p.add_argument(
+        "--fbp",
+        action="store_true",
+        help="project and reconstruct (parallel-beam FBP): true streaks; slow",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "uint16"],
+        default="float32",
+        help="stored data type (default float32)",
+    )
+
+
+def _int_arg(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def _float_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def parse_defects(text: str) -> list[str]:
+    """``all`` / ``none`` / a comma list of short names → the defect kinds to inject."""
+    text = text.strip().lower()
+    if text == "all":
+        return list(DEFECT_NAMES.values())
+    if text in ("none", ""):
+        return []
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in DEFECT_NAMES]
+    if unknown:
+        raise InputError(
+            "--defects",
+            f"unknown defect {unknown[0]!r}; use all, none or a list of " + ",".join(DEFECT_NAMES),
+        )
+    return [DEFECT_NAMES[n] for n in dict.fromkeys(names)]
+
+
+def _parse_offset(text: str) -> tuple[float, float]:
+    try:
+        parts = [float(p) for p in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise InputError("--offset-um", f"{text!r} is not two numbers DY,DX") from None
+    if len(parts) != 2 or not all(math.isfinite(p) for p in parts):
+        raise InputError("--offset-um", f"{text!r} is not two numbers DY,DX")
+    return parts[0], parts[1]
+
+
+def build_cell_args(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
+    """Turn the command-line options into (CellSpec, Artifacts, defects); InputError if bad."""
+    from core.phantom import Artifacts, CellSpec, default_defects
+
+    try:
+        voxel = float(args.voxel_size)
+    except ValueError:
+        raise InputError("--voxel-size", f"{args.voxel_size!r} is not a number (µm)") from None
+    if not (math.isfinite(voxel) and 1.0 <= voxel <= 100.0):
+        raise InputError(
+            "--voxel-size", f"{args.voxel_size} µm is outside 1–100 µm (5–25 µm is realistic)"
+        )
+    if args.slices < 1:
+        raise InputError("--slices", f"must be ≥ 1, got {args.slices}")
+    if not 0 <= args.headspace < args.slices:
+        raise InputError(
+            "--headspace",
+            f"must be 0..{args.slices - 1} (fewer than --slices), got {args.headspace}",
+        )
+    if not 0.0 <= args.ovality < 0.3:
+        raise InputError("--ovality", f"must be in [0, 0.3), got {args.ovality}")
+    for name in ("noise", "blur"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise InputError(f"--{name}", f"must be ≥ 0, got {value}")
+    if args.rings is not None and args.rings < 0:
+        raise InputError("--rings", f"must be ≥ 0, got {args.rings}")
+    if args.cupping is not None and not 0.0 <= args.cupping < 1.0:
+        raise InputError("--cupping", f"must be in [0, 1), got {args.cupping}")
+    offset = _parse_offset(args.offset_um)
+    kinds = parse_defects(args.defects)
+    try:
+        spec = CellSpec(
+            kind=args.kind,
+            voxel_size_um=voxel,
+            n_slices=args.slices,
+            ovality=args.ovality,
+            center_offset_um=offset,
+            headspace_slices=args.headspace,
+        )
+    except ValueError as exc:
+        raise InputError("cellqc phantom", str(exc)) from None
+    if max(abs(offset[0]), abs(offset[1])) > float(spec.can_outer_radius_um):
+        raise InputError(
+            "--offset-um", f"{args.offset_um} µm moves the cell further than its own radius"
+        )
+    art = Artifacts()
+    overrides = {
+        "noise_sigma": args.noise,
+        "ring_count": args.rings,
+        "cupping": args.cupping,
+        "blur_sigma_px": args.blur,
+    }
+    for field, value in overrides.items():
+        if value is not None:
+            setattr(art, field, value)
+    art.streaks_fbp = bool(args.fbp)
+    defects = [
+        d for d in default_defects(spec, np.random.default_rng(args.seed)) if d.kind in kinds
+    ]
+    return spec, art, defects
+
+
+def _image_size(spec: Any) -> int:
+    reach = float(spec.can_outer_radius_um) + max(abs(c) for c in spec.center_offset_um)
+    return int(2 * math.ceil(reach / spec.voxel_size_um + 12))
+
+
+def check_memory(spec: Any) -> None:
+    """Refuse, before allocating, a volume that does not fit the memory budget."""
+    from core.io import memory_budget
+
+    size = _image_size(spec)
+    need = spec.n_slices * size * size * 4 * 1.1
+    budget = memory_budget()
+    if need > budget:
+        raise InputError(
+            "cellqc phantom",
+            f"a {spec.n_slices} × {size} × {size} float32 volume needs "
+            f"{need / 2**30:.1f} GB, more than the memory budget of {budget / 2**30:.1f} GB "
+            "(use fewer --slices or a larger --voxel-size)",
+        )
+
+
+def to_uint16(array: np.ndarray) -> np.ndarray:
+    """Attenuation → uint16 with the documented fixed scaling (see the module docstring)."""
+    out = np.empty(array.shape, dtype=np.uint16)
+    for z in range(array.shape[0]):
+        scaled = np.rint((array[z].astype(np.float64) - UINT16_OFFSET) * UINT16_SCALE)
+        out[z] = np.clip(scaled, 0, 65535).astype(np.uint16)
+    return out
+
+
+def truth_path_for(out: Path) -> Path:
+    """``cell.tif`` → ``cell.truth.json``."""
+    return out.with_name(out.stem + ".truth.json")
+
+
+def write_cell(cell: Any, out: Path, dtype: str = "float32") -> tuple[Path, dict[str, Any]]:
+    """Write a :class:`core.phantom.SyntheticCell` as OUT (TIFF) + OUT.truth.json.
+
+    Returns the truth path and the truth dict (with its ``output`` entry). Both files are
+    replaced atomically: a crash leaves no half-written file under either name.
+    """
+    from core.io import Volume, write_tiff
+
+    volume = cell.volume
+    truth = dict(cell.truth)
+    if dtype == "uint16":
+        stored = Volume(
+            array=to_uint16(np.asarray(volume.array)),
+            spacing_um=volume.spacing_um,
+            origin_um=volume.origin_um,
+            cell_id=volume.cell_id,
+            source=volume.source,
+            modality=volume.modality,
+            metadata=dict(volume.metadata),
+        )
+        truth["output"] = {
+            "file": out.name,
+            "dtype": "uint16",
+            "value_offset": UINT16_OFFSET,
+            "value_scale": UINT16_SCALE,
+            "formula": "attenuation = stored / value_scale + value_offset",
+        }
+    else:
+        stored = volume
+        truth["output"] = {
+            "file": out.name,
+            "dtype": "float32",
+            "value_offset": 0.0,
+            "value_scale": 1.0,
+            "formula": "attenuation = stored",
+        }
+    truth["cell_id"] = volume.cell_id
+    write_tiff(stored, out)
+    truth_path = truth_path_for(out)
+    tmp = truth_path.with_name(f".{truth_path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(truth, fh, indent=2, default=_json_default)
+            fh.write("\n")
+        os.replace(tmp, truth_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return truth_path, truth
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def describe_defect(d: dict[str, Any], voxel_um: float) -> str:
+    """One line per defect of a truth dict, for people."""
+    kind = d["kind"]
+    where = ""
+    if d.get("present"):
+        z, y, x = d["centroid_zyx_px"]
+        where = f" at (z {z:.1f}, y {y:.1f}, x {x:.1f}) px"
+    winding = f", winding {d['winding']}" if d.get("winding") is not None else ""
+    angle = f", {d['angle_deg']:.0f}°"
+    if kind == "collector_deflection":
+        size = f"Cu collector deflected {d['amplitude_um']:.0f} µm"
+    elif kind == "delamination":
+        size = f"delamination void {d['volume_mm3']:.5f} mm³ ({d['params']['thickness_um']:.0f} µm thick)"
+    elif kind == "coating_patch":
+        size = f"cathode sheet {100 * d['sheet_change']:+.0f} % over {d['area_mm2']:.2f} mm²"
+    elif kind == "foreign_particle":
+        size = f"foreign particle Ø {d['diameter_um']:.0f} µm"
+    else:
+        size = kind
+    return f"{size}{winding}{angle}{where}" + (
+        "" if d.get("present", True) else " (outside the slices)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.phantom import make_cell
+
+    report = progress_printer("phantom ")
+    out = Path(args.out)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise InputError(out, "the output must be a .tif or .tiff file")
+    if not out.parent.is_dir():
+        raise InputError(out, "output folder does not exist")
+    spec, art, defects = build_cell_args(args)
+    check_memory(spec)
+    report(
+        0.0,
+        f"rendering an {spec.kind} cell: {spec.n_slices} slices at {spec.voxel_size_um:g} µm, "
+        f"{len(defects)} defect(s){', FBP round trip (slow)' if art.streaks_fbp else ''}",
+    )
+    cell = make_cell(spec, defects, art, seed=args.seed)
+    report(0.8, f"writing {out}")
+    truth_path, truth = write_cell(cell, out, args.dtype)
+    report(1.0, f"wrote {out} and {truth_path}")
+    nz, ny, nx = truth["shape_zyx"]
+    print(
+        f"{out}: {nz} × {ny} × {nx} voxels of {spec.voxel_size_um:g} µm ({args.dtype}), "
+        f"{truth['roll']['windings']} windings, truth in {truth_path}"
+    )
+    for d in truth["defects"]:
+        print(f"  {describe_defect(d, spec.voxel_size_um)}")
+    return 0
+
+
+register(
+    "phantom",
+    "write a synthetic cell with known defects (OUT.tif + OUT.truth.json)",
+    add_arguments,
+    run,
+)
