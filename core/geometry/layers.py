@@ -76,7 +76,8 @@ def estimate_pitch(profiles: np.ndarray, step_um: float, params: GeometryParams)
     (score ≈ 0.5–0.9); caps, tabs and smooth shading give a monotone decay (score ≈ 0).
     """
     detrend_sigma = params.pitch_max_um / step_um
-    x = profiles - ndimage.gaussian_filter1d(profiles, detrend_sigma, axis=1, mode="nearest")
+    # A moving average over the largest pitch removes shading, not layers; O(n) whatever its size.
+    x = profiles - ndimage.uniform_filter1d(profiles, max(int(2 * detrend_sigma), 3), axis=1, mode="nearest")
     n = x.shape[1]
     spec = np.fft.rfft(x, 2 * n, axis=1)
     ac = np.fft.irfft(spec * np.conj(spec), axis=1)[:, :n].mean(axis=0)
@@ -163,18 +164,22 @@ def _local_phase_shift(smooth: np.ndarray, t: np.ndarray, pitch_px: float, direc
     Returns a function ``shift(t, rho) -> samples``.
     """
     n_t, n_rho = smooth.shape
-    detrended = smooth - ndimage.gaussian_filter1d(smooth, pitch_px, axis=1, mode="nearest")
+    # A moving average over exactly one pitch cancels the layer pattern and keeps the shading.
+    detrended = smooth - ndimage.uniform_filter1d(smooth, max(int(round(pitch_px)), 3), axis=1, mode="nearest")
     rho_idx = np.arange(n_rho, dtype=float)
-    phi = (rho_idx[None, :] - direction * pitch_px * t[:, None] / (2 * np.pi)) / pitch_px
     band_w = 2.0 * pitch_px
-    band = (rho_idx // band_w).astype(int)
-    n_band = int(band.max()) + 1
-    sec = np.arange(n_t) * n_sec // n_t
-    key = (sec[:, None] * n_band + band[None, :]).ravel()
-    zw = (detrended * np.exp(-2j * np.pi * phi)).ravel()
-    z = (np.bincount(key, weights=zw.real, minlength=n_sec * n_band)
-         + 1j * np.bincount(key, weights=zw.imag, minlength=n_sec * n_band)).reshape(n_sec, n_band)
-    wsum = np.bincount(key, weights=np.abs(detrended).ravel(), minlength=n_sec * n_band).reshape(n_sec, n_band)
+    band_starts = np.arange(0, n_rho, band_w).astype(int)
+    n_band = band_starts.size
+    sec_starts = np.unique(np.arange(n_sec) * n_t // n_sec)
+    n_sec = sec_starts.size
+    # exp(-2πi φ) with φ = rho/p - s t/2π factorises: two 1-D carriers, sums by blocks.
+    carrier_r = np.exp(-2j * np.pi * rho_idx / pitch_px)
+    carrier_t = np.exp(1j * direction * t)
+    zr = np.add.reduceat(detrended * carrier_r.real[None, :], band_starts, axis=1)
+    zi = np.add.reduceat(detrended * carrier_r.imag[None, :], band_starts, axis=1)
+    zt = (zr + 1j * zi) * carrier_t[:, None]
+    z = np.add.reduceat(zt, sec_starts, axis=0)
+    wsum = np.add.reduceat(np.add.reduceat(np.abs(detrended), band_starts, axis=1), sec_starts, axis=0)
     z = z + 0.5 * (np.roll(z, 1, axis=0) + np.roll(z, -1, axis=0))
     wsum = wsum + 0.5 * (np.roll(wsum, 1, axis=0) + np.roll(wsum, -1, axis=0))
     coherence = np.abs(z) / np.maximum(wsum, 1e-12)
@@ -185,7 +190,7 @@ def _local_phase_shift(smooth: np.ndarray, t: np.ndarray, pitch_px: float, direc
     shift_map = -cycles * pitch_px * trust
 
     def shift(tt: np.ndarray, rr: np.ndarray) -> np.ndarray:
-        si = tt / (2 * np.pi) * n_sec - 0.5
+        si = tt / (2 * np.pi) * n_sec - 0.5  # sectors are (nearly) equal blocks of angles
         bi = np.clip(rr / band_w - 0.5, 0, n_band - 1)
         padded = np.concatenate([shift_map[-1:], shift_map, shift_map[:1]], axis=0)
         return ndimage.map_coordinates(padded, [si + 1, bi], order=1, mode="nearest")
@@ -408,7 +413,12 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
         j_in = np.where(below_lo.any(axis=1), len(offsets) - 1 - np.argmax(below_lo[:, ::-1], axis=1), -1)
         below_hi = (~above) & (idx > c[:, None])
         j_out = np.where(below_hi.any(axis=1), np.argmax(below_hi, axis=1), -1)
+        # A collector pressed against the sheet merges with it: the edge is then unmeasurable.
+        clear = max(1.5 / params.radial_step_vox, params.cu_foil_um / pixel_um / params.radial_step_vox + 1.0)
+        edge_in_abs = mid - half + j_in
+        edge_out_abs = mid - half + j_out
         good = ok & (j_in >= 0) & (j_out > 0) & np.isfinite(peak)
+        good &= (edge_in_abs > a + clear) & (edge_out_abs < b - clear)
         j_in_c = np.clip(j_in, 0, len(offsets) - 2)
         j_out_c = np.clip(j_out, 1, len(offsets) - 1)
         v0, v1 = win[rows, j_in_c], win[rows, j_in_c + 1]
@@ -477,7 +487,7 @@ def refine_frame(image: np.ndarray, pixel_um: float, frame: EllipticFrame, max_r
             return frame, math.nan, 1, 0.0
         pitch_px = est / pixel_um / step  # in rho samples
         # The local Fourier coefficient of the detrended intensity at the pitch frequency.
-        weights = smooth - ndimage.gaussian_filter1d(smooth, pitch_px, axis=1, mode="nearest")
+        weights = smooth - ndimage.uniform_filter1d(smooth, max(int(round(pitch_px)), 3), axis=1, mode="nearest")
         band_w = 2.0 * pitch_px
         band_of_rho = (np.arange(len(rho)) // band_w).astype(int)
         n_band = int(band_of_rho.max()) + 1

@@ -1,0 +1,206 @@
+"""Deflected Cu current collectors.
+
+Each traced collector (slice × winding) is compared with the smooth path of its own winding:
+first a robust fit of ``r = a + b·θ + harmonics(1, 2)`` (θ unwrapped from the seam), then a
+running median of the residual over ±45° that follows slow real-roll wiggles but not a
+local bend. What remains is the radial deflection (µm, + outwards). Stretches beyond the
+recipe's review limit, grown to half that limit (hysteresis), connected along the arc and
+through slices, become findings with their maximum amplitude, spans, winding and centroid.
+The Cu–Al gap (collector to the next cathode sheet's Al foil) is reported alongside.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from core.detectors.base import (
+    DetectorContext,
+    DetectorOutput,
+    Finding,
+    box_and_centroid,
+    points_to_yx,
+    polar_angle_deg,
+    register,
+    severity_for,
+)
+
+NAME = "collector_deflection"
+
+
+def _design(t: np.ndarray, seam_rad: float, direction: int) -> np.ndarray:
+    theta = (direction * (t - seam_rad)) % (2 * np.pi)
+    return np.column_stack([np.ones_like(t), theta, np.cos(t), np.sin(t), np.cos(2 * t), np.sin(2 * t)])
+
+
+def smooth_path_residual(radius: np.ndarray, t: np.ndarray, seam_rad: float, direction: int,
+                         window_deg: float = 90.0) -> np.ndarray:
+    """Deflection of each layer (rows of ``radius``, µm) from the smooth path of its winding."""
+    x = _design(t, seam_rad, direction)
+    valid = np.isfinite(radius)
+    r = np.where(valid, radius, 0.0)
+    w = valid.astype(float)
+    coef = np.zeros((radius.shape[0], x.shape[1]))
+    for _ in range(4):  # iteratively reweighted least squares (Tukey biweight)
+        gram = np.einsum("kt,tp,tq->kpq", w, x, x) + 1e-9 * np.eye(x.shape[1])
+        rhs = np.einsum("kt,tp,kt->kp", w, x, r)
+        coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
+        res = r - coef @ x.T
+        scale = 1.4826 * np.nanmedian(np.where(valid, np.abs(res), np.nan), axis=1, keepdims=True) + 1e-6
+        w = valid * np.clip(1 - (res / (6 * scale)) ** 2, 0, None) ** 2
+    res = np.where(valid, r - coef @ x.T, np.nan)
+    # Running median over ±window/2 on 2° bins: slow departures of a real roll stay in the
+    # path, a local bend (tens of degrees) does not.
+    n_t = t.size
+    n_bins = 180
+    bin_of_t = np.minimum((t / (2 * np.pi) * n_bins).astype(int), n_bins - 1)
+    binned = np.full((radius.shape[0], n_bins), np.nan)
+    for b in range(n_bins):
+        sel = bin_of_t == b
+        if sel.any():
+            chunk = res[:, sel]
+            has = np.isfinite(chunk).any(axis=1)
+            if has.any():
+                binned[has, b] = np.nanmedian(chunk[has], axis=1)
+    half = max(int(window_deg / 2 / (360.0 / n_bins)), 1)
+    padded = np.concatenate([binned[:, -half:], binned, binned[:, :half]], axis=1)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=1)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            baseline_bins = np.nanmedian(windows, axis=2)
+    baseline_bins = np.where(np.isfinite(baseline_bins), baseline_bins, 0.0)
+    centers = (np.arange(n_bins) + 0.5) * 2 * np.pi / n_bins
+    ext_c = np.r_[centers[-1] - 2 * np.pi, centers, centers[0] + 2 * np.pi]
+    baseline = np.stack([np.interp(t, ext_c, np.r_[b[-1], b, b[0]]) for b in baseline_bins]) if n_t else res
+    return res - baseline
+
+
+@register(NAME)
+def detect(ctx: DetectorContext) -> DetectorOutput:
+    """Find deflected Cu current collectors; see the module docstring."""
+    g = ctx.geometry
+    rolls = [s for s in g.slices if s.is_roll]
+    out = DetectorOutput()
+    if not rolls:
+        out.metrics.update(collector_deflection_max_um=None, collector_deflection_count=0)
+        return out
+    review_um = float(ctx.rules.get("review_um", 30.0))
+    fail_um = float(ctx.rules.get("fail_um", 60.0))
+    min_arc_um = float(ctx.rules.get("min_arc_um", 250.0))
+    t = rolls[0].t_rad
+    n_t = t.size
+    k_max = max(s.cu_radius_um.shape[0] for s in rolls)
+    deflection = np.full((len(rolls), k_max, n_t), np.nan, np.float32)
+    for i, s in enumerate(rolls):
+        ctx.check_cancel()
+        seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
+        d = smooth_path_residual(s.cu_radius_um.astype(float), t, seam, s.direction)
+        d *= s.frame.metric(t)[None, :]  # elliptical radius → distance along the normal
+        # The ray index jumps at the seam: a few samples there are not a path.
+        near_seam = np.abs(((t - seam) + np.pi) % (2 * np.pi) - np.pi) < math.radians(2.0)
+        d[:, near_seam] = np.nan
+        deflection[i, : d.shape[0]] = d
+        ctx.report(0.8 * (i + 1) / len(rolls), f"collector deflection: slice {s.z}")
+    smoothed = _nan_smooth_t(deflection, 1.0)
+    finite = np.isfinite(smoothed)
+    filled = np.where(finite, smoothed, 0.0)
+    pos_seed, neg_seed = filled >= review_um, filled <= -review_um
+    structure = np.zeros((3, 3, 3), bool)
+    structure[:, 1, :] = True  # connect along slices and the arc, never across windings
+    structure[1, 1, :] = True
+    findings = []
+    for sign, seed in ((1, pos_seed), (-1, neg_seed)):
+        grown = sign * filled >= 0.5 * review_um
+        labels, n = _label_periodic(grown, structure)
+        if n == 0:
+            continue
+        seeded = np.unique(labels[seed & (labels > 0)])
+        for lab in seeded:
+            idx = np.nonzero(labels == lab)
+            vals = filled[idx]
+            i_rel = int(np.argmax(sign * vals))
+            amp = float(vals[i_rel])
+            ii, kk, tt = idx
+            s_peak = rolls[int(ii[i_rel])]
+            k = int(kk[i_rel])
+            r_peak = float(s_peak.cu_radius_um[k, tt[i_rel]])
+            t_cover = np.unique(tt)
+            arc_um = len(t_cover) * (2 * np.pi / n_t) * r_peak
+            if arc_um < min_arc_um:
+                continue
+            zs = np.array([rolls[j].z for j in ii], float)
+            rad = np.array([rolls[j].cu_radius_um[kk[m], tt[m]] for m, j in enumerate(ii)], float)
+            ys, xs = points_to_yx(g, zs, t[tt], rad)
+            _, box = box_and_centroid(zs, ys, xs)
+            py, px = points_to_yx(g, np.array([s_peak.z]), t[tt[i_rel:i_rel + 1]], np.array([r_peak]))
+            centroid = (float(s_peak.z), float(py[0]), float(px[0]))
+            angle = polar_angle_deg(g, *centroid)
+            height_um = (zs.max() - zs.min() + 1) * g.spacing_um[0]
+            span_deg = len(t_cover) * 360.0 / n_t
+            gap = s_peak.cu_al_gap_um[k] if k < s_peak.cu_al_gap_um.shape[0] else np.array([np.nan])
+            gap_here = gap[t_cover[(t_cover >= 0) & (t_cover < gap.size)]]
+            gap_min = float(np.nanmin(gap_here)) if np.isfinite(gap_here).any() else None
+            sev = severity_for(abs(amp), fail_um, review_um)
+            limit = fail_um if sev == "fail" else review_um
+            findings.append(Finding(
+                detector=NAME, severity=sev, centroid_zyx_px=centroid, bbox_zyx_px=box,
+                value=abs(amp), unit="µm", winding=k, angle_deg=angle,
+                rule=f"deflection {abs(amp):.0f} µm ≥ {limit:.0f} µm" if sev != "info" else "",
+                message=(f"Cu collector of winding {k} deflected {abs(amp):.0f} µm "
+                         f"{'outwards' if amp > 0 else 'inwards'} over {span_deg:.0f}° × {height_um / 1000:.2f} mm"),
+                extra={"amplitude_signed_um": amp, "angular_span_deg": span_deg, "arc_length_um": arc_um,
+                       "height_span_um": height_um, "cu_al_gap_min_um": gap_min},
+            ))
+    findings.sort(key=lambda f: -f.value)
+    out.findings = findings
+    absd = np.abs(smoothed[finite]) if finite.any() else np.array([0.0])
+    gaps = g.stacked("cu_al_gap_um")
+    gaps = gaps[:, : g.windings][np.isfinite(gaps[:, : g.windings])] if gaps.size else np.array([])
+    out.metrics.update(
+        collector_deflection_max_um=float(absd.max()),
+        collector_deflection_p99_um=float(np.percentile(absd, 99)),
+        collector_deflection_count=len(findings),
+        cu_al_gap_mean_um=float(gaps.mean()) if gaps.size else None,
+        cu_al_gap_min_um=float(np.percentile(gaps, 0.1)) if gaps.size else None,
+    )
+    out.maps["collector_deflection_um"] = deflection
+    return out
+
+
+def _nan_smooth_t(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing along the last (angle) axis that ignores NaN."""
+    finite = np.isfinite(a)
+    num = ndimage.gaussian_filter1d(np.where(finite, a, 0.0), sigma, axis=-1, mode="wrap")
+    den = ndimage.gaussian_filter1d(finite.astype(np.float32), sigma, axis=-1, mode="wrap")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(finite & (den > 0.3), num / den, np.nan)
+
+
+def _label_periodic(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected components with the last axis periodic (the angle wraps at 360°)."""
+    labels, n = ndimage.label(mask, structure=structure)
+    if n == 0:
+        return labels, 0
+    first, last = labels[..., 0], labels[..., -1]
+    both = (first > 0) & (last > 0)
+    if both.any():
+        parent = np.arange(n + 1)
+
+        def find(a: int) -> int:
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+
+        for a, b in zip(first[both], last[both], strict=True):
+            ra, rb = find(int(a)), find(int(b))
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+        roots = np.array([find(i) for i in range(n + 1)])
+        labels = roots[labels]
+    return labels, int(labels.max())

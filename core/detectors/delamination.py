@@ -1,0 +1,180 @@
+"""Delamination voids inside the cathode sheets.
+
+Every cathode sheet is resampled along its own normal (depth from the sheet's centre, the
+Al foil) at every angle of every slice. The sheet's expected profile is the median over
+angles and slices; a void is where the coating is darker than expected: the deficit as a
+fraction of the coating's contrast above the void level (the gas in the mandrel hole).
+Connected regions (through slices, along the arc and in depth) where more than half the
+coating is missing are voids; their volume integrates the deficit over the region's
+columns, so partial-volume and blur do not bias it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from core.detectors.base import (
+    DetectorContext,
+    DetectorOutput,
+    Finding,
+    box_and_centroid,
+    points_to_yx,
+    polar_angle_deg,
+    register,
+)
+from core.detectors.collector_deflection import _label_periodic, smooth_path_residual
+
+NAME = "delamination"
+
+
+def _hole_level(image: np.ndarray, frame, radius_px: float) -> float:
+    """Median intensity of the mandrel hole (gas), the level of an empty void."""
+    if not math.isfinite(radius_px) or radius_px < 3:
+        return math.nan
+    r = np.linspace(0, 0.6 * radius_px, 12)
+    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    y, x = frame.to_yx(t[:, None], r[None, :])
+    vals = ndimage.map_coordinates(image, [y, x], order=1, mode="nearest")
+    return float(np.median(vals))
+
+
+@register(NAME)
+def detect(ctx: DetectorContext) -> DetectorOutput:
+    """Find voids inside the cathode sheets; see the module docstring."""
+    g = ctx.geometry
+    out = DetectorOutput()
+    rolls = [s for s in g.slices if s.is_roll]
+    if not rolls:
+        out.metrics.update(void_count=0, void_total_volume_mm3=0.0, void_max_volume_mm3=None)
+        return out
+    fail_volume = float(ctx.rules.get("fail_volume_mm3", 0.001))
+    fail_length = float(ctx.rules.get("fail_length_um", 300.0))
+    review_volume = float(ctx.rules.get("review_volume_mm3", 0.0002))
+    min_volume = float(ctx.rules.get("min_volume_mm3", 0.00005))
+    px = g.pixel_um
+    n_k = g.windings
+    t = rolls[0].t_rad
+    n_t = t.size
+    thickness = g.stacked("sheet_thickness_um")[:, :n_k]
+    nominal = float(np.nanmedian(thickness)) if np.isfinite(thickness).any() else float(ctx.cell.get("cathode_sheet_um", 135.0))
+    step_um = 0.5 * px
+    reach_um = nominal / 2 + 2.5 * px
+    depth = np.arange(-reach_um, reach_um + step_um / 2, step_um)
+    n_d = depth.size
+    profiles = np.full((len(rolls), n_k, n_t, n_d), np.nan, np.float16)
+    centers = np.full((len(rolls), n_k, n_t), np.nan, np.float32)
+    dark_levels = []
+    for i, s in enumerate(rolls):
+        ctx.check_cancel()
+        image = ctx.volume.slice(s.z)
+        frame = s.frame
+        dark_levels.append(_hole_level(image, frame, s.roll_inner_radius_um / px))
+        # The sheet's centre line (the Al foil) from the smooth path of the measured centres:
+        # a void eats into the band and would drag the measured centre with it.
+        mid = 0.5 * (s.sheet_inner_um[:n_k] + s.sheet_outer_um[:n_k]).astype(float)  # µm, (k, t)
+        seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
+        mid = mid - smooth_path_residual(mid, t, seam, s.direction)
+        # Fill short gaps in the centre line so a void that hides an edge is still sampled.
+        for k in range(min(n_k, mid.shape[0])):
+            row = mid[k]
+            ok = np.isfinite(row)
+            if ok.sum() >= 8 and not ok.all():
+                idx = np.arange(n_t)
+                row = np.interp(idx, idx[ok], row[ok], period=n_t)
+            centers[i, k] = row
+            rho = (row[:, None] + depth[None, :]) / px
+            y, x = frame.to_yx(t[:, None], rho)
+            profiles[i, k] = ndimage.map_coordinates(image, [y, x], order=1, mode="nearest")
+        ctx.report(0.7 * (i + 1) / len(rolls), f"delamination: slice {s.z}")
+    finite_dark = [d for d in dark_levels if math.isfinite(d)]
+    prof = profiles.astype(np.float32)
+    dark = float(np.median(finite_dark)) if finite_dark else float(np.nanpercentile(prof, 1))
+    expected = np.nanmedian(prof, axis=(0, 2))  # (k, d)
+    interior = np.abs(depth) <= nominal / 2 - max(0.75 * px, 10.0)
+    findings = []
+    total_volume = 0.0
+    dz_um = g.spacing_um[0]
+    zs_all = np.array([s.z for s in rolls], float)
+    structure = np.ones((3, 3, 3), bool)
+    # Sheets end and begin at the seam (ray index jumps there): not a place to look for voids.
+    seams = np.array([math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else np.nan for s in rolls])
+    near_seam = np.abs(((t[None, :] - seams[:, None]) + np.pi) % (2 * np.pi) - np.pi) < math.radians(3.0)
+    for k in range(n_k):
+        ctx.check_cancel()
+        exp_k = expected[k]
+        if not np.isfinite(exp_k).any():
+            continue
+        peak = float(np.nanmax(exp_k[interior])) if interior.any() else float(np.nanmax(exp_k))
+        contrast = peak - dark
+        if not contrast > 0:
+            continue
+        deficit = exp_k[None, None, :] - prof[:, k]  # (z, t, d)
+        bright = (exp_k - dark) > 0.3 * contrast
+        frac = deficit / np.maximum(exp_k - dark, 0.3 * contrast)[None, None, :]
+        frac = np.where(np.isfinite(frac), frac, 0.0)
+        frac_s = ndimage.gaussian_filter(frac, (0, 0.7, 0.7), mode=("nearest", "wrap", "nearest"))
+        mask = (frac_s > 0.5) & (interior & bright)[None, None, :] & ~near_seam[:, :, None]
+        if not mask.any():
+            continue
+        # Bridge one-sample cracks so one void is one finding.
+        mask = ndimage.binary_closing(mask, structure=structure) | mask
+        labels, n = _label_periodic(np.moveaxis(mask, 1, 2), structure)  # (z, d, t): angle last
+        labels = np.moveaxis(labels, 2, 1)
+        r_k = np.nanmedian(centers[:, k]) if np.isfinite(centers[:, k]).any() else 5000.0
+        for lab in range(1, n + 1):
+            zi, ti, di = np.nonzero(labels == lab)
+            # Integrate the deficit over whole columns (all depths) of the region's footprint,
+            # widened by two samples along the arc: the blur of a thin void spreads there.
+            foot = np.zeros((len(rolls), n_t), bool)
+            foot[zi, ti] = True
+            foot = ndimage.binary_dilation(foot, structure=np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], bool),
+                                           iterations=2)
+            col_deficit = np.where(np.isfinite(deficit), deficit, 0.0)[foot]  # (n_cols, d)
+            arc_um = 2 * np.pi * r_k / n_t
+            sample_um3 = arc_um * step_um * dz_um
+            volume_mm3 = float(col_deficit.sum() / contrast * sample_um3 * 1e-9)
+            if volume_mm3 < min_volume:
+                continue
+            w = np.clip(frac[zi, ti, di], 0, None)
+            zs = zs_all[zi]
+            rho = centers[zi, k, ti] + depth[di]
+            ys, xs = points_to_yx(g, zs, t[ti], rho)
+            centroid, box = box_and_centroid(zs, ys, xs, w)
+            t_cover = np.unique(ti)
+            arc_length = len(t_cover) * arc_um
+            height = (zs.max() - zs.min() + 1) * dz_um
+            column_thick = (np.clip(frac, 0, 1).sum(axis=2) * step_um)[zi, ti]
+            side = "outer" if np.average(depth[di], weights=w + 1e-9) > 0 else "inner"
+            al_half = float(ctx.cell.get("al_foil_um", 15.0)) / 2
+            depth_from_al = max(0.0, float(np.min(np.abs(depth[di]))) - al_half)
+            length = max(arc_length, height)
+            if volume_mm3 >= fail_volume or length >= fail_length:
+                severity = "fail"
+                rule = (f"void {volume_mm3:.4f} mm³ ≥ {fail_volume:g} mm³" if volume_mm3 >= fail_volume
+                        else f"void {length:.0f} µm long ≥ {fail_length:.0f} µm")
+            elif volume_mm3 >= review_volume:
+                severity, rule = "review", f"void {volume_mm3:.4f} mm³ ≥ {review_volume:g} mm³"
+            else:
+                severity, rule = "info", ""
+            total_volume += volume_mm3
+            findings.append(Finding(
+                detector=NAME, severity=severity, centroid_zyx_px=centroid, bbox_zyx_px=box,
+                value=volume_mm3, unit="mm³", winding=k, angle_deg=polar_angle_deg(g, *centroid), rule=rule,
+                message=(f"void in the {side} cathode coating of winding {k}: {volume_mm3:.4f} mm³, "
+                         f"{arc_length:.0f} µm × {height:.0f} µm × {float(column_thick.max()):.0f} µm"),
+                extra={"arc_length_um": arc_length, "height_um": height,
+                       "thickness_um": float(column_thick.max()), "side": side,
+                       "depth_from_al_um": depth_from_al},
+            ))
+        ctx.report(0.7 + 0.3 * (k + 1) / n_k, f"delamination: winding {k}")
+    findings.sort(key=lambda f: -f.value)
+    out.findings = findings
+    out.metrics.update(
+        void_count=len(findings),
+        void_total_volume_mm3=total_volume,
+        void_max_volume_mm3=max((f.value for f in findings), default=None),
+    )
+    return out

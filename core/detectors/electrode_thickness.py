@@ -1,0 +1,125 @@
+"""Cathode sheet thickness over the unrolled electrode.
+
+The geometry stage measures every cathode sheet's thickness along the roll normal at every
+angle of every slice (half-maximum edges). Here the map is summarised (mean, std, CV) and
+smoothed over about 0.1 mm of arc and one slice; regions whose deviation from the cell's
+median exceeds the recipe's tolerance, connected on the unrolled sheet, become patches.
+A patch is a finding when its area reaches the recipe's minimum patch area.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from core.detectors.base import (
+    DetectorContext,
+    DetectorOutput,
+    Finding,
+    box_and_centroid,
+    points_to_yx,
+    polar_angle_deg,
+    register,
+)
+from core.detectors.collector_deflection import _label_periodic
+
+NAME = "electrode_thickness"
+
+
+def _nan_gaussian(a: np.ndarray, sigma: tuple[float, float, float]) -> np.ndarray:
+    finite = np.isfinite(a)
+    modes = ("nearest", "nearest", "wrap")
+    num = ndimage.gaussian_filter(np.where(finite, a, 0.0), sigma, mode=modes)
+    den = ndimage.gaussian_filter(finite.astype(np.float32), sigma, mode=modes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(finite & (den > 0.3), num / den, np.nan)
+
+
+@register(NAME)
+def detect(ctx: DetectorContext) -> DetectorOutput:
+    """Measure the cathode sheet thickness map and find patches out of tolerance."""
+    g = ctx.geometry
+    out = DetectorOutput()
+    rolls = [s for s in g.slices if s.is_roll]
+    keys = ("cathode_sheet_thickness_mean_um", "cathode_sheet_thickness_std_um", "cathode_sheet_thickness_cv",
+            "cathode_sheet_thickness_median_um")
+    if not rolls:
+        out.metrics.update({k: None for k in keys})
+        return out
+    review = float(ctx.rules.get("review_deviation", 0.10))
+    fail = float(ctx.rules.get("fail_deviation", 0.20))
+    min_area_mm2 = float(ctx.rules.get("min_patch_area_mm2", 0.1))
+    thickness = g.stacked("sheet_thickness_um")[:, : g.windings]  # (z, k, t)
+    radius = 0.5 * (g.stacked("sheet_inner_um") + g.stacked("sheet_outer_um"))[:, : g.windings]
+    values = thickness[np.isfinite(thickness)]
+    if values.size == 0:
+        out.metrics.update({k: None for k in keys})
+        return out
+    median = float(np.median(values))
+    out.metrics.update(
+        cathode_sheet_thickness_mean_um=float(values.mean()),
+        cathode_sheet_thickness_std_um=float(values.std()),
+        cathode_sheet_thickness_cv=float(values.std() / values.mean()),
+        cathode_sheet_thickness_median_um=median,
+    )
+    t = rolls[0].t_rad
+    n_t = t.size
+    r_typ = float(np.nanmedian(radius)) if np.isfinite(radius).any() else 5000.0
+    arc_step_um = 2 * np.pi * r_typ / n_t
+    sigma_t = max(50.0 / arc_step_um, 1.0)  # ~0.1 mm FWHM along the arc
+    sigma_z = 1.0 if len(rolls) >= 3 else 0.0
+    smoothed = _nan_gaussian(thickness.astype(float), (sigma_z, 0.0, sigma_t))
+    deviation = (smoothed - median) / median
+    out.maps["cathode_thickness_um"] = thickness
+    out.maps["cathode_thickness_deviation"] = deviation.astype(np.float32)
+
+    dz_um = g.spacing_um[0]
+    dev_filled = np.where(np.isfinite(deviation), deviation, 0.0)
+    structure = np.zeros((3, 3, 3), bool)
+    structure[:, 1, :] = True
+    findings = []
+    zs_all = np.array([s.z for s in rolls], float)
+    for sign in (-1, 1):
+        mask = sign * dev_filled > review
+        labels, n = _label_periodic(mask, structure)
+        for lab in range(1, n + 1):
+            idx = np.nonzero(labels == lab)
+            ii, kk, tt = idx
+            r_here = radius[idx]
+            r_here = np.where(np.isfinite(r_here), r_here, r_typ)
+            cell_area_mm2 = (2 * np.pi * r_here / n_t) * dz_um * 1e-6
+            area = float(cell_area_mm2.sum())
+            if area < min_area_mm2:
+                continue
+            dev_here = dev_filled[idx]
+            fail_area = float(cell_area_mm2[sign * dev_here > fail].sum())
+            severity = "fail" if fail_area >= min_area_mm2 else "review"
+            mean_dev = float(np.average(dev_here, weights=cell_area_mm2))
+            zs = zs_all[ii]
+            ys, xs = points_to_yx(g, zs, t[tt], r_here)
+            centroid, box = box_and_centroid(zs, ys, xs, np.abs(dev_here))
+            k = int(np.bincount(kk).argmax())
+            limit = fail if severity == "fail" else review
+            findings.append(Finding(
+                detector=NAME, severity=severity, centroid_zyx_px=centroid, bbox_zyx_px=box,
+                value=100 * mean_dev, unit="%", winding=k, angle_deg=polar_angle_deg(g, *centroid),
+                rule=(f"sheet {'thinner' if sign < 0 else 'thicker'} than the cell median by > {100 * limit:.0f} % "
+                      f"over {area if severity == 'review' else fail_area:.2f} mm² ≥ {min_area_mm2:g} mm²"),
+                message=(f"cathode sheet of winding {k} {abs(100 * mean_dev):.0f} % "
+                         f"{'thinner' if sign < 0 else 'thicker'} than the cell median ({median:.0f} µm) "
+                         f"over {area:.2f} mm²"),
+                extra={"area_mm2": area, "area_beyond_fail_mm2": fail_area,
+                       "mean_thickness_um": float(np.nanmean(thickness[idx])),
+                       "arc_length_um": float(len(np.unique(tt)) * 2 * np.pi * np.median(r_here) / n_t),
+                       "height_span_um": float((zs.max() - zs.min() + 1) * dz_um)},
+            ))
+    findings.sort(key=lambda f: -abs(f.value))
+    out.findings = findings
+    out.metrics["cathode_thickness_patch_count"] = len(findings)
+    out.metrics["cathode_thickness_max_deviation_pct"] = (
+        float(100 * np.nanmax(np.abs(deviation))) if np.isfinite(deviation).any() else None)
+    if not math.isfinite(out.metrics["cathode_sheet_thickness_cv"] or 0.0):
+        out.metrics["cathode_sheet_thickness_cv"] = None
+    return out

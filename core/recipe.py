@@ -1,0 +1,195 @@
+"""Inspection recipes (TOML): the cell description, which detectors run, and the verdict rules.
+
+A recipe is an engineer-editable TOML file (see ``resources/recipes/``). Loading validates
+every key and value and fails with one clear line naming the file, the key and the problem.
+The SHA-256 of the file's bytes goes with every result, so a verdict can always be traced
+to the exact rules that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import RecipeError
+from resources import RESOURCES_DIR
+
+RECIPES_DIR = RESOURCES_DIR / "recipes"
+DEFAULT_RECIPE = "18650-nmc"
+
+# Every known key with its type and allowed range (None = unbounded).
+_SCHEMA: dict[str, dict[str, tuple[type, float | None, float | None]]] = {
+    "cell": {
+        "can_outer_diameter_mm": (float, 5.0, 60.0),
+        "can_wall_um": (float, 20.0, 2000.0),
+        "cu_foil_um": (float, 1.0, 50.0),
+        "al_foil_um": (float, 1.0, 50.0),
+        "cathode_sheet_um": (float, 20.0, 500.0),
+        "pitch_min_um": (float, 50.0, 2000.0),
+        "pitch_max_um": (float, 50.0, 3000.0),
+        "max_can_wall_um": (float, 50.0, 5000.0),
+    },
+    "rules.delamination": {
+        "fail_volume_mm3": (float, 0.0, None),
+        "fail_length_um": (float, 0.0, None),
+        "review_volume_mm3": (float, 0.0, None),
+        "min_volume_mm3": (float, 0.0, None),
+    },
+    "rules.collector_deflection": {
+        "fail_um": (float, 0.0, None),
+        "review_um": (float, 0.0, None),
+        "min_arc_um": (float, 0.0, None),
+    },
+    "rules.electrode_thickness": {
+        "fail_deviation": (float, 0.0, 1.0),
+        "review_deviation": (float, 0.0, 1.0),
+        "min_patch_area_mm2": (float, 0.0, None),
+    },
+    "rules.foreign_particle": {
+        "fail_diameter_um": (float, 0.0, None),
+    },
+}
+
+
+@dataclass
+class Recipe:
+    """A validated recipe.
+
+    Attributes
+    ----------
+    name, description : str
+    cell : dict
+        Cell description (µm, mm).
+    detectors : list of str
+        Names of the detectors to run, in order.
+    rules : dict
+        Per-detector thresholds, e.g. ``rules["collector_deflection"]["fail_um"]``.
+    source : str
+        The file it came from.
+    sha256 : str
+        Hash of the file's bytes.
+    """
+
+    name: str
+    description: str
+    cell: dict[str, Any]
+    detectors: list[str]
+    rules: dict[str, dict[str, float]]
+    source: str = ""
+    sha256: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def rule(self, detector: str, key: str, default: float | None = None) -> float | None:
+        return self.rules.get(detector, {}).get(key, default)
+
+
+def available_recipes() -> list[str]:
+    """Names of the recipes shipped with cellqc."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+
+
+def resolve_recipe_path(name_or_path: str | Path | None) -> Path:
+    """A shipped recipe's name (``18650-nmc``) or a path to a TOML file."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_RECIPE
+    candidate = Path(name_or_path)
+    if candidate.suffix.lower() == ".toml" or candidate.exists():
+        if not candidate.is_file():
+            raise RecipeError(candidate, "recipe file not found")
+        return candidate
+    shipped = RECIPES_DIR / f"{name_or_path}.toml"
+    if not shipped.is_file():
+        names = ", ".join(available_recipes())
+        raise RecipeError(name_or_path, f"unknown recipe; shipped recipes are: {names}")
+    return shipped
+
+
+def load_recipe(name_or_path: str | Path | None = None) -> Recipe:
+    """Load and validate a recipe.
+
+    Raises
+    ------
+    RecipeError
+        Missing file, TOML syntax error, unknown key, wrong type, value out of range,
+        inconsistent thresholds (review above fail) or unknown detector.
+    """
+    path = resolve_recipe_path(name_or_path)
+    try:
+        data_bytes = path.read_bytes()
+        data = tomllib.loads(data_bytes.decode("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(path, f"cannot read recipe: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(path, f"TOML syntax error: {exc}") from None
+    return recipe_from_dict(data, source=str(path), sha256=hashlib.sha256(data_bytes).hexdigest())
+
+
+def recipe_from_dict(data: dict[str, Any], source: str = "recipe", sha256: str = "") -> Recipe:
+    """Validate a parsed recipe; see :func:`load_recipe`."""
+    from core.detectors import DETECTORS
+
+    head = data.get("recipe", {})
+    if not isinstance(head, dict) or not isinstance(head.get("name"), str) or not head["name"]:
+        raise RecipeError(source, "[recipe] name is missing")
+    known_top = {"recipe", "cell", "detectors", "rules"}
+    unknown = set(data) - known_top
+    if unknown:
+        raise RecipeError(source, f"unknown section(s): {', '.join(sorted(unknown))}")
+
+    def section(path: str) -> dict[str, Any]:
+        node: Any = data
+        for part in path.split("."):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if not isinstance(node, dict):
+            raise RecipeError(source, f"[{path}] must be a table")
+        return node
+
+    checked: dict[str, dict[str, float]] = {}
+    for sec, keys in _SCHEMA.items():
+        values = section(sec)
+        extra = set(values) - set(keys) - ({"kind"} if sec == "cell" else set())
+        if extra:
+            raise RecipeError(source, f"[{sec}] unknown key(s): {', '.join(sorted(extra))}")
+        out: dict[str, float] = {}
+        for key, (typ, lo, hi) in keys.items():
+            if key not in values:
+                continue
+            value = values[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise RecipeError(source, f"[{sec}] {key} must be a number, got {value!r}")
+            value = typ(value)
+            if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+                bounds = f"{lo if lo is not None else '-inf'}…{hi if hi is not None else 'inf'}"
+                raise RecipeError(source, f"[{sec}] {key} = {value} is outside {bounds}")
+            out[key] = value
+        checked[sec] = out
+    cell = dict(checked["cell"])
+    cell["kind"] = str(section("cell").get("kind", ""))
+    if cell.get("pitch_min_um", 0) >= cell.get("pitch_max_um", math.inf):
+        raise RecipeError(source, "[cell] pitch_min_um must be below pitch_max_um")
+    rules = {sec.split(".", 1)[1]: vals for sec, vals in checked.items() if sec.startswith("rules.")}
+    for det, vals in rules.items():
+        for review_key, fail_key in (("review_um", "fail_um"), ("review_volume_mm3", "fail_volume_mm3"),
+                                     ("review_deviation", "fail_deviation")):
+            if review_key in vals and fail_key in vals and vals[review_key] > vals[fail_key]:
+                raise RecipeError(source, f"[rules.{det}] {review_key} is above {fail_key}")
+    enabled = section("detectors").get("enabled", list(DETECTORS))
+    if not isinstance(enabled, list) or not all(isinstance(n, str) for n in enabled):
+        raise RecipeError(source, "[detectors] enabled must be a list of detector names")
+    unknown_det = [n for n in enabled if n not in DETECTORS]
+    if unknown_det:
+        raise RecipeError(source, f"unknown detector(s) {', '.join(unknown_det)}; known: {', '.join(DETECTORS)}")
+    return Recipe(
+        name=head["name"],
+        description=str(head.get("description", "")),
+        cell=cell,
+        detectors=list(enabled),
+        rules=rules,
+        source=source,
+        sha256=sha256,
+        raw=data,
+    )
