@@ -77,6 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cellqc: cancelled", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one line for the operator, details on demand
+        if os.environ.get("CELLQC_DEBUG"):
+            raise
+        where = getattr(args, "volume", None) or args.command
+        print(f"cellqc: internal error while running {args.command} on {where}: {type(exc).__name__}: {exc} "
+              "(set CELLQC_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

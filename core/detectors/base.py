@@ -123,6 +123,10 @@ def points_to_yx(geometry: CellGeometry, z: np.ndarray, t: np.ndarray, rho_um: n
 def box_and_centroid(z: np.ndarray, y: np.ndarray, x: np.ndarray, w: np.ndarray | None = None):
     """Centroid (weighted) and inclusive-exclusive bounding box of points in voxel indices."""
     w = np.ones_like(z, dtype=float) if w is None else np.clip(w, 0, None)
+    ok = np.isfinite(z) & np.isfinite(y) & np.isfinite(x) & np.isfinite(w)
+    z, y, x, w = z[ok], y[ok], x[ok], w[ok]
+    if z.size == 0:
+        raise ValueError("no finite point to locate a finding")
     if w.sum() <= 0:
         w = np.ones_like(w)
     c = (float(np.average(z, weights=w)), float(np.average(y, weights=w)), float(np.average(x, weights=w)))

@@ -116,7 +116,8 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         frac = deficit / np.maximum(exp_k - dark, 0.3 * contrast)[None, None, :]
         frac = np.where(np.isfinite(frac), frac, 0.0)
         frac_s = ndimage.gaussian_filter(frac, (0, 0.7, 0.7), mode=("nearest", "wrap", "nearest"))
-        mask = (frac_s > 0.5) & (interior & bright)[None, None, :] & ~near_seam[:, :, None]
+        measured = np.isfinite(centers[:, k])[:, :, None]
+        mask = (frac_s > 0.5) & (interior & bright)[None, None, :] & ~near_seam[:, :, None] & measured
         if not mask.any():
             continue
         # Bridge one-sample cracks so one void is one finding.
@@ -132,6 +133,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             foot[zi, ti] = True
             foot = ndimage.binary_dilation(foot, structure=np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], bool),
                                            iterations=2)
+            foot &= np.isfinite(centers[:, k])
             col_deficit = np.where(np.isfinite(deficit), deficit, 0.0)[foot]  # (n_cols, d)
             arc_um = 2 * np.pi * r_k / n_t
             sample_um3 = arc_um * step_um * dz_um

@@ -93,13 +93,17 @@ def estimate_pitch(profiles: np.ndarray, step_um: float, params: GeometryParams)
     peaks = lo + 1 + np.nonzero(is_peak)[0]
     if peaks.size == 0:
         return math.nan, 0.0
-    running_min = np.minimum.accumulate(ac)
-    prominence = ac[peaks] - running_min[peaks]
-    i = int(peaks[np.argmax(prominence)])
+    # Prominence of each peak above the deepest point since the previous peak (or lag 0).
+    bounds = np.r_[0, peaks]
+    prominence = np.array([ac[p] - ac[b:p].min() for b, p in zip(bounds[:-1], peaks, strict=True)])
+    # The pitch is the first strong peak: multiples of it are about as high, never higher.
+    strong = np.nonzero(prominence >= 0.8 * prominence.max())[0]
+    j = int(strong[0])
+    i = int(peaks[j])
     a, b, c = ac[i - 1], ac[i], ac[i + 1]
     denom = a - 2 * b + c
     shift = float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5)) if denom < 0 else 0.0
-    return (i + shift) * step_um, float(np.max(prominence) / 2)
+    return (i + shift) * step_um, float(prominence[j] / 2)
 
 
 def _binned_phase(values: np.ndarray, rho: np.ndarray, t: np.ndarray, pitch: float, direction: int,

@@ -1,9 +1,9 @@
 """``cellqc demo``: a synthetic defective 18650 cell with exact ground truth.
 
-For now it generates the demo cell under ``$CELLQC_HOME/demo/`` (default
-``~/.local/share/cellqc/demo/``), writes ``demo_cell.tif`` + ``demo_cell.truth.json`` and
-prints a short summary. The full inspection (detectors → verdict → PDF + log) is planned; it
-will start from :func:`generate_demo_cell`.
+It generates the demo cell under ``$CELLQC_HOME/demo/`` (default
+``~/.local/share/cellqc/demo/``), writes ``demo_cell.tif`` + ``demo_cell.truth.json``, inspects
+it, writes ``demo_result.json`` and ``demo_report.pdf`` and files the inspection in the log,
+then prints the verdict with its reasons.
 """
 
 from __future__ import annotations
@@ -79,28 +79,36 @@ def generate_demo_cell(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    del p  # no options
+    p.add_argument("--slices", type=int, default=16, help="number of slices of the demo cell")
+    p.add_argument("--db", default=None, help="SQLite log (default $CELLQC_HOME/cellqc.db)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from qc_app.commands.phantom_cmd import describe_defect, truth_path_for
+    from core.filing import inspect_and_file
+    from core.store import default_db_path
+    from qc_app.cli import VERDICT_EXIT
+    from qc_app.commands.inspect_cmd import print_summary
+    from qc_app.commands.phantom_cmd import describe_defect
 
-    path, truth = generate_demo_cell(progress=progress_printer("demo "))
+    path, truth = generate_demo_cell(n_slices=args.slices, progress=progress_printer("demo "))
     nz, ny, nx = truth["shape_zyx"]
     v = truth["voxel_size_um"]
-    print(
-        f"Demo cell {truth['cell_id']}: synthetic {truth['spec']['kind']} cell, "
-        f"{truth['roll']['windings']} windings, {nz} × {ny} × {nx} voxels of {v:g} µm"
-    )
-    print(f"  volume: {path}")
-    print(f"  truth:  {truth_path_for(path)}")
+    print(f"Demo cell {truth['cell_id']}: synthetic {truth['spec']['kind']} cell, "
+          f"{truth['roll']['windings']} windings, {nz} × {ny} × {nx} voxels of {v:g} µm")
     print(f"  injected defects ({len(truth['defects'])}):")
     for d in truth["defects"]:
         print(f"    - {describe_defect(d, v)}")
-    print(f"Inspect it with: cellqc inspect {path}")
-    return 0
+    folder = path.parent
+    db = args.db or default_db_path()
+    inspection, iid = inspect_and_file(
+        path, cell_id=truth["cell_id"], json_out=folder / "demo_result.json",
+        report_out=folder / "demo_report.pdf", db_path=db, progress=progress_printer("inspect "))
+    print()
+    print_summary(inspection.result, iid)
+    print(f"  result: {folder / 'demo_result.json'}")
+    print(f"  report: {folder / 'demo_report.pdf'}")
+    print(f"  log:    {db}")
+    return VERDICT_EXIT[inspection.verdict]
 
 
-register(
-    "demo", "generate a synthetic defective demo cell and print its summary", add_arguments, run
-)
+register("demo", "inspect a synthetic defective demo cell: verdict, PDF report and log", add_arguments, run)

@@ -5,27 +5,46 @@ from __future__ import annotations
 import argparse
 import sys
 
-from qc_app.cli import register
+from qc_app.cli import VERDICT_EXIT, progress_printer, register
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("volume", help="volume file or folder of TIFF slices")
     p.add_argument("--voxel-size", help="µm: one number or z,y,x (overrides the file)")
     p.add_argument("--dataset", help="dataset path inside an HDF5 / Zarr file")
-    p.add_argument("--recipe", default=None, help="recipe name (e.g. 18650-nmc) or TOML file")
+    p.add_argument("--recipe", default=None, help="recipe name (18650-nmc, 21700-nmc) or TOML file")
     p.add_argument("--cell-id", default=None)
+    p.add_argument("--operator", default=None)
     p.add_argument("--json", dest="json_out", help="write the inspection result here")
     p.add_argument("--report", help="write the PDF report here")
-    p.add_argument("--db", help="SQLite log file")
+    p.add_argument("--db", help="SQLite log file (default: none; $CELLQC_HOME/cellqc.db with --db default)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def print_summary(result: dict, inspection_id: int | None = None, out=sys.stdout) -> None:
+    """The verdict, big and first, then its reasons and the findings, for a person to read."""
+    print(f"{result['cell_id']}: {result['verdict']}", file=out)
+    for reason in result.get("reasons", []):
+        print(f"  {reason}", file=out)
+    geo = result.get("geometry", {})
+    if geo.get("windings"):
+        print(f"  geometry: {geo['windings']} windings, can Ø {geo.get('can_outer_diameter_mm') or 0:.2f} mm, "
+              f"pitch {geo.get('pitch_um') or 0:.0f} µm", file=out)
+    if inspection_id is not None:
+        print(f"  logged as inspection {inspection_id}", file=out)
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.io import read_volume
+    from core.filing import inspect_and_file
+    from core.store import default_db_path
 
-    options = {"dataset": args.dataset} if args.dataset else {}
-    volume = read_volume(args.volume, voxel_size=args.voxel_size, **options)
-    print(f"{volume.source}: shape {volume.shape}, spacing {volume.spacing_um} µm", file=sys.stderr)
-    return 0
+    db = default_db_path() if args.db == "default" else args.db
+    inspection, iid = inspect_and_file(
+        args.volume, voxel_size=args.voxel_size, dataset=args.dataset, recipe=args.recipe,
+        cell_id=args.cell_id, json_out=args.json_out, report_out=args.report, db_path=db,
+        operator=args.operator, progress=None if args.quiet else progress_printer())
+    print_summary(inspection.result, iid)
+    return VERDICT_EXIT[inspection.verdict]
 
 
 register("inspect", "inspect one cell volume and print its verdict", add_arguments, run)
