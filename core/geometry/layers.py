@@ -294,13 +294,15 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     strong = (z_arr >= params.min_layer_zscore) & steady
     # Ghosts (ring artifacts in the mandrel hole, band edges) are much weaker than real
     # collectors, and real collectors form one contiguous block of turns.
-    per_layer = np.percentile(np.where(strong, z_arr, 0.0), 75, axis=1)
+    # Typical strength of a layer where it is traced (the innermost and outermost turns
+    # are partial: they exist over part of the circle only).
+    per_layer = np.array([np.median(zl[sl]) if sl.sum() >= 3 else 0.0 for zl, sl in zip(z_arr, strong)])
     typical = np.percentile(per_layer, 90) if per_layer.size else 0.0
     # ... and they sit on the spiral model, while band edges beyond the last collector sit
     # at a fixed offset from it.
     off_model = np.array(offsets_from_model)
     on_model = np.array([np.median(o[sl]) if sl.any() else np.inf for o, sl in zip(off_model, strong, strict=False)]) < 0.2 * pitch_px
-    present = (per_layer >= 0.5 * typical) & (strong.mean(axis=1) > 0.25) & (typical > 0) & on_model
+    present = (per_layer >= 0.5 * typical) & (strong.mean(axis=1) > 0.03) & (typical > 0) & on_model
     strong &= z_arr >= 0.3 * typical
     if present.sum() < 2:
         result.note = "no Cu collectors traced: skipped"
