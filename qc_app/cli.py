@@ -74,6 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CellQCError as exc:
         print(f"cellqc: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `cellqc log | head`: the reader left, nothing more to say
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return 0
     except KeyboardInterrupt:
         print("cellqc: cancelled", file=sys.stderr)
         return 130

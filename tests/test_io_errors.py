@@ -458,7 +458,9 @@ def test_cli_subprocess_bad_and_good(tmp_path):
         text=True,
         timeout=60,
     )
-    assert run.returncode == 0, run.stderr
+    # A readable volume is inspected: a verdict (not a cell → REVIEW), never an input error.
+    assert run.returncode in (0, 1, 3), run.stderr
+    assert "Traceback" not in run.stderr
 
 
 # ---------------------------------------------------------------- no allocation before checks

@@ -148,3 +148,42 @@ def _plain(val: Any) -> Any:
     if isinstance(val, list | tuple):
         return [_plain(v) for v in val]
     return val
+
+
+@dataclass
+class Spiral:
+    """Lay (slice, winding, angle) arrays out along the wound sheet: (slice, position).
+
+    Winding k's angles are ordered from the seam in the winding direction, so the last
+    sample of winding k meets the first of winding k + 1: one physical layer is one run
+    of positions, also where it crosses the seam (where its ray index changes).
+    """
+
+    order: np.ndarray  # (n_slices, n_t) angle index of each position within a winding
+    n_windings: int
+
+    @classmethod
+    def from_geometry(cls, geometry: CellGeometry, n_windings: int | None = None) -> Spiral:
+        rolls = [s for s in geometry.slices if s.is_roll]
+        t = rolls[0].t_rad
+        orders = []
+        for s in rolls:
+            seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
+            orders.append(np.argsort((s.direction * (t - seam)) % (2 * np.pi), kind="stable"))
+        return cls(np.array(orders), n_windings if n_windings is not None else geometry.windings)
+
+    @property
+    def n_t(self) -> int:
+        return self.order.shape[1]
+
+    def lay_out(self, per_slice: np.ndarray) -> np.ndarray:
+        """(slices, windings, angles, ...) → (slices, windings · angles, ...)."""
+        k = self.n_windings
+        n_z = per_slice.shape[0]
+        taken = np.take_along_axis(per_slice[:, :k], self.order[:, None, :].reshape(n_z, 1, -1, *([1] * (per_slice.ndim - 3))), axis=2)
+        return taken.reshape(n_z, k * self.n_t, *per_slice.shape[3:])
+
+    def winding_and_angle(self, z: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Winding index and angle index of positions along the sheet."""
+        k = position // self.n_t
+        return k, self.order[z, position % self.n_t]

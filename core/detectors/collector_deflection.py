@@ -20,6 +20,7 @@ from core.detectors.base import (
     DetectorContext,
     DetectorOutput,
     Finding,
+    Spiral,
     box_and_centroid,
     points_to_yx,
     polar_angle_deg,
@@ -28,6 +29,8 @@ from core.detectors.base import (
 )
 
 NAME = "collector_deflection"
+# Ridge z-score below which a traced collector sample is not trusted (noise level ~1).
+MIN_TRACE_ZSCORE = 3.5
 
 
 def _design(t: np.ndarray, seam_rad: float, direction: int) -> np.ndarray:
@@ -99,7 +102,9 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     for i, s in enumerate(rolls):
         ctx.check_cancel()
         seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
-        d = smooth_path_residual(s.cu_radius_um.astype(float), t, seam, s.direction)
+        # Only confidently traced samples: a collector lost in noise is unknown, not bent.
+        radius = np.where(s.cu_zscore >= MIN_TRACE_ZSCORE, s.cu_radius_um, np.nan).astype(float)
+        d = smooth_path_residual(radius, t, seam, s.direction)
         d *= s.frame.metric(t)[None, :]  # elliptical radius → distance along the normal
         # The ray index jumps at the seam: a few samples there are not a path.
         near_seam = np.abs(((t - seam) + np.pi) % (2 * np.pi) - np.pi) < math.radians(2.0)
@@ -108,43 +113,46 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         ctx.report(0.8 * (i + 1) / len(rolls), f"collector deflection: slice {s.z}")
     smoothed = _nan_smooth_t(deflection, 1.0)
     finite = np.isfinite(smoothed)
-    filled = np.where(finite, smoothed, 0.0)
-    pos_seed, neg_seed = filled >= review_um, filled <= -review_um
-    structure = np.zeros((3, 3, 3), bool)
-    structure[:, 1, :] = True  # connect along slices and the arc, never across windings
-    structure[1, 1, :] = True
+    # Label along the wound sheet: a bend that crosses the seam stays one finding.
+    spiral = Spiral.from_geometry(g, k_max)
+    along = spiral.lay_out(smoothed)  # (slices, positions)
+    filled = np.where(np.isfinite(along), along, 0.0)
+    seam_gap = int(math.ceil(5.0 / 360.0 * n_t)) + 1
+    bridge = np.zeros((1, 2 * seam_gap + 1), bool)
+    bridge[0] = True
     findings = []
-    for sign, seed in ((1, pos_seed), (-1, neg_seed)):
+    for sign in (1, -1):
+        seed = sign * filled >= review_um
         grown = sign * filled >= 0.5 * review_um
-        labels, n = _label_periodic(grown, structure)
+        grown = grown | (ndimage.binary_closing(grown, structure=bridge) & ~np.isfinite(along))
+        labels, n = ndimage.label(grown, structure=np.ones((3, 3), bool))
         if n == 0:
             continue
-        seeded = np.unique(labels[seed & (labels > 0)])
-        for lab in seeded:
-            idx = np.nonzero(labels == lab)
-            vals = filled[idx]
+        for lab in np.unique(labels[seed & (labels > 0)]):
+            zi, pos = np.nonzero((labels == lab) & np.isfinite(along))
+            vals = along[zi, pos]
             i_rel = int(np.argmax(sign * vals))
             amp = float(vals[i_rel])
-            ii, kk, tt = idx
-            s_peak = rolls[int(ii[i_rel])]
+            kk, tt = spiral.winding_and_angle(zi, pos)
+            s_peak = rolls[int(zi[i_rel])]
             k = int(kk[i_rel])
             r_peak = float(s_peak.cu_radius_um[k, tt[i_rel]])
-            t_cover = np.unique(tt)
-            arc_um = len(t_cover) * (2 * np.pi / n_t) * r_peak
+            span_samples = int(pos.max() - pos.min() + 1)
+            arc_um = span_samples * (2 * np.pi / n_t) * r_peak
             if arc_um < min_arc_um:
                 continue
-            zs = np.array([rolls[j].z for j in ii], float)
-            rad = np.array([rolls[j].cu_radius_um[kk[m], tt[m]] for m, j in enumerate(ii)], float)
+            zs = np.array([rolls[j].z for j in zi], float)
+            rad = np.array([rolls[j].cu_radius_um[kk[m], tt[m]] for m, j in enumerate(zi)], float)
             ys, xs = points_to_yx(g, zs, t[tt], rad)
             _, box = box_and_centroid(zs, ys, xs)
             py, px = points_to_yx(g, np.array([s_peak.z]), t[tt[i_rel:i_rel + 1]], np.array([r_peak]))
             centroid = (float(s_peak.z), float(py[0]), float(px[0]))
             angle = polar_angle_deg(g, *centroid)
             height_um = (zs.max() - zs.min() + 1) * g.spacing_um[0]
-            span_deg = len(t_cover) * 360.0 / n_t
-            gap = s_peak.cu_al_gap_um[k] if k < s_peak.cu_al_gap_um.shape[0] else np.array([np.nan])
-            gap_here = gap[t_cover[(t_cover >= 0) & (t_cover < gap.size)]]
-            gap_min = float(np.nanmin(gap_here)) if np.isfinite(gap_here).any() else None
+            span_deg = span_samples * 360.0 / n_t
+            gaps = np.array([rolls[j].cu_al_gap_um[kk[m], tt[m]] if kk[m] < rolls[j].cu_al_gap_um.shape[0] else np.nan
+                             for m, j in enumerate(zi)], float)
+            gap_min = float(np.nanmin(gaps)) if np.isfinite(gaps).any() else None
             sev = severity_for(abs(amp), fail_um, review_um)
             limit = fail_um if sev == "fail" else review_um
             findings.append(Finding(

@@ -66,12 +66,19 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     n_d = depth.size
     profiles = np.full((len(rolls), n_k, n_t, n_d), np.nan, np.float16)
     centers = np.full((len(rolls), n_k, n_t), np.nan, np.float32)
+    # Where a collector presses against the sheet its edge is hidden and the darker
+    # separator it displaced is not a void.
+    contact = np.zeros((len(rolls), n_k, n_t), bool)
     dark_levels = []
     for i, s in enumerate(rolls):
         ctx.check_cancel()
         image = ctx.volume.slice(s.z)
         frame = s.frame
         dark_levels.append(_hole_level(image, frame, s.roll_inner_radius_um / px))
+        if s.sheet_cu_contact.size:
+            touching = s.sheet_cu_contact[:n_k]
+            touching = ndimage.binary_dilation(touching, structure=np.ones((1, 9), bool))
+            contact[i, : touching.shape[0]] = touching
         # The sheet's centre line (the Al foil) from the smooth path of the measured centres:
         # a void eats into the band and would drag the measured centre with it.
         mid = 0.5 * (s.sheet_inner_um[:n_k] + s.sheet_outer_um[:n_k]).astype(float)  # µm, (k, t)
@@ -116,7 +123,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         frac = deficit / np.maximum(exp_k - dark, 0.3 * contrast)[None, None, :]
         frac = np.where(np.isfinite(frac), frac, 0.0)
         frac_s = ndimage.gaussian_filter(frac, (0, 0.7, 0.7), mode=("nearest", "wrap", "nearest"))
-        measured = np.isfinite(centers[:, k])[:, :, None]
+        measured = (np.isfinite(centers[:, k]) & ~contact[:, k])[:, :, None]
         mask = (frac_s > 0.5) & (interior & bright)[None, None, :] & ~near_seam[:, :, None] & measured
         if not mask.any():
             continue

@@ -61,6 +61,7 @@ class SliceRoll:
     sheet_thickness_um: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     cu_al_gap_um: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     sheet_intensity: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    sheet_cu_contact: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
     windings: int = 0
     seam_deg: float = math.nan
     roll_inner_radius_um: float = math.nan
@@ -292,17 +293,16 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     filled = np.where(np.isfinite(traces_arr), traces_arr, -1e6)
     steady = np.abs(filled - ndimage.median_filter(filled, size=(1, 9), mode="wrap")) < 1.5 / step
     strong = (z_arr >= params.min_layer_zscore) & steady
-    # Ghosts (ring artifacts in the mandrel hole, band edges) are much weaker than real
-    # collectors, and real collectors form one contiguous block of turns.
-    # Typical strength of a layer where it is traced (the innermost and outermost turns
-    # are partial: they exist over part of the circle only).
-    per_layer = np.array([np.median(zl[sl]) if sl.sum() >= 3 else 0.0 for zl, sl in zip(z_arr, strong)])
-    typical = np.percentile(per_layer, 90) if per_layer.size else 0.0
-    # ... and they sit on the spiral model, while band edges beyond the last collector sit
-    # at a fixed offset from it.
+    # Real collectors sit on the spiral model; band edges beyond the last collector sit at a
+    # fixed offset from it, and ring artifacts in the mandrel hole cross it. Only on-model
+    # samples count, so a partial turn (the innermost and outermost exist over part of the
+    # circle only) is judged where it exists.
     off_model = np.array(offsets_from_model)
-    on_model = np.array([np.median(o[sl]) if sl.any() else np.inf for o, sl in zip(off_model, strong, strict=False)]) < 0.2 * pitch_px
-    present = (per_layer >= 0.5 * typical) & (strong.mean(axis=1) > 0.03) & (typical > 0) & on_model
+    strong &= off_model < 0.2 * pitch_px
+    # Ghosts are also much weaker than real collectors.
+    per_layer = np.array([np.median(zl[sl]) if sl.sum() >= 3 else 0.0 for zl, sl in zip(z_arr, strong, strict=True)])
+    typical = np.percentile(per_layer, 90) if per_layer.size else 0.0
+    present = (per_layer >= 0.5 * typical) & (strong.mean(axis=1) > 0.03) & (typical > 0)
     strong &= z_arr >= 0.3 * typical
     if present.sum() < 2:
         result.note = "no Cu collectors traced: skipped"
@@ -355,6 +355,20 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
         cu_idx[k] = np.where(ok, traces_arr[layer_c, cols], np.nan)
         cu_z[k] = np.where(ok, z_arr[layer_c, cols], 0.0)
     seam_deg = float(np.degrees(t[s_in % n_t]))
+    # A trace that jumps away from its neighbours over a few degrees has caught another
+    # feature (the collector is lost in noise there): unknown, not a bend. Real bends are
+    # smooth over tens of degrees and follow a running median over 8°.
+    window = max(int(n_t * 8 / 360) | 1, 9)
+    filled = cu_idx.copy()
+    cols_t = np.arange(n_t)
+    for row in filled:  # bridge gaps so that they do not drag the running median
+        ok_row = np.isfinite(row)
+        if 2 <= ok_row.sum() < n_t:
+            row[~ok_row] = np.interp(cols_t[~ok_row], cols_t[ok_row], row[ok_row], period=n_t)
+    local = ndimage.median_filter(np.nan_to_num(filled, nan=-1e6), size=(1, window), mode="wrap")
+    jump = np.abs(cu_idx - local) > max(1.5 / step, 0.15 * pitch_px)
+    cu_idx[jump] = np.nan
+    cu_z[jump] = 0.0
 
     metric = frame.metric(t)
     result.is_roll = True
@@ -382,6 +396,7 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
     rows = np.arange(n_t)
     shape = (k_max, n_t)
     inner_e, outer_e, thick, gap, inten = (np.full(shape, np.nan, np.float32) for _ in range(5))
+    contact = np.zeros(shape, bool)
     for k in range(k_max):
         a = cu_idx[k]
         b = cu_idx[k + 1] if k + 1 < k_max else a + pitch_px
@@ -424,7 +439,9 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
         edge_in_abs = mid - half + j_in
         edge_out_abs = mid - half + j_out
         good = ok & (j_in >= 0) & (j_out > 0) & np.isfinite(peak)
-        good &= (edge_in_abs > a + clear) & (edge_out_abs < b - clear)
+        touching = good & ((edge_in_abs <= a + clear) | (edge_out_abs >= b - clear))
+        contact[k] = touching
+        good &= ~touching
         j_in_c = np.clip(j_in, 0, len(offsets) - 2)
         j_out_c = np.clip(j_out, 1, len(offsets) - 1)
         v0, v1 = win[rows, j_in_c], win[rows, j_in_c + 1]
@@ -446,6 +463,7 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
     result.sheet_thickness_um = thick
     result.cu_al_gap_um = gap
     result.sheet_intensity = inten
+    result.sheet_cu_contact = contact
 
 
 def refine_frame(image: np.ndarray, pixel_um: float, frame: EllipticFrame, max_radius_um: float,

@@ -1,3 +1,14 @@
 """Sub-commands of ``cellqc``; each module registers itself with :func:`qc_app.cli.register`."""
 
-from qc_app.commands import demo_cmd, inspect_cmd, log_cmd, phantom_cmd  # noqa: F401
+from qc_app.commands import (  # noqa: F401
+    batch_cmd,
+    demo_cmd,
+    followup_cmd,
+    gui_cmd,
+    inspect_cmd,
+    log_cmd,
+    phantom_cmd,
+    recon_cmd,
+    roi_cmd,
+    watch_cmd,
+)
