@@ -434,8 +434,7 @@ def _as_ref(ref: Any, shape: tuple[int, ...], source: object, what: str) -> np.n
         return ref
     raise InputError(
         source,
-        f"{what} of shape {ref.shape} does not fit images of shape {spatial} "
-        f"at {n_e} energies",
+        f"{what} of shape {ref.shape} does not fit images of shape {spatial} at {n_e} energies",
     )
 
 
@@ -491,7 +490,11 @@ def _read_xrm(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]
         if ref is not None and ref.size == nx * ny:
             metadata["reference"] = ref.reshape(ny, nx).astype(np.float32)
         e = None
-        if energies is not None and energies.size >= len(images) and np.all(energies[: len(images)] > 0):
+        if (
+            energies is not None
+            and energies.size >= len(images)
+            and np.all(energies[: len(images)] > 0)
+        ):
             e = energies[: len(images)].astype(np.float64)
         return np.stack(images), e, metadata
     finally:
@@ -668,7 +671,9 @@ def _load_images(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray | None, 
         return arr, None, {"format": "npy" if p.suffix.lower() == ".npy" else "tiff"}
     images: list[np.ndarray] = []
     energies: list[float] = []
-    metadata: dict[str, Any] = {"format": "xradia" if paths[0].suffix.lower() in XRM_SUFFIXES else "tiff"}
+    metadata: dict[str, Any] = {
+        "format": "xradia" if paths[0].suffix.lower() in XRM_SUFFIXES else "tiff"
+    }
     for p in paths:
         _check_file(p)
         if p.suffix.lower() in XRM_SUFFIXES:
@@ -775,18 +780,30 @@ def read_xanes(
     try:
         if flat is not None:
             ref = flat if isinstance(flat, np.ndarray) else _read_image_file(Path(flat))
-            stack.flat = _as_ref(ref, tuple(stack.raw.shape), flat if not isinstance(flat, np.ndarray) else "flat", "flat field")
+            stack.flat = _as_ref(
+                ref,
+                tuple(stack.raw.shape),
+                flat if not isinstance(flat, np.ndarray) else "flat",
+                "flat field",
+            )
             stack.metadata["flat"] = "given" if isinstance(flat, np.ndarray) else str(flat)
         if dark is not None:
             ref = dark if isinstance(dark, np.ndarray) else _read_image_file(Path(dark))
-            stack.dark = _as_ref(ref, tuple(stack.raw.shape), dark if not isinstance(dark, np.ndarray) else "dark", "dark")
+            stack.dark = _as_ref(
+                ref,
+                tuple(stack.raw.shape),
+                dark if not isinstance(dark, np.ndarray) else "dark",
+                "dark",
+            )
     except BaseException:
         stack.close()
         raise
     if voxel_size is not None:
         values = np.atleast_1d(np.asarray(voxel_size, dtype=np.float64))
         nd = len(stack.spatial_shape)
-        stack.spacing_um = tuple(float(v) for v in (values if values.size == nd else np.repeat(values[0], nd)))
+        stack.spacing_um = tuple(
+            float(v) for v in (values if values.size == nd else np.repeat(values[0], nd))
+        )
     return stack
 
 

@@ -192,5 +192,11 @@ def inputs_from_log(db: Database, inspection_id: int, *, load_volume: bool = Tru
     inputs.thickness_note = (
         "the thickness map is not kept in the log; re-run the inspection to draw it."
     )
+    try:  # synchrotron follow-up results attached to the same cell
+        from core.followup.records import report_items
+
+        inputs.followups = report_items(db, str(result.get("cell_id") or ""))
+    except Exception as exc:  # noqa: BLE001 - the report never fails over follow-up data
+        inputs.notes.append(f"Follow-up results could not be listed ({exc}).")
     inputs.notes.append(f"Report re-written from the log (inspection #{int(inspection_id)}).")
     return inputs
