@@ -27,6 +27,7 @@ from core.detectors.base import (
     register,
     severity_for,
 )
+from core.geometry.layers import near_layer_ends
 
 NAME = "collector_deflection"
 # Ridge z-score below which a traced collector sample is not trusted (noise level ~1).
@@ -107,8 +108,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         d = smooth_path_residual(radius, t, seam, s.direction)
         d *= s.frame.metric(t)[None, :]  # elliptical radius → distance along the normal
         # The ray index jumps at the seam: a few samples there are not a path.
-        near_seam = np.abs(((t - seam) + np.pi) % (2 * np.pi) - np.pi) < math.radians(2.0)
-        d[:, near_seam] = np.nan
+        d[:, near_layer_ends(s, 3.0)] = np.nan
         deflection[i, : d.shape[0]] = d
         ctx.report(0.8 * (i + 1) / len(rolls), f"collector deflection: slice {s.z}")
     smoothed = _nan_smooth_t(deflection, 1.0)

@@ -26,6 +26,7 @@ from core.detectors.base import (
     register,
 )
 from core.detectors.collector_deflection import _label_periodic, smooth_path_residual
+from core.geometry.layers import near_layer_ends
 
 NAME = "delamination"
 
@@ -107,8 +108,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     zs_all = np.array([s.z for s in rolls], float)
     structure = np.ones((3, 3, 3), bool)
     # Sheets end and begin at the seam (ray index jumps there): not a place to look for voids.
-    seams = np.array([math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else np.nan for s in rolls])
-    near_seam = np.abs(((t[None, :] - seams[:, None]) + np.pi) % (2 * np.pi) - np.pi) < math.radians(3.0)
+    near_seam = np.array([near_layer_ends(s, 4.0) for s in rolls])
     for k in range(n_k):
         ctx.check_cancel()
         exp_k = expected[k]

@@ -19,6 +19,10 @@ from scipy import ndimage
 
 from core.geometry.unwrap import EllipticFrame, unwrap
 
+# The can's inner edge is blurred over a couple of voxels; its ridge response there would
+# pass for one more collector. Layers are searched this far inside it.
+CAN_EDGE_MARGIN_PX = 3.0
+
 
 @dataclass
 class GeometryParams:
@@ -64,8 +68,22 @@ class SliceRoll:
     sheet_cu_contact: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
     windings: int = 0
     seam_deg: float = math.nan
+    outer_end_deg: float = math.nan
     roll_inner_radius_um: float = math.nan
     roll_outer_radius_um: float = math.nan
+
+
+def near_layer_ends(roll: SliceRoll, degrees: float) -> np.ndarray:
+    """Angles within ``degrees`` of where the roll starts (the seam) or its last turn ends.
+
+    There the ray index of every layer changes and the first and last sheets begin or stop:
+    detectors look elsewhere.
+    """
+    mask = np.zeros(roll.t_rad.size, bool)
+    for end in (roll.seam_deg, roll.outer_end_deg):
+        if math.isfinite(end):
+            mask |= np.abs(((roll.t_rad - math.radians(end)) + np.pi) % (2 * np.pi) - np.pi) < math.radians(degrees)
+    return mask
 
 
 def estimate_pitch(profiles: np.ndarray, step_um: float, params: GeometryParams) -> tuple[float, float]:
@@ -203,6 +221,20 @@ def _local_phase_shift(smooth: np.ndarray, t: np.ndarray, pitch_px: float, direc
     return shift
 
 
+def collector_response(unwrapped: np.ndarray, pixel_um: float, params: GeometryParams) -> np.ndarray:
+    """How much each sample looks like a Cu collector: a thin bright line on a darker ground.
+
+    A white top-hat along the radius whose window is just wider than the blurred foil
+    (foil + 2.5 voxels): a narrow line stands out of the opening, while a coating (60–90 µm,
+    several voxels even at 25 µm) survives the opening and scores nothing, whatever bumps
+    its surface shows. A curvature (ridge) filter cannot tell the two apart at 25–35 µm.
+    """
+    step = params.radial_step_vox
+    width = int(math.ceil((params.cu_foil_um / pixel_um + 2.5) / step)) | 1
+    opened = ndimage.grey_opening(unwrapped, size=(1, width), mode="nearest")
+    return ndimage.gaussian_filter1d(unwrapped - opened, 0.5 / step, axis=1, mode="nearest")
+
+
 def angles_for_radius(rho_max_px: float, params: GeometryParams) -> int:
     """Number of unwrap angles: an arc step of ``params.arc_step_vox`` at the outer radius."""
     return int(math.ceil(2 * np.pi * rho_max_px / params.arc_step_vox / 8.0)) * 8
@@ -233,8 +265,11 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     """
     params = params or GeometryParams()
     step = params.radial_step_vox
-    rho_max_px = max_radius_um / pixel_um - 1.0
-    rho = np.arange(0.0, rho_max_px, step)
+    rho_max_px = max_radius_um / pixel_um - CAN_EDGE_MARGIN_PX
+    # Sample a little into the can so that filters see the true edge (not a padded one);
+    # search for layers only up to rho_max_px.
+    rho = np.arange(0.0, rho_max_px + 2 * CAN_EDGE_MARGIN_PX, step)
+    n_search = int(np.searchsorted(rho, rho_max_px))
     n_t = n_angles or angles_for_radius(rho_max_px, params)
     t = np.linspace(0.0, 2 * np.pi, n_t, endpoint=False)
     raw = unwrap(image, frame, t, rho)
@@ -244,19 +279,17 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     smooth = ndimage.gaussian_filter1d(raw, max(arc_sigma, 0.5), axis=0, mode="wrap")
     profile = ndimage.gaussian_filter1d(smooth, 0.5 / step, axis=1, mode="nearest")
 
-    rays = smooth[:: max(1, n_t // 90)]
-    inner = int(0.1 * len(rho))
+    rays = smooth[:: max(1, n_t // 90), :n_search]
+    inner = int(0.1 * n_search)
     est_pitch, score = estimate_pitch(rays[:, inner:], step_um, params)
     result = SliceRoll(z=z, is_roll=False, frame=frame, score=score, t_rad=t)
     if not math.isfinite(est_pitch) or score < params.min_roll_score:
         result.note = "no periodic layer structure (cap, headspace or tabs): skipped"
         return result
 
-    # Cu: a thin bright line; a ridge filter (negative 2nd derivative) matched to its blurred width.
-    sigma_cu_px = math.hypot(0.8, params.cu_foil_um / pixel_um / 2.35)
-    cu = -ndimage.gaussian_filter1d(smooth, sigma_cu_px / step, axis=1, order=2, mode="nearest")
+    cu = collector_response(smooth, pixel_um, params)
     pitch_px = (pitch_um if pitch_um else est_pitch) / pixel_um / step  # in rho samples
-    pitch_px, direction, phase = fit_spiral_phase(cu, np.arange(len(rho), dtype=float), t, pitch_px,
+    pitch_px, direction, phase = fit_spiral_phase(cu[:, :n_search], np.arange(n_search, dtype=float), t, pitch_px,
                                                   direction, refine_pitch=pitch_um is None)
     result.pitch_um = pitch_px * step_um
     result.direction = direction
@@ -269,20 +302,27 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     half = int(math.ceil(params.cu_search_fraction * pitch_px))
     offsets = np.arange(-half, half + 1)
     n_lo = int(math.floor(-phase - 1))
-    n_hi = int(math.ceil(len(rho) / pitch_px - phase + 1))
-    local_shift = _local_phase_shift(smooth, t, pitch_px, direction)
+    n_hi = int(math.ceil(n_search / pitch_px - phase + 1))
+    local_shift = _local_phase_shift(smooth[:, :n_search], t, pitch_px, direction)
     traces, zs, offsets_from_model = [], [], []
+    reach = max(int(round(1.0 / step)), 1)  # one voxel either side
     for n in range(n_lo, n_hi + 1):
         pred = pitch_px * (phase + n + direction * t / (2 * np.pi))
         pred = pred + local_shift(t, pred)
         center = np.rint(pred).astype(np.int64)
         cols = center[:, None] + offsets[None, :]
-        inside = (cols >= 0) & (cols < len(rho))
+        inside = (cols >= 0) & (cols < n_search)
         win = np.where(inside, cu[np.arange(n_t)[:, None], np.clip(cols, 0, len(rho) - 1)], -np.inf)
         j = np.argmax(win, axis=1)
         peak = win[np.arange(n_t), j]
         pos = center + offsets[j] + _parabolic(np.where(np.isfinite(win), win, 0.0), j)
-        valid = np.isfinite(peak) & (cols[np.arange(n_t), j] > 0) & (cols[np.arange(n_t), j] < len(rho) - 1)
+        valid = np.isfinite(peak) & (cols[np.arange(n_t), j] > 0) & (cols[np.arange(n_t), j] < n_search - 1)
+        # A collector is a local maximum of the intensity; the foot of the can's edge (or of
+        # a sheet's edge) curves like one in the ridge filter but keeps rising.
+        at = np.clip(np.rint(pos).astype(np.int64), reach, len(rho) - 1 - reach)
+        rows_t = np.arange(n_t)
+        centre_val = smooth[rows_t, at]
+        valid &= (centre_val >= smooth[rows_t, at - reach]) & (centre_val >= smooth[rows_t, at + reach])
         traces.append(np.where(valid, pos, np.nan))
         zs.append(np.where(valid, peak / noise, 0.0))
         offsets_from_model.append(np.where(valid, np.abs(pos - pred), np.inf))
@@ -299,11 +339,14 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     # circle only) is judged where it exists.
     off_model = np.array(offsets_from_model)
     strong &= off_model < 0.2 * pitch_px
-    # Ghosts are also much weaker than real collectors.
-    per_layer = np.array([np.median(zl[sl]) if sl.sum() >= 3 else 0.0 for zl, sl in zip(z_arr, strong, strict=True)])
-    typical = np.percentile(per_layer, 90) if per_layer.size else 0.0
-    present = (per_layer >= 0.5 * typical) & (strong.mean(axis=1) > 0.03) & (typical > 0)
+    # Ghosts are also much weaker than real collectors: the typical strength comes from the
+    # complete turns, then each layer is judged on its samples at least 30 % as strong (so
+    # a partial turn is not drowned by the weak ghosts where it does not exist).
+    medians = np.array([np.median(zl[sl]) if sl.sum() >= 3 else 0.0 for zl, sl in zip(z_arr, strong, strict=True)])
+    typical = np.percentile(medians, 90) if medians.size else 0.0
     strong &= z_arr >= 0.3 * typical
+    per_layer = np.array([np.median(zl[sl]) if sl.sum() >= 3 else 0.0 for zl, sl in zip(z_arr, strong, strict=True)])
+    present = (per_layer >= 0.5 * typical) & (strong.mean(axis=1) > 0.015) & (typical > 0)
     if present.sum() < 2:
         result.note = "no Cu collectors traced: skipped"
         return result
@@ -334,9 +377,12 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
         return int(np.argmax(score))
 
     idx_t = np.arange(n_t)
-    s_in = step_fit(strong[0], present_after=ahead)
+    # Where a partial turn really is, its collector is about as strong as any other; the
+    # odd weaker sample beyond its end (a sheet edge) does not extend it.
+    solid = strong & (z_arr >= 0.6 * typical)
+    s_in = step_fit(solid[0], present_after=ahead)
     n_min = np.where(idx_t >= s_in, 0, 1) if ahead else np.where(idx_t < s_in, 0, 1)
-    s_out = step_fit(strong[-1], present_after=not ahead)
+    s_out = step_fit(solid[-1], present_after=not ahead)
     last = n_layers - 1
     n_max = np.where(idx_t < s_out, last, last - 1) if ahead else np.where(idx_t >= s_out, last, last - 1)
     counts = n_max - n_min + 1
@@ -355,6 +401,7 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
         cu_idx[k] = np.where(ok, traces_arr[layer_c, cols], np.nan)
         cu_z[k] = np.where(ok, z_arr[layer_c, cols], 0.0)
     seam_deg = float(np.degrees(t[s_in % n_t]))
+    result.outer_end_deg = float(np.degrees(t[s_out % n_t]))
     # A trace that jumps away from its neighbours over a few degrees has caught another
     # feature (the collector is lost in noise there): unknown, not a bend. Real bends are
     # smooth over tens of degrees and follow a running median over 8°.
@@ -376,7 +423,8 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     result.seam_deg = seam_deg
     result.cu_radius_um = (cu_idx * step_um).astype(np.float32)
     result.cu_zscore = cu_z.astype(np.float32)
-    _trace_sheets(result, profile, cu_idx, pitch_px, step_um, metric, params, pixel_um)
+    _trace_sheets(result, profile[:, : n_search + int(0.3 * pitch_px)], cu_idx, pitch_px, step_um, metric, params,
+                  pixel_um)
     inner_edge = np.nanpercentile(cu_idx[0], 5) - 0.25 * pitch_px if np.isfinite(cu_idx[0]).any() else math.nan
     result.roll_inner_radius_um = float(inner_edge * step_um)
     outer = result.sheet_outer_um[n_windings - 1] if n_windings - 1 < result.sheet_outer_um.shape[0] else cu_idx[-1]
@@ -418,11 +466,12 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
         template = np.nanmedian(np.where(ok[:, None], win[rows[:, None], aligned], np.nan), axis=0)
         quarter = max(half // 2, 1)
         peak_level = float(np.nanmax(template[half - quarter:half + quarter + 1]))
-        base_in_level = float(np.nanmin(template[:half + 1]))
-        base_out_level = float(np.nanmin(template[half:]))
+        # One base level for both faces, the brighter of the two: the outermost sheet faces
+        # electrolyte, darker than an anode, which would otherwise widen it by ~10 %.
+        base_level = max(float(np.nanmin(template[:half + 1])), float(np.nanmin(template[half:])))
         peak = np.full(n_t, peak_level)
-        base_in = np.full(n_t, base_in_level)
-        base_out = np.full(n_t, base_out_level)
+        base_in = np.full(n_t, base_level)
+        base_out = np.full(n_t, base_level)
         level_in = 0.5 * (peak + base_in)
         level_out = 0.5 * (peak + base_out)
         idx = np.arange(len(offsets))[None, :]
@@ -492,7 +541,7 @@ def refine_frame(image: np.ndarray, pixel_um: float, frame: EllipticFrame, max_r
     if not (math.isfinite(max_radius_um) and max_radius_um > 0):
         return frame, math.nan, 1, 0.0
     step = params.radial_step_vox
-    rho_max_px = max_radius_um / pixel_um - 1.0
+    rho_max_px = max_radius_um / pixel_um - CAN_EDGE_MARGIN_PX
     rho = np.arange(0.0, rho_max_px, step)
     n_t = min(int(math.ceil(2 * np.pi * rho_max_px / params.arc_step_vox / 8.0)) * 8, 1440)
     t = np.linspace(0.0, 2 * np.pi, n_t, endpoint=False)

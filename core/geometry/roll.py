@@ -12,6 +12,7 @@ import numpy as np
 from core.errors import Cancelled, InputError
 from core.geometry.can import CanSlice, CellAxis, detect_can, fit_axis
 from core.geometry.layers import (
+    CAN_EDGE_MARGIN_PX,
     GeometryParams,
     SliceRoll,
     analyze_slice,
@@ -245,7 +246,7 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
     geometry.direction = 1 if sum(directions) >= 0 else -1
 
     # 3. Every slice's layers about the common frame.
-    n_angles = angles_for_radius(can_inner / pixel_um - 1.0, params)
+    n_angles = angles_for_radius(can_inner / pixel_um - CAN_EDGE_MARGIN_PX, params)
     slices = []
     for z in range(nz):
         _check_cancel(cancel)
@@ -261,11 +262,47 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
             if abs(s.windings - typical) > max(2, 0.1 * typical):
                 s.is_roll = False
                 s.note = f"{s.windings} windings traced against {typical} elsewhere (roll end or tabs): skipped"
+    _skip_roll_ends(slices)
     skipped = [s for s in slices if not s.is_roll]
     if skipped:
         spans = _spans([s.z for s in skipped])
         notes.append(f"{len(skipped)} slice(s) without jelly roll skipped ({spans}): cap, headspace, tabs or roll ends")
     return geometry
+
+
+def _skip_roll_ends(slices: list[SliceRoll], tolerance: float = 0.2) -> None:
+    """Skip slices through the ends of the roll, where the electrode sheets stop.
+
+    Near the top and bottom of a jelly roll the cathode ends before the anode (the anode
+    overhang) and tabs cross the layers: the slice still shows windings, but its cathode
+    sheets are missing or cut. Such slices differ from the roll's interior in sheet
+    thickness or brightness by more than ``tolerance``; they are left to end-of-roll checks
+    (overhang) instead of the electrode detectors.
+    """
+    rolls = [s for s in slices if s.is_roll]
+    if len(rolls) < 4:
+        return
+    stats = []
+    for s in rolls:
+        k = s.windings
+        thick = s.sheet_thickness_um[:k]
+        inten = s.sheet_intensity[:k]
+        stats.append((float(np.nanmedian(thick)) if np.isfinite(thick).any() else math.nan,
+                      float(np.nanmedian(inten)) if np.isfinite(inten).any() else math.nan,
+                      float(np.isfinite(thick).mean())))
+    arr = np.array(stats)
+    # The interior: the middle half of the roll's slices.
+    n = len(rolls)
+    middle = arr[n // 4: n - n // 4] if n >= 8 else arr
+    ref_t, ref_i = np.nanmedian(middle[:, 0]), np.nanmedian(middle[:, 1])
+    ref_cov = np.nanmedian(middle[:, 2])
+    for s, (thick, inten, cov) in zip(rolls, arr, strict=True):
+        off_t = abs(thick / ref_t - 1) if math.isfinite(thick) else 1.0
+        off_i = abs(inten / ref_i - 1) if math.isfinite(inten) and ref_i else 1.0
+        if off_t > tolerance or off_i > tolerance or cov < 0.6 * ref_cov:
+            s.is_roll = False
+            s.note = (f"roll end: cathode sheets {100 * off_t:.0f} % thicker/thinner and {100 * off_i:.0f} % "
+                      f"brighter/darker than the roll's interior (electrode edges, tabs): skipped")
 
 
 def _spans(zs: list[int]) -> str:
