@@ -51,6 +51,30 @@ def report_inputs(inspection: Inspection, inspection_id: int | None = None):
     )
 
 
+def save_maps(inspection: Inspection, folder: str | Path) -> list[Path]:
+    """Write the unrolled maps (``NAME.npz`` + ``NAME.png``) and a traced-layer overlay PNG."""
+    from core.geometry.maps import render_map_png, render_overlay_png
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, umap in inspection.maps.items():
+        if umap.values.size == 0:
+            continue
+        npz = folder / f"{name}.npz"
+        tmp = folder / f".{name}.part.npz"
+        umap.save_npz(tmp)
+        os.replace(tmp, npz)
+        cmap = "RdBu" if "gap" in name else "viridis"
+        written += [npz, render_map_png(umap, folder / f"{name}.png", cmap=cmap)]
+    geometry = inspection.geometry
+    if geometry is not None and geometry.roll_slices:
+        z = geometry.roll_slices[len(geometry.roll_slices) // 2]
+        written.append(render_overlay_png(inspection.volume.slice(z), geometry, z, folder / f"layers_z{z}.png",
+                                          inspection.result["findings"]))
+    return written
+
+
 def inspect_and_file(
     path: str | Path,
     *,
@@ -60,6 +84,7 @@ def inspect_and_file(
     cell_id: str | None = None,
     json_out: str | Path | None = None,
     report_out: str | Path | None = None,
+    maps_dir: str | Path | None = None,
     db_path: str | Path | None = None,
     operator: str | None = None,
     progress: Callable[[float, str], None] | None = None,
@@ -100,6 +125,8 @@ def inspect_and_file(
 
             fail_inspection(db, inspection_id, f"{type(exc).__name__}: {exc}")
         raise
+    if maps_dir is not None:
+        save_maps(inspection, maps_dir)
     if report_out is not None:
         from core.report import write_report
 

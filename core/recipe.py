@@ -148,6 +148,14 @@ def recipe_from_dict(data: dict[str, Any], source: str = "recipe", sha256: str =
             raise RecipeError(source, f"[{path}] must be a table")
         return node
 
+    rules_table = data.get("rules", {})
+    if not isinstance(rules_table, dict):
+        raise RecipeError(source, "[rules] must be a table")
+    known_rules = {sec.split(".", 1)[1] for sec in _SCHEMA if sec.startswith("rules.")}
+    unknown_rules = set(rules_table) - known_rules
+    if unknown_rules:
+        raise RecipeError(source, f"unknown key(s) in [rules]: {', '.join(sorted(unknown_rules))}; "
+                                  f"known: {', '.join(sorted(known_rules))}")
     checked: dict[str, dict[str, float]] = {}
     for sec, keys in _SCHEMA.items():
         values = section(sec)

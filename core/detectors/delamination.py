@@ -147,6 +147,11 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             volume_mm3 = float(col_deficit.sum() / contrast * sample_um3 * 1e-9)
             if volume_mm3 < min_volume:
                 continue
+            # A void opens inside the coating and reaches its inner half; a coating thinned
+            # at its surface only darkens the outer rim (the thickness detector's business).
+            coating = (nominal - float(ctx.cell.get("al_foil_um", 15.0))) / 2
+            if float(np.min(np.abs(depth[di]))) > float(ctx.cell.get("al_foil_um", 15.0)) / 2 + 0.5 * coating:
+                continue
             w = np.clip(frac[zi, ti, di], 0, None)
             zs = zs_all[zi]
             rho = centers[zi, k, ti] + depth[di]

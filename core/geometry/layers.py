@@ -412,7 +412,8 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
         ok_row = np.isfinite(row)
         if 2 <= ok_row.sum() < n_t:
             row[~ok_row] = np.interp(cols_t[~ok_row], cols_t[ok_row], row[ok_row], period=n_t)
-    local = ndimage.median_filter(np.nan_to_num(filled, nan=-1e6), size=(1, window), mode="wrap")
+    # (a running mean, O(n): a 3° jump still stands 5/8 of its height above an 8° mean)
+    local = ndimage.uniform_filter1d(np.nan_to_num(filled, nan=0.0), window, axis=1, mode="wrap")
     jump = np.abs(cu_idx - local) > max(1.5 / step, 0.15 * pitch_px)
     cu_idx[jump] = np.nan
     cu_z[jump] = 0.0
@@ -463,7 +464,8 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
         # Levels from the winding's median profile (aligned on the sheet centre): the maximum
         # of a noisy profile is biased upwards, which would bias every thickness down.
         aligned = np.clip(c[:, None] + offsets[None, :], 0, len(offsets) - 1)
-        template = np.nanmedian(np.where(ok[:, None], win[rows[:, None], aligned], np.nan), axis=0)
+        sample = np.nonzero(ok)[0][::4]  # a statistic: every 4th angle is plenty
+        template = np.median(win[sample[:, None], aligned[sample]], axis=0) if sample.size else np.full(win.shape[1], np.nan)
         quarter = max(half // 2, 1)
         peak_level = float(np.nanmax(template[half - quarter:half + quarter + 1]))
         # One base level for both faces, the brighter of the two: the outermost sheet faces
@@ -477,7 +479,9 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
         idx = np.arange(len(offsets))[None, :]
         above = np.where(idx <= c[:, None], win >= level_in[:, None], win >= level_out[:, None])
         # Bridge the Al foil's dip inside the sheet so the band is one run.
-        above = ndimage.binary_closing(above, structure=np.ones((1, gap_len), bool), border_value=0) | above
+        closed = ndimage.minimum_filter1d(ndimage.maximum_filter1d(above.astype(np.uint8), gap_len, axis=1),
+                                          gap_len, axis=1)
+        above = above | closed.astype(bool)
         # Inner edge: last sample below the level before c; outer: first after c.
         below_lo = (~above) & (idx < c[:, None])
         j_in = np.where(below_lo.any(axis=1), len(offsets) - 1 - np.argmax(below_lo[:, ::-1], axis=1), -1)

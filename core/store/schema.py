@@ -275,10 +275,54 @@ def _migration_2(db: Database) -> None:
     )
 
 
+def _migration_3(db: Database) -> None:
+    """Input fingerprints of inspections and the hot folder's work items."""
+    _run(
+        db,
+        [
+            # What an inspection read, so that a batch can skip a cell already inspected
+            # from the same, unchanged file with the same recipe.
+            """CREATE TABLE input_files (
+                inspection_id INTEGER PRIMARY KEY REFERENCES inspections(id),
+                path TEXT NOT NULL,
+                size_bytes INTEGER NOT NULL,
+                mtime_ns INTEGER NOT NULL,
+                n_files INTEGER NOT NULL DEFAULT 1,
+                sha256 TEXT,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX idx_input_files_path ON input_files(path)",
+            "CREATE INDEX idx_input_files_sha256 ON input_files(sha256)",
+            # One row per scan a hot folder picked up: running -> filed -> done | failed.
+            """CREATE TABLE watch_items (
+                id INTEGER PRIMARY KEY,
+                folder TEXT NOT NULL,
+                name TEXT NOT NULL,
+                size_bytes INTEGER,
+                mtime_ns INTEGER,
+                n_files INTEGER,
+                status TEXT NOT NULL DEFAULT 'running'
+                    CHECK (status IN ('running', 'filed', 'done', 'failed')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                inspection_id INTEGER REFERENCES inspections(id),
+                outcome TEXT,
+                reason TEXT,
+                moved_to TEXT,
+                host TEXT,
+                pid INTEGER,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX idx_watch_items_folder_status ON watch_items(folder, status)",
+            "CREATE INDEX idx_watch_items_inspection_id ON watch_items(inspection_id)",
+        ],
+    )
+
+
 Migration = Callable[[Database], None]
 
 #: Ordered migrations; version ``n`` is ``MIGRATIONS[n - 1]``. Append, never edit or reorder.
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3]
 
 #: The schema version this software writes.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -102,11 +102,12 @@ def run(args: argparse.Namespace) -> int:
     db = args.db or default_db_path()
     inspection, iid = inspect_and_file(
         path, cell_id=truth["cell_id"], json_out=folder / "demo_result.json",
-        report_out=folder / "demo_report.pdf", db_path=db, progress=progress_printer("inspect "))
+        report_out=folder / "demo_report.pdf", maps_dir=folder / "maps", db_path=db, progress=progress_printer("inspect "))
     print()
     print_summary(inspection.result, iid)
     print(f"  result: {folder / 'demo_result.json'}")
     print(f"  report: {folder / 'demo_report.pdf'}")
+    print(f"  maps:   {folder / 'maps'}")
     print(f"  log:    {db}")
     return VERDICT_EXIT[inspection.verdict]
 

@@ -17,12 +17,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--operator", default=None)
     p.add_argument("--json", dest="json_out", help="write the inspection result here")
     p.add_argument("--report", help="write the PDF report here")
+    p.add_argument("--maps", help="folder for the unrolled electrode maps (.npz + .png) and a traced-layer overlay")
     p.add_argument("--db", help="SQLite log file (default: none; $CELLQC_HOME/cellqc.db with --db default)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
-def print_summary(result: dict, inspection_id: int | None = None, out=sys.stdout) -> None:
+def print_summary(result: dict, inspection_id: int | None = None, out=None) -> None:
     """The verdict, big and first, then its reasons and the findings, for a person to read."""
+    out = out or sys.stdout
     print(f"{result['cell_id']}: {result['verdict']}", file=out)
     for reason in result.get("reasons", []):
         print(f"  {reason}", file=out)
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     db = default_db_path() if args.db == "default" else args.db
     inspection, iid = inspect_and_file(
         args.volume, voxel_size=args.voxel_size, dataset=args.dataset, recipe=args.recipe,
-        cell_id=args.cell_id, json_out=args.json_out, report_out=args.report, db_path=db,
+        cell_id=args.cell_id, json_out=args.json_out, report_out=args.report, maps_dir=args.maps, db_path=db,
         operator=args.operator, progress=None if args.quiet else progress_printer())
     print_summary(inspection.result, iid)
     return VERDICT_EXIT[inspection.verdict]
