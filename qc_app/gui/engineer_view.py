@@ -1,0 +1,596 @@
+"""The engineer's drill-down (role-gated): finding details against the recipe's limits,
+verdict override with a reason (written to the audit log), the recipe viewer/editor with
+validation, and the panels the ROI-planning and follow-up features fill.
+"""
+
+from __future__ import annotations
+
+import getpass
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from core.errors import CellQCError
+from qc_app.gui import theme
+from qc_app.gui.operator_view import DETECTOR_NAMES, _fmt_value
+
+#: The result's ``limits`` key of each detector, and the metric it is compared with.
+DETECTOR_LIMITS = {
+    "delamination": "void_max_volume_mm3",
+    "collector_deflection": "collector_deflection_max_um",
+    "electrode_thickness": "cathode_thickness_max_deviation_pct",
+    "foreign_particle": "foreign_particle_max_diameter_um",
+}
+LIMIT_LABELS = {
+    "void_max_volume_mm3": "Void volume",
+    "collector_deflection_max_um": "Cu collector deflection",
+    "cathode_thickness_max_deviation_pct": "Cathode thickness deviation",
+    "foreign_particle_max_diameter_um": "Foreign particle diameter",
+}
+LIMIT_NOTES = {
+    "void_max_volume_mm3": "Largest void; a void also fails on its length (recipe fail_length_um).",
+    "collector_deflection_max_um": "Largest radial displacement of a traced Cu layer from its own winding's path.",
+    "cathode_thickness_max_deviation_pct": "Largest deviation from the cell median; the rule also needs a patch "
+                                           "of at least the recipe's min_patch_area_mm2.",
+    "foreign_particle_max_diameter_um": "Equivalent diameter of the largest dense particle.",
+}
+_SEVERITY_RANK = {"fail": 2, "review": 1, "info": 0}
+
+
+def limit_status(value: Any, review: Any, fail: Any) -> str:
+    """FAIL / REVIEW / OK of a value against its limits ("—" without a value)."""
+    if value is None:
+        return "—"
+    v = abs(float(value))
+    if fail is not None and v >= float(fail):
+        return "FAIL"
+    if review is not None and v >= float(review):
+        return "REVIEW"
+    return "OK"
+
+
+def limits_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per limit: metric value, review and fail limits, unit, and the status the
+    findings of that detector gave (the rules can involve more than the value: areas)."""
+    rows = []
+    worst: dict[str, str] = {}
+    for f in result.get("findings", []):
+        det = f.get("detector")
+        if _SEVERITY_RANK.get(f.get("severity"), 0) > _SEVERITY_RANK.get(worst.get(det, "info"), 0):
+            worst[det] = f.get("severity")
+    metrics = result.get("metrics", {})
+    for det, key in DETECTOR_LIMITS.items():
+        lim = (result.get("limits") or {}).get(key)
+        if lim is None:
+            continue
+        sev = worst.get(det)
+        rows.append({
+            "key": key, "detector": det, "label": LIMIT_LABELS.get(key, key), "value": metrics.get(key),
+            "review": lim.get("review"), "fail": lim.get("fail"), "unit": lim.get("unit", ""),
+            "status": sev.upper() if sev in ("fail", "review") else ("OK" if metrics.get(key) is not None else "—"),
+        })
+    return rows
+
+
+def _status_item(status: str) -> QtWidgets.QTableWidgetItem:
+    item = QtWidgets.QTableWidgetItem(status)
+    style = {"FAIL": theme.VERDICT_STYLES["FAIL"], "REVIEW": theme.VERDICT_STYLES["REVIEW"],
+             "OK": theme.VERDICT_STYLES["PASS"]}.get(status)
+    if style is not None:
+        item.setBackground(QtGui.QColor(style.background))
+        item.setForeground(QtGui.QColor(style.foreground))
+        item.setIcon(theme.icon(style.icon))
+    font = item.font()
+    font.setBold(True)
+    item.setFont(font)
+    return item
+
+
+def _table(headers: list[str]) -> QtWidgets.QTableWidget:
+    table = QtWidgets.QTableWidget(0, len(headers))
+    table.setHorizontalHeaderLabels(headers)
+    table.verticalHeader().setVisible(False)
+    table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setAlternatingRowColors(True)
+    table.horizontalHeader().setStretchLastSection(True)
+    return table
+
+
+class FindingDetails(QtWidgets.QWidget):
+    """The chosen finding's measurements, and the inspection's metrics against the limits."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.title = QtWidgets.QLabel("Choose a finding in the list.")
+        self.title.setProperty("role", "heading")
+        self.title.setWordWrap(True)
+        self.verdict_line = QtWidgets.QLabel("")
+        self.verdict_line.setWordWrap(True)
+        self.details = _table(["Measurement", "Value"])
+        self.limits = _table(["Check", "Result", "Value", "Review at", "Fail at"])
+        header = self.limits.horizontalHeader()
+        for c in range(5):
+            header.setSectionResizeMode(c, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.details.horizontalHeader().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        for table in (self.limits, self.details):
+            table.setMinimumHeight(60)
+            table.verticalHeader().setDefaultSectionSize(30)
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        box1 = QtWidgets.QGroupBox("This finding")
+        QtWidgets.QVBoxLayout(box1).addWidget(self.details)
+        box2 = QtWidgets.QGroupBox("The inspection against the recipe's limits")
+        QtWidgets.QVBoxLayout(box2).addWidget(self.limits)
+        split.addWidget(box1)
+        split.addWidget(box2)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 2)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(self.verdict_line)
+        layout.addWidget(split, 1)
+        self.result: dict[str, Any] | None = None
+
+    def set_result(self, result: dict[str, Any] | None) -> None:
+        self.result = result
+        self.limits.setRowCount(0)
+        self.details.setRowCount(0)
+        self.title.setText("Choose a finding in the list." if result else "No inspection shown.")
+        self.verdict_line.setText("")
+        if not result:
+            return
+        for row in limits_rows(result):
+            r = self.limits.rowCount()
+            self.limits.insertRow(r)
+            for c, text in ((0, row["label"]), (2, _fmt_value(row["value"], row["unit"])),
+                            (3, _fmt_value(row["review"], row["unit"])), (4, _fmt_value(row["fail"], row["unit"]))):
+                item = QtWidgets.QTableWidgetItem(text)
+                item.setData(QtCore.Qt.ItemDataRole.UserRole, row["detector"])
+                item.setToolTip(LIMIT_NOTES.get(row["key"], ""))
+                self.limits.setItem(r, c, item)
+            self.limits.setItem(r, 1, _status_item(row["status"]))
+
+    def show_finding(self, finding: dict[str, Any] | None) -> None:
+        self.details.setRowCount(0)
+        if finding is None or self.result is None:
+            return
+        det = finding.get("detector", "")
+        self.title.setText(f"Finding {finding.get('id')}: {DETECTOR_NAMES.get(det, det)} — "
+                           f"{str(finding.get('severity', '')).upper()}")
+        lim = (self.result.get("limits") or {}).get(DETECTOR_LIMITS.get(det, ""), {})
+        unit = finding.get("unit", "")
+        self.verdict_line.setText(
+            f"Value {_fmt_value(finding.get('value'), unit)}; review at "
+            f"{_fmt_value(lim.get('review'), lim.get('unit', ''))}, fail at "
+            f"{_fmt_value(lim.get('fail'), lim.get('unit', ''))}. Rule: {finding.get('rule', '—')}")
+        skip = {"id"}
+        for key, value in finding.items():
+            if key in skip:
+                continue
+            if isinstance(value, list):
+                text = ", ".join(_fmt_value(v) for v in value)
+            elif isinstance(value, float):
+                text = f"{value:.4g}"
+            else:
+                text = "—" if value is None else str(value)
+            r = self.details.rowCount()
+            self.details.insertRow(r)
+            self.details.setItem(r, 0, QtWidgets.QTableWidgetItem(key.replace("_", " ")))
+            value_item = QtWidgets.QTableWidgetItem(text)
+            value_item.setToolTip(text)
+            self.details.setItem(r, 1, value_item)
+        self.details.resizeColumnToContents(0)
+        for r in range(self.limits.rowCount()):
+            item = self.limits.item(r, 0)
+            bold = item.data(QtCore.Qt.ItemDataRole.UserRole) == det
+            for c in (0, 2, 3, 4):
+                cell = self.limits.item(r, c)
+                font = cell.font()
+                font.setBold(bold)
+                cell.setFont(font)
+
+
+class OverridePanel(QtWidgets.QWidget):
+    """Override the shown inspection's verdict with a reason (engineer/admin; audited)."""
+
+    overridden = QtCore.Signal(str, str, str)  # new verdict, reason, user
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.db = None
+        self.inspection_id: int | None = None
+        self.current = QtWidgets.QLabel("No inspection from the log is shown.")
+        self.current.setProperty("role", "heading")
+        self.current.setWordWrap(True)
+        self.verdict = QtWidgets.QComboBox()
+        self.verdict.addItems(["PASS", "FAIL", "REVIEW"])
+        for i, name in enumerate(["PASS", "FAIL", "REVIEW"]):
+            self.verdict.setItemIcon(i, theme.icon(theme.VERDICT_STYLES[name].icon))
+        self.reason = QtWidgets.QPlainTextEdit()
+        self.reason.setPlaceholderText("Why (required), e.g. 'ROI scan at 1.2 µm shows the void is a "
+                                       "reconstruction artifact'")
+        self.user = QtWidgets.QLineEdit(_login())
+        self.user.setToolTip("Your user name in the log; it must have the engineer or admin role")
+        self.apply_button = QtWidgets.QPushButton("Override verdict")
+        self.apply_button.clicked.connect(self.apply)
+        self.status = QtWidgets.QLabel("")
+        self.status.setWordWrap(True)
+        self.history = _table(["When (UTC)", "From", "To", "By", "Reason"])
+        self.reason.setMaximumHeight(90)
+        form = QtWidgets.QFormLayout()
+        form.addRow("New verdict", self.verdict)
+        form.addRow("Reason", self.reason)
+        user_row = QtWidgets.QHBoxLayout()
+        user_row.addWidget(self.user, 1)
+        user_row.addWidget(self.apply_button)
+        form.addRow("User", user_row)
+        left = QtWidgets.QVBoxLayout()
+        left.addWidget(self.current)
+        left.addLayout(form)
+        left.addWidget(self.status)
+        left.addStretch(1)
+        right = QtWidgets.QVBoxLayout()
+        right.addWidget(QtWidgets.QLabel("Overrides of this inspection (also in the audit log):"))
+        right.addWidget(self.history, 1)
+        layout = QtWidgets.QHBoxLayout(self)
+        layout.addLayout(left, 3)
+        layout.addLayout(right, 2)
+        self._update_enabled()
+
+    def set_case(self, db: Any, inspection_id: int | None, verdict: str | None, final: str | None) -> None:
+        self.db, self.inspection_id = db, inspection_id
+        if inspection_id is None or db is None:
+            self.current.setText("The shown inspection is not in a log; it cannot be overridden.")
+        else:
+            text = f"Inspection #{inspection_id}: automatic verdict {verdict}"
+            if final and final != verdict:
+                text += f", now {final} after override"
+            self.current.setText(text + ".")
+        self.status.setText("")
+        self._refresh_history()
+        self._update_enabled()
+
+    def _update_enabled(self) -> None:
+        ok = self.db is not None and self.inspection_id is not None
+        for w in (self.verdict, self.reason, self.user, self.apply_button):
+            w.setEnabled(ok)
+
+    def _refresh_history(self) -> None:
+        self.history.setRowCount(0)
+        if self.db is None or self.inspection_id is None:
+            return
+        from core.store import overrides_for
+
+        for row in overrides_for(self.db, self.inspection_id):
+            r = self.history.rowCount()
+            self.history.insertRow(r)
+            for c, key in enumerate(["created_at", "old_verdict", "new_verdict", "user", "reason"]):
+                text = str(row.get(key) or "")
+                text = text[:19].replace("T", " ") if key == "created_at" else text
+                item = QtWidgets.QTableWidgetItem(text)
+                item.setToolTip(str(row.get(key) or ""))
+                self.history.setItem(r, c, item)
+        self.history.resizeColumnsToContents()
+
+    @QtCore.Slot()
+    def apply(self) -> bool:
+        """Write the override; shows the log's one-line error when it refuses."""
+        from core.store import override_verdict
+
+        new = self.verdict.currentText()
+        reason = self.reason.toPlainText().strip()
+        user = self.user.text().strip()
+        try:
+            override_verdict(self.db, int(self.inspection_id), new, reason, user)
+        except CellQCError as exc:
+            self.status.setProperty("role", "status-error")
+            self.status.setText(f"Not overridden: {exc}")
+            _restyle(self.status)
+            return False
+        self.status.setProperty("role", "status-ok")
+        self.status.setText(f"Verdict set to {new} by {user}; written to the audit log.")
+        _restyle(self.status)
+        self.reason.clear()
+        self._refresh_history()
+        self.overridden.emit(new, reason, user)
+        return True
+
+
+def _restyle(widget: QtWidgets.QWidget) -> None:
+    widget.style().unpolish(widget)
+    widget.style().polish(widget)
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name on this system
+        return ""
+
+
+def user_recipes_dir() -> Path:
+    from qc_app.cli import cellqc_home
+
+    return cellqc_home() / "recipes"
+
+
+class RecipeEditor(QtWidgets.QWidget):
+    """View and edit inspection recipes (TOML) with validation before they can be used."""
+
+    recipe_activated = QtCore.Signal(str)  # name or path
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        from core.recipe import available_recipes
+
+        self.path: Path | None = None
+        self.validated = False
+        self.choice = QtWidgets.QComboBox()
+        self.choice.addItems(available_recipes())
+        self.choice.currentTextChanged.connect(self.load_name)
+        self.open_button = QtWidgets.QPushButton("Open file…")
+        self.open_button.clicked.connect(self._open_file)
+        self.editor = QtWidgets.QPlainTextEdit()
+        self.editor.setObjectName("recipeEditor")
+        self.editor.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
+        self.editor.textChanged.connect(self._edited)
+        self.validate_button = QtWidgets.QPushButton("Validate")
+        self.validate_button.clicked.connect(self.validate)
+        self.save_button = QtWidgets.QPushButton("Save as…")
+        self.save_button.clicked.connect(self._save_dialog)
+        self.use_button = QtWidgets.QPushButton("Use for inspections")
+        self.use_button.setToolTip("Inspections from now on use this recipe (saved and valid)")
+        self.use_button.clicked.connect(self.activate)
+        self.status = QtWidgets.QLabel("")
+        self.status.setWordWrap(True)
+        self.active = QtWidgets.QLabel("")
+        self.active.setProperty("role", "hint")
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(QtWidgets.QLabel("Recipe"))
+        top.addWidget(self.choice, 1)
+        for b in (self.open_button, self.validate_button, self.save_button, self.use_button):
+            top.addWidget(b)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.status)
+        layout.addWidget(self.active)
+        layout.addWidget(self.editor, 1)
+        if self.choice.count():
+            self.load_name(self.choice.currentText())
+
+    def set_active(self, name: str) -> None:
+        self.active.setText(f"Inspections use: {name}")
+
+    def load_name(self, name: str) -> None:
+        from core.recipe import resolve_recipe_path
+
+        if name:
+            self.load_path(resolve_recipe_path(name))
+
+    def load_path(self, path: str | Path) -> None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            self._say(False, f"{path}: cannot read: {exc.strerror or exc}")
+            return
+        self.path = path
+        self.editor.blockSignals(True)
+        self.editor.setPlainText(text)
+        self.editor.blockSignals(False)
+        self.validate()
+
+    def _open_file(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open a recipe", str(user_recipes_dir()),
+                                                        "Recipes (*.toml)")
+        if path:
+            self.load_path(path)
+
+    def _edited(self) -> None:
+        self.validated = False
+        self._say(None, "Edited: validate before saving or using it.")
+
+    def _say(self, ok: bool | None, text: str) -> None:
+        self.status.setProperty("role", {True: "status-ok", False: "status-error", None: "hint"}[ok])
+        self.status.setText(text)
+        _restyle(self.status)
+
+    @QtCore.Slot()
+    def validate(self) -> bool:
+        """Parse and check the editor's TOML like ``load_recipe`` does; report one line."""
+        from core.recipe import recipe_from_dict
+
+        source = str(self.path) if self.path else "recipe"
+        try:
+            data = tomllib.loads(self.editor.toPlainText())
+            recipe = recipe_from_dict(data, source=source)
+        except tomllib.TOMLDecodeError as exc:
+            self.validated = False
+            self._say(False, f"Not valid: {source}: TOML syntax error: {exc}")
+            return False
+        except CellQCError as exc:
+            self.validated = False
+            self._say(False, f"Not valid: {exc}")
+            return False
+        self.validated = True
+        self._say(True, f"Valid: recipe {recipe.name}, detectors {', '.join(recipe.detectors)}.")
+        return True
+
+    def _save_dialog(self) -> None:
+        if not self.validate():
+            return
+        folder = user_recipes_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        suggested = folder / ((self.path.stem if self.path else "recipe") + "-edited.toml")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save the recipe", str(suggested), "Recipes (*.toml)")
+        if path:
+            self.save_to(path)
+
+    def save_to(self, path: str | Path) -> bool:
+        """Validate and write the recipe to ``path`` (never over a shipped recipe)."""
+        from core.recipe import RECIPES_DIR
+
+        if not self.validate():
+            return False
+        path = Path(path)
+        if path.resolve().parent == RECIPES_DIR.resolve():
+            self._say(False, f"{path}: the shipped recipes are read-only; save a copy elsewhere.")
+            return False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.part")
+            tmp.write_text(self.editor.toPlainText(), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            self._say(False, f"{path}: cannot write: {exc.strerror or exc}")
+            return False
+        self.path = path
+        self._say(True, f"Saved {path}.")
+        return True
+
+    @QtCore.Slot()
+    def activate(self) -> bool:
+        """Use the shown recipe for the next inspections (it must be saved and valid)."""
+        from core.recipe import load_recipe
+
+        if not self.validate() or self.path is None:
+            return False
+        if self.path.read_text(encoding="utf-8") != self.editor.toPlainText():
+            self._say(False, "Save the edited recipe first (Save as…), then use it.")
+            return False
+        try:
+            recipe = load_recipe(self.path)
+        except CellQCError as exc:
+            self._say(False, f"Not valid: {exc}")
+            return False
+        self._say(True, f"Inspections now use {recipe.name} ({self.path}).")
+        self.recipe_activated.emit(str(self.path))
+        return True
+
+
+class RowsPanel(QtWidgets.QWidget):
+    """A read-only table of log rows (ROI plans, follow-ups) with a note above it.
+
+    ``columns`` are (header, function(row) -> text); :meth:`set_rows` fills the table.
+    """
+
+    def __init__(self, text: str, columns: list[tuple[str, Any]], parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.note = QtWidgets.QLabel(text)
+        self.note.setWordWrap(True)
+        self.note.setProperty("role", "hint")
+        self.columns = columns
+        self.table = _table([h for h, _ in columns])
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(self.note)
+        layout.addWidget(self.table, 1)
+
+    def set_rows(self, rows: list[dict[str, Any]]) -> None:
+        self.table.setRowCount(0)
+        for row in rows:
+            r = self.table.rowCount()
+            self.table.insertRow(r)
+            for c, (_, get) in enumerate(self.columns):
+                try:
+                    text = get(row)
+                except Exception:  # noqa: BLE001 - a row of another shape: show what we can
+                    text = ""
+                item = QtWidgets.QTableWidgetItem("" if text is None else str(text))
+                item.setToolTip(item.text())
+                self.table.setItem(r, c, item)
+        self.table.resizeColumnsToContents()
+
+
+def _json(row: dict[str, Any], key: str) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(row.get(key) or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _mm_list(values: Any) -> str:
+    return ", ".join(f"{float(v):.2f}" for v in values) if isinstance(values, list | tuple) else ""
+
+
+ROI_COLUMNS = [
+    ("#", lambda r: r["id"]),
+    ("status", lambda r: r.get("status")),
+    ("priority", lambda r: r.get("priority")),
+    ("findings", lambda r: ", ".join(_json(r, "plan_json").get("finding_ids") or [])),
+    ("centre z, y, x (mm)", lambda r: _mm_list(_json(r, "plan_json").get("center_mm"))),
+    ("field of view (mm)", lambda r: "Ø {diameter:g} × {height:g}".format(**_json(r, "plan_json")["fov_mm"])),
+    ("voxel (µm)", lambda r: _json(r, "plan_json").get("voxel_um")),
+    ("note", lambda r: r.get("note")),
+]
+FOLLOWUP_COLUMNS = [
+    ("#", lambda r: r["id"]),
+    ("kind", lambda r: r.get("kind")),
+    ("imported (UTC)", lambda r: str(r.get("imported_at") or "")[:16].replace("T", " ")),
+    ("source", lambda r: Path(str(r.get("source") or "")).name),
+    ("ROI request", lambda r: r.get("roi_request_id")),
+    ("note", lambda r: r.get("note")),
+]
+
+
+def log_rows(db: Any, table: str, cell_id: str) -> list[dict[str, Any]]:
+    """Rows of ``roi_requests`` or ``followups`` for one cell (empty when the log has none)."""
+    if db is None or table not in ("roi_requests", "followups") or not cell_id:
+        return []
+    try:
+        return list(db.query(f"SELECT * FROM {table} WHERE cell_id = ? ORDER BY id", [cell_id]))
+    except Exception:  # noqa: BLE001 - an older log without the table
+        return []
+
+
+class EngineerPanel(QtWidgets.QTabWidget):
+    """The drill-down tabs: Finding, Override, Recipe, ROI plans, Follow-up."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("engineerPanel")
+        self.finding = FindingDetails()
+        self.override = OverridePanel()
+        self.recipe = RecipeEditor()
+        self.roi = RowsPanel(
+            "ROI local-tomography requests of this cell from the log: which flagged regions are to be "
+            "rescanned at high resolution, their field of view and state. Plan them with "
+            "`cellqc roi plan INSPECTION_ID`; this panel only lists them.", ROI_COLUMNS)
+        self.followup = RowsPanel(
+            "Synchrotron follow-up results of this cell imported into the log (nano holotomography, "
+            "Ni K-edge XANES). Import them with `cellqc followup import`; their plots are in the PDF "
+            "report. This panel only lists them.", FOLLOWUP_COLUMNS)
+        # Each page scrolls, so the panel can be short and leave the viewer its room.
+        for page, title in ((self.finding, "Finding"), (self.override, "Override"), (self.recipe, "Recipe"),
+                            (self.roi, "ROI plans"), (self.followup, "Follow-up")):
+            self.addTab(_scrolling(page), title)
+        self.setMinimumHeight(160)
+
+    def set_cell(self, db: Any, cell_id: str | None) -> None:
+        """List the cell's ROI requests and follow-ups from the log."""
+        self.roi.set_rows(log_rows(db, "roi_requests", cell_id or ""))
+        self.followup.set_rows(log_rows(db, "followups", cell_id or ""))
+        self.setTabText(3, f"ROI plans ({self.roi.table.rowCount()})" if self.roi.table.rowCount() else "ROI plans")
+        self.setTabText(4, f"Follow-up ({self.followup.table.rowCount()})" if self.followup.table.rowCount()
+                        else "Follow-up")
+
+    def setCurrentWidget(self, widget: QtWidgets.QWidget) -> None:  # noqa: N802 - Qt's name
+        """Select the tab of a page (the pages sit in scroll areas)."""
+        for i in range(self.count()):
+            area = super().widget(i)
+            if area is widget or (isinstance(area, QtWidgets.QScrollArea) and area.widget() is widget):
+                self.setCurrentIndex(i)
+                return
+
+
+def _scrolling(page: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
+    area = QtWidgets.QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+    area.setWidget(page)
+    return area

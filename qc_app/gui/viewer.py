@@ -1,0 +1,935 @@
+"""The slice viewer (pyqtgraph): axial slice and vertical section through the cell axis,
+window/level, zoom and pan, a slice slider, overlays of findings and traced layers; and the
+unrolled electrode map with its colour bar.
+
+Slice switching stays instant on large volumes: slices are read one at a time from the
+volume's (possibly lazy) array into a small LRU cache, the neighbours in the direction of
+travel are prefetched in a background thread, the display levels are fixed (no histogram
+pass per slice) and the layer overlays of each slice are built once.
+
+Coordinates on screen are millimetres (anisotropic voxels display at their true shape);
+finding boxes and traced layers are converted from voxel indices (pixel centres at i + ½).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from qc_app.gui import theme
+
+pg.setConfigOptions(imageAxisOrder="row-major", background="#000000", foreground="#FFFFFF",
+                    antialias=False)
+
+#: Slices kept in memory at most (and never more than this many bytes).
+CACHE_SLICES = 24
+CACHE_BYTES = 512 * 1024**2
+#: A vertical section is drawn at least this tall relative to its width (height exaggerated).
+MIN_SECTION_ASPECT = 0.6
+
+
+class SliceCache:
+    """An LRU cache of float32 slices with background prefetch of neighbours.
+
+    ``get(z)`` returns the slice, reading it if needed (waiting for a prefetch of the
+    same slice instead of reading twice). ``prefetch(zs)`` reads slices in a worker thread.
+    """
+
+    def __init__(self, volume: Any, max_slices: int = CACHE_SLICES, max_bytes: int = CACHE_BYTES):
+        self.volume = volume
+        nz, ny, nx = volume.shape
+        self.nz = nz
+        per_slice = max(ny * nx * 4, 1)
+        self.capacity = max(3, min(max_slices, max_bytes // per_slice))
+        self._data: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._pending: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellqc-prefetch")
+        self.reads = 0
+        self.hits = 0
+
+    def _read(self, z: int) -> np.ndarray:
+        data = np.ascontiguousarray(self.volume.slice(z), dtype=np.float32)
+        with self._lock:
+            self.reads += 1
+            self._data[z] = data
+            self._data.move_to_end(z)
+            while len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+            self._pending.pop(z, None)
+        return data
+
+    def get(self, z: int) -> np.ndarray:
+        z = int(z)
+        with self._lock:
+            hit = self._data.get(z)
+            if hit is not None:
+                self._data.move_to_end(z)
+                self.hits += 1
+                return hit
+            pending = self._pending.get(z)
+        if pending is not None:
+            try:
+                return pending.result()
+            except Exception:  # noqa: BLE001 - read it again below and let that error surface
+                pass
+        return self._read(z)
+
+    def prefetch(self, zs: list[int]) -> None:
+        with self._lock:
+            wanted = [z for z in zs if 0 <= z < self.nz and z not in self._data and z not in self._pending]
+            for z in wanted:
+                self._pending[z] = self._pool.submit(self._read, z)
+
+    def cached(self, z: int) -> bool:
+        with self._lock:
+            return z in self._data
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def robust_levels(cache: SliceCache, n_samples: int = 5) -> tuple[float, float]:
+    """Display levels from a few evenly spaced slices: 0.5th and 99.8th percentiles."""
+    zs = sorted({int(round(v)) for v in np.linspace(0, cache.nz - 1, min(n_samples, cache.nz))})
+    samples = []
+    for z in zs:
+        s = cache.get(z)
+        step = max(1, int(math.sqrt(s.size / 65536)))
+        samples.append(s[::step, ::step].ravel())
+    values = np.concatenate(samples)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(values, [0.5, 99.8])
+    if not hi > lo:
+        lo, hi = float(values.min()), float(values.max())
+        if not hi > lo:
+            hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def _colour(name: str, alpha: int = 255) -> QtGui.QColor:
+    colour = QtGui.QColor(name)
+    colour.setAlpha(alpha)
+    return colour
+
+
+def _pen(colour: str, width: float = 2.0, style: QtCore.Qt.PenStyle = QtCore.Qt.PenStyle.SolidLine) -> QtGui.QPen:
+    pen = QtGui.QPen(QtGui.QColor(colour))
+    pen.setWidthF(width)
+    pen.setCosmetic(True)
+    pen.setStyle(style)
+    return pen
+
+
+def _rect_item(x0: float, y0: float, x1: float, y1: float, pen: QtGui.QPen) -> QtWidgets.QGraphicsRectItem:
+    item = QtWidgets.QGraphicsRectItem(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
+    item.setPen(pen)
+    item.setBrush(QtGui.QBrush(QtCore.Qt.BrushStyle.NoBrush))
+    item.setZValue(20)
+    return item
+
+
+def finding_slice(finding: dict[str, Any], nz: int) -> int:
+    """The slice on which a finding is shown: its centroid's, kept inside its bbox."""
+    z = int(round(float(finding["centroid_zyx_px"][0])))
+    b = finding.get("bbox_zyx_px")
+    if b:
+        z = min(max(z, int(b[0])), max(int(b[3]) - 1, int(b[0])))
+    return min(max(z, 0), max(nz - 1, 0))
+
+
+#: Sections of volumes up to this size in memory (or memory-mapped) are read at once; larger
+#: or lazy ones (HDF5, Zarr, TIFF folders) in a background thread.
+SYNC_SECTION_BYTES = 256 * 1024**2
+#: A lazy volume's section reads at most this many slices (nearest-neighbour rows between).
+SECTION_MAX_ROWS = 256
+
+
+def _section_is_cheap(volume: Any) -> bool:
+    array = volume.array
+    if not isinstance(array, np.ndarray):
+        return False
+    return not isinstance(array, np.memmap) or volume.nbytes <= SYNC_SECTION_BYTES
+
+
+def read_section(volume: Any, yi: np.ndarray, xi: np.ndarray) -> np.ndarray:
+    """The (z, along) image of a vertical section sampled at pixels (yi, xi) of every slice.
+
+    NumPy arrays and memmaps take one fancy-indexed read; lazy stores read at most
+    :data:`SECTION_MAX_ROWS` slices and repeat the nearest row in between.
+    """
+    array = volume.array
+    nz = volume.shape[0]
+    if isinstance(array, np.ndarray):
+        return np.asarray(array[:, yi, xi], dtype=np.float32)
+    z_rows = np.unique(np.linspace(0, nz - 1, min(nz, SECTION_MAX_ROWS)).round().astype(int))
+    section = np.stack([volume.slice(int(z))[yi, xi] for z in z_rows]).astype(np.float32)
+    if z_rows.size < nz:
+        idx = np.searchsorted(z_rows, np.arange(nz)).clip(0, z_rows.size - 1)
+        section = section[idx]
+    return section
+
+
+class VolumeViewer(QtWidgets.QWidget):
+    """Axial slice + vertical section through the axis, with overlays and a slice slider."""
+
+    slice_changed = QtCore.Signal(int)
+    finding_clicked = QtCore.Signal(str)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.volume = None
+        self.cache: SliceCache | None = None
+        self.geometry = None
+        self.findings: list[dict[str, Any]] = []
+        self.selected_id: str | None = None
+        self.center_yx: tuple[float, float] | None = None
+        self.section_angle_deg = 0.0
+        self.z = 0
+        self.levels: tuple[float, float] = (0.0, 1.0)
+        self._last_z = 0
+        self._layer_cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._slice_items: list[QtWidgets.QGraphicsItem] = []
+        self._section_items: list[QtWidgets.QGraphicsItem] = []
+        self._section_geom: dict[str, Any] = {}
+        self._section_key: tuple | None = None
+        self._section_gen = 0
+        self._section_future: tuple | None = None
+        self._section_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellqc-section")
+        self._section_timer = QtCore.QTimer(self)
+        self._section_timer.setInterval(40)
+        self._section_timer.timeout.connect(self._poll_section)
+        self._build()
+
+    # ------------------------------------------------------------------ construction
+    def _build(self) -> None:
+        self.axial = pg.PlotWidget(name="axial")
+        self.axial.setAspectLocked(True)
+        self.axial.invertY(True)
+        self.axial.setLabel("bottom", "x (mm)")
+        self.axial.setLabel("left", "y (mm)")
+        for side in ("left", "bottom"):
+            self.axial.getAxis(side).enableAutoSIPrefix(False)
+        self.axial.setMenuEnabled(False)
+        self.axial.setTitle("Axial slice", color="#FFFFFF", size="12pt")
+        self.axial_img = pg.ImageItem()
+        self.axial.addItem(self.axial_img)
+        self.cu_item = pg.PlotDataItem(pen=pg.mkPen(_colour(theme.LAYER_CU, 210), width=1.2), connect="finite")
+        self.sheet_item = pg.PlotDataItem(pen=pg.mkPen(_colour(theme.LAYER_SHEET, 170), width=1.0),
+                                          connect="finite")
+        self.section_line = pg.PlotDataItem(pen=pg.mkPen(theme.AXIS_LINE, width=2, style=QtCore.Qt.PenStyle.DashLine))
+        for item in (self.cu_item, self.sheet_item, self.section_line):
+            item.setZValue(10)
+            self.axial.addItem(item)
+        self.axial.scene().sigMouseClicked.connect(self._axial_clicked)
+
+        self.section = pg.PlotWidget(name="section")
+        self.section.setAspectLocked(True)
+        self.section.invertY(True)
+        self.section.setLabel("bottom", "distance from the axis (mm)")
+        self.section.setLabel("left", "z (mm)")
+        self.section.setMenuEnabled(False)
+        self.section.setTitle("Section through the axis", color="#FFFFFF", size="12pt")
+        for side in ("left", "bottom"):
+            self.section.getAxis(side).enableAutoSIPrefix(False)
+        self.section_img = pg.ImageItem()
+        self.section.addItem(self.section_img)
+        self.z_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#FFD400", width=2))
+        self.z_line.setZValue(10)
+        self.section.addItem(self.z_line)
+        self.section.scene().sigMouseClicked.connect(self._section_clicked)
+
+        self.hist = pg.HistogramLUTWidget(image=self.axial_img)
+        self.hist.setMinimumWidth(100)
+        self.hist.setMaximumWidth(120)
+        self.hist.item.sigLevelsChanged.connect(self._levels_changed)
+        self.hist.setToolTip("Window / level: drag the yellow bounds (A: automatic window)")
+
+        views = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        views.addWidget(self.axial)
+        views.addWidget(self.section)
+        views.setStretchFactor(0, 3)
+        views.setStretchFactor(1, 2)
+        views.setChildrenCollapsible(False)
+
+        top = QtWidgets.QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(views, 1)
+        top.addWidget(self.hist)
+
+        self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.slider.setObjectName("sliceSlider")
+        self.slider.setRange(0, 0)
+        self.slider.setPageStep(10)
+        self.slider.valueChanged.connect(self.set_slice)
+        self.slider.setToolTip("Slice (Page Up / Page Down, Home / End)")
+        self.slice_label = QtWidgets.QLabel("no volume")
+        self.slice_label.setMinimumWidth(210)
+        self.angle_spin = QtWidgets.QSpinBox()
+        self.angle_spin.setRange(0, 179)
+        self.angle_spin.setSuffix(" °")
+        self.angle_spin.setWrapping(True)
+        self.angle_spin.setToolTip("Direction of the vertical section through the axis "
+                                   "(double-click the axial slice to aim it)")
+        self.angle_spin.valueChanged.connect(lambda v: self.set_section_angle(float(v)))
+        self.layers_box = QtWidgets.QCheckBox("Layers")
+        self.layers_box.setChecked(True)
+        self.layers_box.setToolTip("Traced Cu collectors (orange) and cathode sheet edges (blue) — L")
+        self.layers_box.toggled.connect(lambda _: self._update_overlays())
+        self.findings_box = QtWidgets.QCheckBox("Findings")
+        self.findings_box.setChecked(True)
+        self.findings_box.setToolTip("Outlines of the findings — F")
+        self.findings_box.toggled.connect(lambda _: self._update_overlays())
+        self.auto_button = QtWidgets.QPushButton("Auto window")
+        self.auto_button.setToolTip("Automatic window / level (A)")
+        self.auto_button.clicked.connect(self.auto_window)
+        self.reset_button = QtWidgets.QPushButton("Whole slice")
+        self.reset_button.setToolTip("Zoom out to the whole slice (Ctrl+0); wheel zooms, drag pans")
+        self.reset_button.clicked.connect(self.reset_view)
+
+        controls = QtWidgets.QHBoxLayout()
+        controls.addWidget(QtWidgets.QLabel("Slice"))
+        controls.addWidget(self.slider, 1)
+        controls.addWidget(self.slice_label)
+        options = QtWidgets.QHBoxLayout()
+        options.addWidget(QtWidgets.QLabel("Section direction"))
+        options.addWidget(self.angle_spin)
+        options.addSpacing(12)
+        options.addWidget(self.layers_box)
+        options.addWidget(self.findings_box)
+        options.addStretch(1)
+        options.addWidget(self.auto_button)
+        options.addWidget(self.reset_button)
+
+        content = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(content)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top, 1)
+        layout.addLayout(controls)
+        layout.addLayout(options)
+        self.empty = QtWidgets.QLabel(
+            "<div style='font-size:22px'><b>No volume open</b></div><br>"
+            "<div style='font-size:16px'>Scan the cell's barcode, then open its volume (Ctrl+O),<br>"
+            "drop the file on this window, or pick it from the Queue.</div>")
+        self.empty.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.empty.setObjectName("viewerEmpty")
+        self.stack = QtWidgets.QStackedLayout(self)
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(content)
+
+    # ------------------------------------------------------------------ data
+    @property
+    def nz(self) -> int:
+        return self.volume.shape[0] if self.volume is not None else 0
+
+    def _mm(self) -> tuple[float, float, float]:
+        sz, sy, sx = self.volume.spacing_um
+        return sz / 1000.0, sy / 1000.0, sx / 1000.0
+
+    def set_volume(self, volume: Any, *, keep_view: bool = False) -> None:
+        """Show a volume (a :class:`core.io.volume.Volume`); resets overlays."""
+        if self.cache is not None:
+            self.cache.close()
+        self.volume = volume
+        self.cache = SliceCache(volume) if volume is not None else None
+        self.geometry = None
+        self.findings = []
+        self.selected_id = None
+        self._layer_cache.clear()
+        self._section_key = None
+        self.stack.setCurrentIndex(0 if volume is None else 1)
+        if volume is None:
+            self.axial_img.clear()
+            self.section_img.clear()
+            self.slider.setRange(0, 0)
+            self.slice_label.setText("no volume")
+            self._clear_items()
+            return
+        nz, ny, nx = volume.shape
+        self.center_yx = ((ny - 1) / 2.0, (nx - 1) / 2.0)
+        self.levels = robust_levels(self.cache)
+        self.z = -1
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, nz - 1)
+        self.slider.setValue(nz // 2)
+        self.slider.blockSignals(False)
+        self.set_slice(nz // 2)
+        _, sy, sx = self._mm()
+        self.axial_img.setRect(QtCore.QRectF(0, 0, nx * sx, ny * sy))
+        self.hist.item.setLevels(*self.levels)
+        self.hist.item.setHistogramRange(*self._hist_range())
+        self._update_section(force=True)
+        if not keep_view:
+            self.reset_view()
+
+    def _hist_range(self) -> tuple[float, float]:
+        lo, hi = self.levels
+        pad = 0.25 * (hi - lo)
+        return lo - pad, hi + pad
+
+    def set_inspection(self, geometry: Any, findings: list[dict[str, Any]],
+                       axis_center_yx: tuple[float, float] | None) -> None:
+        """Overlays of an inspection: its geometry (may be None: from the log), its findings."""
+        self.geometry = geometry
+        self.findings = list(findings or [])
+        self.selected_id = None
+        self._layer_cache.clear()
+        if axis_center_yx is not None and all(v is not None and math.isfinite(v) for v in axis_center_yx):
+            self.center_yx = (float(axis_center_yx[0]), float(axis_center_yx[1]))
+        self._section_key = None
+        self._update_section(force=True)
+        self._update_overlays()
+
+    def close_volume(self) -> None:
+        self.set_volume(None)
+
+    # ------------------------------------------------------------------ slices
+    @QtCore.Slot(int)
+    def set_slice(self, z: int) -> None:
+        if self.volume is None:
+            return
+        z = int(min(max(int(z), 0), self.nz - 1))
+        if z == self.z:
+            return
+        step = z - self._last_z if self.z >= 0 else 1
+        self._last_z, self.z = z, z
+        data = self.cache.get(z)
+        self.axial_img.setImage(data, autoLevels=False, levels=self.levels)
+        if self.slider.value() != z:
+            self.slider.blockSignals(True)
+            self.slider.setValue(z)
+            self.slider.blockSignals(False)
+        sz = self._mm()[0]
+        self.slice_label.setText(f"{z + 1} / {self.nz}   z = {(z + 0.5) * sz:.3f} mm")
+        self.z_line.setPos(self._section_y(z + 0.5))
+        self._update_overlays()
+        direction = 1 if step >= 0 else -1
+        self.cache.prefetch([z + direction, z + 2 * direction, z - direction])
+        self.slice_changed.emit(z)
+
+    def step_slice(self, delta: int) -> None:
+        self.set_slice(self.z + delta)
+
+    # ------------------------------------------------------------------ window / level
+    @QtCore.Slot()
+    def _levels_changed(self) -> None:
+        lo, hi = self.hist.item.getLevels()
+        self.levels = (float(lo), float(hi))
+        self.section_img.setLevels(self.levels)
+
+    @QtCore.Slot()
+    def auto_window(self) -> None:
+        if self.cache is None:
+            return
+        self.levels = robust_levels(self.cache)
+        self.hist.item.setLevels(*self.levels)
+        self.hist.item.setHistogramRange(*self._hist_range())
+        self.axial_img.setLevels(self.levels)
+        self.section_img.setLevels(self.levels)
+
+    # ------------------------------------------------------------------ view
+    @QtCore.Slot()
+    def reset_view(self) -> None:
+        if self.volume is None:
+            return
+        _, ny, nx = self.volume.shape
+        _, sy, sx = self._mm()
+        self.axial.getViewBox().enableAutoRange()
+        self.section.getViewBox().enableAutoRange()
+
+    def zoom(self, factor: float) -> None:
+        """Zoom the axial view about its centre (factor < 1 zooms in)."""
+        self.axial.getViewBox().scaleBy((factor, factor))
+
+    def axial_range(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The axial view's visible ((x0, x1), (y0, y1)) in mm."""
+        (x0, x1), (y0, y1) = self.axial.getViewBox().viewRange()
+        return (x0, x1), (y0, y1)
+
+    # ------------------------------------------------------------------ layers
+    def _layers(self, z: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        if self.geometry is None or z >= len(getattr(self.geometry, "slices", [])):
+            return None
+        if z in self._layer_cache:
+            return self._layer_cache[z]
+        s = self.geometry.slices[z]
+        if not s.is_roll or s.frame is None or s.t_rad.size == 0:
+            self._layer_cache[z] = None
+            return None
+        px = float(self.geometry.pixel_um)
+        _, sy, sx = self._mm()
+
+        def trace(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+            xs, ys = [], []
+            for arr in arrays:
+                for k in range(arr.shape[0]):
+                    rr = np.asarray(arr[k], float) / px
+                    if not np.isfinite(rr).any():
+                        continue
+                    y, x = s.frame.to_yx(s.t_rad, rr)
+                    jump = np.r_[False, np.abs(np.diff(rr)) > 3]
+                    y = np.where(jump, np.nan, y)
+                    x = np.where(jump, np.nan, x)
+                    xs += [x, [np.nan]]
+                    ys += [y, [np.nan]]
+            if not xs:
+                return np.zeros(0), np.zeros(0)
+            return (np.concatenate(xs) + 0.5) * sx, (np.concatenate(ys) + 0.5) * sy
+
+        cu_x, cu_y = trace([s.cu_radius_um])
+        sh_x, sh_y = trace([s.sheet_inner_um, s.sheet_outer_um])
+        self._layer_cache[z] = (cu_x, cu_y, sh_x, sh_y)
+        return self._layer_cache[z]
+
+    # ------------------------------------------------------------------ overlays
+    def _clear_items(self) -> None:
+        for item in self._slice_items:
+            self.axial.removeItem(item)
+        self._slice_items = []
+
+    def _finding_by_id(self, fid: str | None) -> dict[str, Any] | None:
+        return next((f for f in self.findings if f.get("id") == fid), None)
+
+    def _update_overlays(self) -> None:
+        if self.volume is None:
+            return
+        layers = self._layers(self.z) if self.layers_box.isChecked() else None
+        if layers is not None:
+            self.cu_item.setData(layers[0], layers[1])
+            self.sheet_item.setData(layers[2], layers[3])
+        else:
+            self.cu_item.setData([], [])
+            self.sheet_item.setData([], [])
+        self._clear_items()
+        _, sy, sx = self._mm()
+        if self.findings_box.isChecked():
+            for f in self.findings:
+                b = f.get("bbox_zyx_px")
+                if not b or not (int(b[0]) <= self.z < max(int(b[3]), int(b[0]) + 1)):
+                    continue
+                selected = f.get("id") == self.selected_id
+                colour = theme.SELECTED if selected else theme.SEVERITY_COLOURS.get(f.get("severity"), "#FFFFFF")
+                margin = 2 if not selected else 4
+                rect = _rect_item((b[2] - margin) * sx, (b[1] - margin) * sy, (b[5] + margin) * sx,
+                                  (b[4] + margin) * sy, _pen(colour, 3.5 if selected else 2.0))
+                rect.setZValue(25 if selected else 20)
+                self.axial.addItem(rect, ignoreBounds=True)
+                label = pg.TextItem(f.get("id", ""), color=colour, anchor=(0, 1),
+                                    fill=pg.mkBrush(0, 0, 0, 180))
+                font = QtGui.QFont("DejaVu Sans", 12 if selected else 10)
+                font.setBold(True)
+                label.setFont(font)
+                label.setPos((b[2] - margin) * sx, (b[1] - margin) * sy)
+                label.setZValue(26 if selected else 21)
+                self.axial.addItem(label, ignoreBounds=True)
+                self._slice_items += [rect, label]
+        self._update_section_overlays()
+
+    # ------------------------------------------------------------------ section
+    def set_section_angle(self, angle_deg: float) -> None:
+        angle = float(angle_deg) % 180.0
+        if abs(angle - self.section_angle_deg) < 1e-6 and self._section_key is not None:
+            return
+        self.section_angle_deg = angle
+        if int(round(angle)) % 180 != self.angle_spin.value():
+            self.angle_spin.blockSignals(True)
+            self.angle_spin.setValue(int(round(angle)) % 180)
+            self.angle_spin.blockSignals(False)
+        self._update_section()
+
+    def _section_y(self, z_index: float) -> float:
+        """The section view's y coordinate (mm, exaggerated) of slice position ``z_index``."""
+        if self.volume is None:
+            return 0.0
+        return z_index * self._mm()[0] * self._section_geom.get("exaggeration", 1.0)
+
+    def _section_samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        _, ny, nx = self.volume.shape
+        cy, cx = self.center_yx
+        a = math.radians(self.section_angle_deg)
+        half = math.hypot(ny, nx)
+        s = np.arange(-math.ceil(half), math.ceil(half) + 1, dtype=float)
+        y = cy + s * math.sin(a)
+        x = cx + s * math.cos(a)
+        inside = (y >= -0.5) & (y <= ny - 0.5) & (x >= -0.5) & (x <= nx - 0.5)
+        s, y, x = s[inside], y[inside], x[inside]
+        _, sy, sx = self._mm()
+        step_mm = math.hypot(math.sin(a) * sy, math.cos(a) * sx)
+        yi = np.clip(np.round(y).astype(int), 0, ny - 1)
+        xi = np.clip(np.round(x).astype(int), 0, nx - 1)
+        return s, yi, xi, step_mm
+
+    def _update_section(self, force: bool = False) -> None:
+        if self.volume is None or self.center_yx is None:
+            return
+        key = (round(self.section_angle_deg, 3), round(self.center_yx[0], 2), round(self.center_yx[1], 2))
+        if key == self._section_key and not force:
+            return
+        self._section_key = key
+        s, yi, xi, step_mm = self._section_samples()
+        nz = self.nz
+        sz = self._mm()[0]
+        width = max(s.size * step_mm, 1e-9)
+        height = nz * sz
+        exaggeration = 1.0
+        if height < MIN_SECTION_ASPECT * width:
+            exaggeration = float(_nice(MIN_SECTION_ASPECT * width / height))
+        s0_mm = (float(s[0]) - 0.5) * step_mm if s.size else 0.0
+        self._section_geom = {"s0": float(s[0]) if s.size else 0.0, "step_mm": step_mm,
+                              "exaggeration": exaggeration, "s": s,
+                              "rect": QtCore.QRectF(s0_mm, 0, width, height * exaggeration)}
+        axis = self.section.getAxis("left")
+        axis.setScale(1.0 / exaggeration)
+        self.section.setLabel("left", "z (mm)" if exaggeration == 1 else f"z (mm, height ×{exaggeration:g})")
+        self.z_line.setPos(self._section_y(self.z + 0.5))
+        # The section's trace on the axial slice.
+        _, sy, sx = self._mm()
+        if s.size:
+            cy, cx = self.center_yx
+            a = math.radians(self.section_angle_deg)
+            ends = np.array([s[0], s[-1]])
+            self.section_line.setData((cx + ends * math.cos(a) + 0.5) * sx, (cy + ends * math.sin(a) + 0.5) * sy)
+        self._update_section_overlays()
+        self._section_gen += 1
+        if _section_is_cheap(self.volume):
+            self._show_section(read_section(self.volume, yi, xi))
+        else:  # a large or lazy volume: read the section in the background, never in the UI thread
+            self.section.setTitle("Section through the axis (reading…)", color="#FFD400", size="12pt")
+            self._section_future = (self._section_gen, self.volume,
+                                    self._section_pool.submit(read_section, self.volume, yi, xi))
+            self._section_timer.start()
+
+    @QtCore.Slot()
+    def _poll_section(self) -> None:
+        if self._section_future is None:
+            self._section_timer.stop()
+            return
+        gen, volume, future = self._section_future
+        if not future.done():
+            return
+        self._section_timer.stop()
+        self._section_future = None
+        if gen != self._section_gen or volume is not self.volume:
+            return  # a newer section was asked for meanwhile
+        try:
+            data = future.result()
+        except Exception as exc:  # noqa: BLE001 - shown in the view's title, never raised
+            self.section.setTitle(f"Section: cannot read ({type(exc).__name__})", color="#FFB199", size="12pt")
+            return
+        self._show_section(data)
+
+    def _show_section(self, data: np.ndarray) -> None:
+        self.section.setTitle("Section through the axis", color="#FFFFFF", size="12pt")
+        self.section_img.setImage(data, autoLevels=False, levels=self.levels)
+        self.section_img.setRect(self._section_geom["rect"])  # after setImage: the rect scales the pixels
+        self.section.getViewBox().enableAutoRange()
+
+    @property
+    def section_ready(self) -> bool:
+        return self._section_future is None and self.section_img.image is not None
+
+    def _to_section(self, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(along, across) the section line, in pixels, for pixel coordinates (y, x)."""
+        cy, cx = self.center_yx
+        a = math.radians(self.section_angle_deg)
+        dy, dx = np.asarray(y, float) - cy, np.asarray(x, float) - cx
+        return dy * math.sin(a) + dx * math.cos(a), -dy * math.cos(a) + dx * math.sin(a)
+
+    def _update_section_overlays(self) -> None:
+        for item in self._section_items:
+            self.section.removeItem(item)
+        self._section_items = []
+        if self.volume is None or not self.findings_box.isChecked() or not self._section_geom:
+            return
+        step = self._section_geom["step_mm"]
+        ex = self._section_geom["exaggeration"]
+        sz = self._mm()[0]
+        for f in self.findings:
+            b = f.get("bbox_zyx_px")
+            if not b:
+                continue
+            ys = np.array([b[1], b[1], b[4], b[4]], float) - 0.5
+            xs = np.array([b[2], b[5], b[2], b[5]], float) - 0.5
+            along, across = self._to_section(ys, xs)
+            if across.min() > 1.5 or across.max() < -1.5:  # the section misses this finding
+                continue
+            selected = f.get("id") == self.selected_id
+            colour = theme.SELECTED if selected else theme.SEVERITY_COLOURS.get(f.get("severity"), "#FFFFFF")
+            pad = 2
+            rect = _rect_item((along.min() - pad) * step, b[0] * sz * ex, (along.max() + pad) * step,
+                              max(b[3], b[0] + 1) * sz * ex, _pen(colour, 3.5 if selected else 2.0))
+            self.section.addItem(rect, ignoreBounds=True)
+            self._section_items.append(rect)
+
+    # ------------------------------------------------------------------ findings
+    def select_finding(self, finding: dict[str, Any] | None, *, zoom: bool = True) -> None:
+        """Move to a finding: its slice, a section through it, zoomed and outlined."""
+        if finding is None or self.volume is None:
+            self.selected_id = None
+            self._update_overlays()
+            return
+        self.selected_id = finding.get("id")
+        z = finding_slice(finding, self.nz)
+        cz, cy, cx = (float(v) for v in finding["centroid_zyx_px"])
+        if self.center_yx is not None and math.hypot(cy - self.center_yx[0], cx - self.center_yx[1]) > 1.0:
+            angle = math.degrees(math.atan2(cy - self.center_yx[0], cx - self.center_yx[1]))
+            self.set_section_angle(angle)
+        if z != self.z:
+            self.set_slice(z)
+        else:
+            self._update_overlays()
+        if zoom:
+            _, sy, sx = self._mm()
+            b = finding.get("bbox_zyx_px") or [cz, cy, cx, cz + 1, cy + 1, cx + 1]
+            half = max((b[4] - b[1]) * sy, (b[5] - b[2]) * sx, 1.0) * 1.5
+            yc, xc = (cy + 0.5) * sy, (cx + 0.5) * sx
+            self.axial.getViewBox().setRange(xRange=(xc - half, xc + half), yRange=(yc - half, yc + half),
+                                             padding=0)
+
+    # ------------------------------------------------------------------ mouse
+    def _axial_clicked(self, event: Any) -> None:
+        if self.volume is None:
+            return
+        pos = self.axial.getViewBox().mapSceneToView(event.scenePos())
+        _, sy, sx = self._mm()
+        y, x = pos.y() / sy - 0.5, pos.x() / sx - 0.5
+        if event.double():
+            if self.center_yx is not None:
+                angle = math.degrees(math.atan2(y - self.center_yx[0], x - self.center_yx[1]))
+                self.set_section_angle(angle)
+            return
+        for f in self.findings:
+            b = f.get("bbox_zyx_px")
+            if b and int(b[0]) <= self.z < max(int(b[3]), int(b[0]) + 1) and \
+                    b[1] - 3 <= y <= b[4] + 3 and b[2] - 3 <= x <= b[5] + 3:
+                self.finding_clicked.emit(f["id"])
+                return
+
+    def _section_clicked(self, event: Any) -> None:
+        if self.volume is None or not self._section_geom:
+            return
+        pos = self.section.getViewBox().mapSceneToView(event.scenePos())
+        z = pos.y() / (self._mm()[0] * self._section_geom["exaggeration"])
+        if 0 <= z < self.nz:
+            self.set_slice(int(z))
+
+    def shutdown(self) -> None:
+        self._section_timer.stop()
+        self._section_pool.shutdown(wait=False, cancel_futures=True)
+        if self.cache is not None:
+            self.cache.close()
+
+
+def _nice(value: float) -> float:
+    """A round number ≥ value (1, 2, 5 × 10^k)."""
+    if value <= 1:
+        return 1.0
+    exp = math.floor(math.log10(value))
+    for m in (1, 2, 5, 10):
+        if m * 10**exp >= value:
+            return m * 10**exp
+    return 10 ** (exp + 1)
+
+
+class MapView(QtWidgets.QWidget):
+    """The unrolled electrode maps (arc length × height) with a colour bar."""
+
+    #: Deviation from the median shown at the ends of the colour bar for thickness maps.
+    THICKNESS_SPAN = 0.3
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.maps: dict[str, Any] = {}
+        self.current: str | None = None
+        self.plot = pg.PlotWidget(name="map")
+        self.plot.setMenuEnabled(False)
+        self.plot.setLabel("bottom", "arc length along the cathode sheet from its inner end (mm)")
+        self.plot.setLabel("left", "height (mm)")
+        self.plot.invertY(True)  # like the section view: slice 0 at the top
+        self.img = pg.ImageItem()
+        self.plot.addItem(self.img)
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
+        self.colour_bar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("CET-D1"),
+                                          interactive=True, width=28)
+        self.colour_bar.setImageItem(self.img, insert_in=self.plot.getPlotItem())
+        self.z_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#FFD400", width=2, style=QtCore.Qt.PenStyle.DashLine))
+        self.plot.addItem(self.z_line)
+        self.z_line.setVisible(False)
+        self.choice = QtWidgets.QComboBox()
+        self.choice.currentIndexChanged.connect(self._choice_changed)
+        self.caption = QtWidgets.QLabel("Run an inspection to see the unrolled electrode.")
+        self.caption.setProperty("role", "hint")
+        self.caption.setWordWrap(True)
+        self.fit_button = QtWidgets.QPushButton("Whole map")
+        self.fit_button.clicked.connect(lambda: self.plot.getViewBox().autoRange(padding=0.01))
+        head = QtWidgets.QHBoxLayout()
+        head.addWidget(QtWidgets.QLabel("Map"))
+        head.addWidget(self.choice)
+        head.addWidget(self.caption, 1)
+        head.addWidget(self.fit_button)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(head)
+        layout.addWidget(self.plot, 1)
+
+    def set_maps(self, maps: dict[str, Any] | None, note: str | None = None,
+                 spacing_z_um: float | None = None, findings: list[dict[str, Any]] | None = None,
+                 seam_deg: float | None = None, direction: int = 1) -> None:
+        """Show the maps of an inspection (``Inspection.maps``); ``note`` when there are none.
+
+        Findings with a winding are marked where they sit on the unrolled sheet (from their
+        winding and polar angle, measured from the seam in the winding direction).
+        """
+        self.spacing_z_mm = spacing_z_um / 1000.0 if spacing_z_um else None
+        self.findings = [f for f in (findings or []) if f.get("winding") is not None
+                         and f.get("angle_deg") is not None]
+        self.seam_deg, self.direction = seam_deg, direction
+        self.selected_id = None
+        self.maps = {k: m for k, m in (maps or {}).items() if m is not None and m.values.size}
+        self.choice.blockSignals(True)
+        self.choice.clear()
+        order = sorted(self.maps, key=lambda k: (k != "cathode_thickness_um", k))
+        for key in order:
+            self.choice.addItem(f"{self.maps[key].name} ({self.maps[key].unit})", key)
+        self.choice.blockSignals(False)
+        if not self.maps:
+            self.current = None
+            self.img.clear()
+            self.z_line.setVisible(False)
+            self.caption.setText(note or "No unrolled map: run an inspection to see the unrolled electrode.")
+            return
+        self.show_map(order[0])
+
+    def _choice_changed(self, index: int) -> None:
+        key = self.choice.itemData(index)
+        if key:
+            self.show_map(key)
+
+    def show_map(self, key: str) -> None:
+        umap = self.maps[key]
+        self.current = key
+        values = np.asarray(umap.values, dtype=np.float32)
+        finite = values[np.isfinite(values)]
+        med = float(np.median(finite)) if finite.size else 0.0
+        if key == "cathode_thickness_um" and finite.size:
+            lo, hi = med * (1 - self.THICKNESS_SPAN), med * (1 + self.THICKNESS_SPAN)
+            cmap = pg.colormap.get("CET-D1")
+            self.caption.setText(f"Median {med:.0f} {umap.unit}. Blue: thinner, red: thicker "
+                                 f"(bar ends at ±{100 * self.THICKNESS_SPAN:.0f} %). Grey lines: winding starts.")
+        elif finite.size:
+            lo, hi = (float(v) for v in np.percentile(finite, [1, 99]))
+            cmap = pg.colormap.get("viridis")
+            self.caption.setText(f"{umap.name}: median {med:.3g} {umap.unit}.")
+        else:
+            lo, hi, cmap = 0.0, 1.0, pg.colormap.get("viridis")
+            self.caption.setText(f"{umap.name}: nothing measured.")
+        if not hi > lo:
+            hi = lo + 1.0
+        self.img.setImage(values, autoLevels=False, levels=(lo, hi))
+        self.colour_bar.setColorMap(cmap)
+        self.colour_bar.setLevels((lo, hi))
+        self.colour_bar.getAxis("left").setLabel(umap.unit)
+        arc0, arc1, z0, z1 = umap.extent_mm
+        n_rows = values.shape[0]
+        if getattr(self, "spacing_z_mm", None):
+            dz = self.spacing_z_mm
+        elif n_rows > 1:
+            dz = (z1 - z0) / (n_rows - 1)
+        else:
+            dz = 0.01
+        darc = (arc1 - arc0) / max(values.shape[1] - 1, 1)
+        self._rows = (z0 - dz / 2, dz)
+        self.img.setRect(QtCore.QRectF(arc0 - darc / 2, z0 - dz / 2, (arc1 - arc0) + darc, n_rows * dz))
+        for item in getattr(self, "_winding_items", []):
+            self.plot.removeItem(item)
+        self._winding_items = []
+        if umap.winding.size:
+            starts = umap.arc_mm[np.r_[np.nonzero(np.diff(umap.winding))[0] + 1]]
+            for s in starts:
+                line = pg.InfiniteLine(pos=float(s), angle=90, pen=pg.mkPen(150, 150, 150, 120, width=1))
+                self.plot.addItem(line)
+                self._winding_items.append(line)
+        self._draw_markers()
+        self.fit()
+
+    def fit(self) -> None:
+        """The whole map, with room above it for the finding tabs and their labels."""
+        if not self.current or self.img.image is None:
+            self.plot.getViewBox().enableAutoRange()
+            return
+        z0, dz = self._rows
+        height = self.img.height() * dz
+        vb = self.plot.getViewBox()
+        vb.setYRange(z0 - (0.3 * height if self.findings else 0.0), z0 + height, padding=0.02)
+        vb.enableAutoRange(axis="x")
+
+    def finding_arc_mm(self, finding: dict[str, Any]) -> float | None:
+        """Where a finding sits along the unrolled sheet (mm), from its winding and angle."""
+        if not self.current or self.seam_deg is None or not math.isfinite(self.seam_deg):
+            return None
+        umap = self.maps[self.current]
+        cols = np.nonzero(umap.winding == int(finding["winding"]))[0]
+        if cols.size < 2:
+            return None
+        start, end = float(umap.arc_mm[cols[0]]), float(umap.arc_mm[cols[-1]])
+        theta = math.radians((self.direction * (float(finding["angle_deg"]) - self.seam_deg)) % 360.0)
+        return start + theta / (2 * math.pi) * (end - start)
+
+    def _draw_markers(self) -> None:
+        for item in getattr(self, "_marker_items", []):
+            self.plot.removeItem(item)
+        self._marker_items = []
+        if not self.current:
+            return
+        z0 = self._rows[0]
+        height = self.img.height() * self._rows[1] if self.img.image is not None else 0
+        for f in self.findings:
+            arc = self.finding_arc_mm(f)
+            if arc is None:
+                continue
+            selected = f.get("id") == self.selected_id
+            colour = theme.SELECTED if selected else theme.SEVERITY_COLOURS.get(f.get("severity"), "#FFFFFF")
+            half = max(float(f.get("arc_length_um") or 0.0) / 2000.0, 0.5)
+            tick = 0.08 * height
+            # A tab above the map for each finding; the chosen one is also outlined on it.
+            tab = _rect_item(arc - half, z0 - tick, arc + half, z0, _pen(colour, 2.0))
+            tab.setBrush(QtGui.QBrush(QtGui.QColor(colour)))
+            items = [tab]
+            if selected:
+                items.append(_rect_item(arc - half, z0, arc + half, z0 + height, _pen(colour, 3.0)))
+            label = pg.TextItem(f.get("id", ""), color=colour, anchor=(0.5, 1), fill=pg.mkBrush(0, 0, 0, 180))
+            font = QtGui.QFont("DejaVu Sans", 10)
+            font.setBold(True)
+            label.setFont(font)
+            label.setPos(arc, z0 - tick)
+            items.append(label)
+            for item in items:
+                self.plot.addItem(item, ignoreBounds=True)
+            self._marker_items += items
+
+    def select_finding(self, finding: dict[str, Any] | None) -> None:
+        """Outline a finding on the map (white)."""
+        self.selected_id = finding.get("id") if finding else None
+        self._draw_markers()
+        arc = self.finding_arc_mm(finding) if finding and finding in self.findings else None
+        if arc is not None:
+            half = max(float(finding.get("arc_length_um") or 0.0) / 2000.0, 0.5)
+            span = max(10.0, 6 * half)
+            self.plot.getViewBox().setXRange(arc - span, arc + span, padding=0)
+
+    def set_slice_height(self, z_index: int, spacing_z_um: float) -> None:
+        """Mark the height of the viewer's slice on the map."""
+        if not self.maps:
+            return
+        self.z_line.setVisible(True)
+        self.z_line.setPos((z_index) * spacing_z_um / 1000.0)

@@ -1,0 +1,1 @@
+"""SVG icons of the GUI (drawn for cellqc; shape + colour + word for verdicts)."""
