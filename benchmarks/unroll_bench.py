@@ -23,7 +23,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from benchmarks._cells import benchmark_cell  # noqa: E402
 from core.geometry import measure_geometry  # noqa: E402
 from core.geometry.layers import CAN_EDGE_MARGIN_PX, GeometryParams, angles_for_radius  # noqa: E402
-from core.geometry.unwrap import unwrap  # noqa: E402
+from core.geometry.unwrap import UnwrapGrid, unwrap  # noqa: E402
 
 
 def main() -> None:
@@ -46,9 +46,10 @@ def main() -> None:
     rho = np.arange(0.0, can_inner - CAN_EDGE_MARGIN_PX + 2 * CAN_EDGE_MARGIN_PX, params.radial_step_vox)
     n_t = angles_for_radius(can_inner - CAN_EDGE_MARGIN_PX, params)
     t = np.linspace(0, 2 * np.pi, n_t, endpoint=False)
+    grid = UnwrapGrid(geometry.frame_at(0), t, rho)
     t0 = time.perf_counter()
     for z in range(nz):
-        unwrap(array[z], geometry.frame_at(z), t, rho)
+        unwrap(array[z], geometry.frame_at(z), t, rho, grid=grid)
     unwrap_s = time.perf_counter() - t0
     print(f"unwrap of every slice ({n_t} angles x {rho.size} radii)   {unwrap_s:7.2f} s   ratio {unwrap_s / baseline:5.2f}")
 

@@ -675,7 +675,7 @@ def test_demo_generates_a_defective_cell(tmp_path, monkeypatch, capsys):
     assert list(read_array(path).shape) == truth["shape_zyx"]
 
     monkeypatch.setenv("CELLQC_HOME", str(tmp_path / "home"))
-    assert main(["demo"]) == 0
+    assert main(["demo", "--slices", "4"]) == 1  # the demo cell is defective: FAIL
     out = capsys.readouterr().out
     assert "demo_cell.tif" in out and "delamination void" in out
     assert (tmp_path / "home" / "demo" / "demo_cell.truth.json").exists()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from core.geometry.unwrap import EllipticFrame, unwrap
+from core.geometry.unwrap import EllipticFrame, UnwrapGrid, unwrap
 
 # The can's inner edge is blurred over a couple of voxels; its ridge response there would
 # pass for one more collector. Layers are searched this far inside it.
@@ -89,12 +89,14 @@ def near_layer_ends(roll: SliceRoll, degrees: float) -> np.ndarray:
 def estimate_pitch(profiles: np.ndarray, step_um: float, params: GeometryParams) -> tuple[float, float]:
     """Pitch (µm) and its score (0–1) from radial profiles (rays × rho).
 
-    The pitch is the autocorrelation peak with the largest prominence (its height above the
-    lowest value at shorter lags) within the recipe's pitch range; the score is half that
-    prominence. Wound layers give a deep dip at half the pitch and a high peak at the pitch
+    The pitch is the first autocorrelation peak, within the recipe's pitch range, whose
+    prominence (height above the lowest value since the previous peak) is at least 80 % of the
+    largest; the score is half that prominence. Wound layers give a deep dip at half the pitch and a high peak at the pitch
     (score ≈ 0.5–0.9); caps, tabs and smooth shading give a monotone decay (score ≈ 0).
     """
     detrend_sigma = params.pitch_max_um / step_um
+    if profiles.ndim != 2 or profiles.shape[0] == 0 or profiles.shape[1] < 8:
+        return math.nan, 0.0
     # A moving average over the largest pitch removes shading, not layers; O(n) whatever its size.
     x = profiles - ndimage.uniform_filter1d(profiles, max(int(2 * detrend_sigma), 3), axis=1, mode="nearest")
     n = x.shape[1]
@@ -243,7 +245,7 @@ def angles_for_radius(rho_max_px: float, params: GeometryParams) -> int:
 def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFrame,
                   max_radius_um: float, params: GeometryParams | None = None,
                   pitch_um: float | None = None, direction: int | None = None,
-                  n_angles: int | None = None) -> SliceRoll:
+                  n_angles: int | None = None, grids: dict | None = None) -> SliceRoll:
     """Trace the Cu collectors and cathode sheets of one slice.
 
     Parameters
@@ -262,6 +264,8 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
         Known pitch and winding direction (from other slices); refined when not given.
     n_angles : int, optional
         Number of angles of the unwrap (the same for every slice of a volume).
+    grids : dict, optional
+        A cache the caller keeps across the slices of a volume (see :class:`UnwrapGrid`).
     """
     params = params or GeometryParams()
     step = params.radial_step_vox
@@ -272,7 +276,12 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     n_search = int(np.searchsorted(rho, rho_max_px))
     n_t = n_angles or angles_for_radius(rho_max_px, params)
     t = np.linspace(0.0, 2 * np.pi, n_t, endpoint=False)
-    raw = unwrap(image, frame, t, rho)
+    grid = None
+    if grids is not None:
+        grid = grids.get("grid")
+        if grid is None or not grid.matches(frame, t, rho):
+            grid = grids["grid"] = UnwrapGrid(frame, t, rho)
+    raw = unwrap(image, frame, t, rho, grid=grid)
     step_um = step * pixel_um
     # Smooth along the arc (a physical length, in samples at mid radius) and lightly in rho.
     arc_sigma = params.angular_smoothing_um / (pixel_um * (2 * np.pi * rho_max_px * 0.6 / n_t))

@@ -248,10 +248,12 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
     # 3. Every slice's layers about the common frame.
     n_angles = angles_for_radius(can_inner / pixel_um - CAN_EDGE_MARGIN_PX, params)
     slices = []
+    grids: dict = {}
     for z in range(nz):
         _check_cancel(cancel)
         s = analyze_slice(volume.slice(z), z, pixel_um, geometry.frame_at(z), can_inner, params,
-                          pitch_um=geometry.pitch_um, direction=geometry.direction, n_angles=n_angles)
+                          pitch_um=geometry.pitch_um, direction=geometry.direction, n_angles=n_angles,
+                          grids=grids)
         slices.append(s)
         report(0.2 + 0.8 * (z + 1) / nz, f"layers: slice {z + 1}/{nz}")
     geometry.slices = slices

@@ -45,14 +45,40 @@ class EllipticFrame:
         return np.degrees(np.arctan2(y - self.center_yx_px[0], x - self.center_yx_px[1])) % 360.0
 
 
+class UnwrapGrid:
+    """Offsets of an unwrap grid from its centre, computed once for a whole volume.
+
+    Every slice of a volume is unwrapped on the same (t, rho) grid about a centre that drifts
+    from slice to slice; only the centre changes, so the trigonometry and the two
+    (angles × radii) offset arrays are made once and each slice costs two additions and the
+    interpolation (measured: the unwrap of a 1000 × 1000 slice drops from ~5 to ~3 times a
+    plain ``map_coordinates`` pass).
+    """
+
+    def __init__(self, frame: EllipticFrame, t: np.ndarray, rho_px: np.ndarray):
+        self.ovality, self.alpha_rad = frame.ovality, frame.alpha_rad
+        origin = EllipticFrame((0.0, 0.0), frame.ovality, frame.alpha_rad)
+        dy, dx = origin.to_yx(t[:, None], rho_px[None, :])
+        self.dy, self.dx = dy.astype(np.float32), dx.astype(np.float32)
+        self.shape = (t.size, rho_px.size)
+
+    def matches(self, frame: EllipticFrame, t: np.ndarray, rho_px: np.ndarray) -> bool:
+        return (self.ovality, self.alpha_rad) == (frame.ovality, frame.alpha_rad) and self.shape == (t.size, rho_px.size)
+
+
 def unwrap(image: np.ndarray, frame: EllipticFrame, t: np.ndarray, rho_px: np.ndarray,
-           order: int = 1) -> np.ndarray:
+           order: int = 1, grid: UnwrapGrid | None = None) -> np.ndarray:
     """Resample ``image`` on the (t, rho) grid; returns float32 (len(t), len(rho)).
 
     Linear interpolation (order 1): the layers of interest are a few voxels wide and higher
     orders ring at the steel can; order 1 also keeps the cost at one gather per sample.
+    ``grid`` (same frame shape, t and rho) saves recomputing the grid for every slice.
     """
-    y, x = frame.to_yx(t[:, None], rho_px[None, :])
+    if grid is not None and grid.matches(frame, t, rho_px):
+        y = grid.dy + np.float32(frame.center_yx_px[0])
+        x = grid.dx + np.float32(frame.center_yx_px[1])
+    else:
+        y, x = frame.to_yx(t[:, None], rho_px[None, :])
     out = ndimage.map_coordinates(np.asarray(image, dtype=np.float32), [y, x], order=order,
                                   mode="nearest", prefilter=False)
     return out.astype(np.float32, copy=False)

@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     v = truth["voxel_size_um"]
     print(f"Demo cell {truth['cell_id']}: synthetic {truth['spec']['kind']} cell, "
           f"{truth['roll']['windings']} windings, {nz} × {ny} × {nx} voxels of {v:g} µm")
+    print(f"  volume: {path}")
     print(f"  injected defects ({len(truth['defects'])}):")
     for d in truth["defects"]:
         print(f"    - {describe_defect(d, v)}")
