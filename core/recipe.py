@@ -43,6 +43,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, float | None, float | None]]] = {
         "fail_um": (float, 0.0, None),
         "review_um": (float, 0.0, None),
         "min_arc_um": (float, 0.0, None),
+        "max_span_deg": (float, 1.0, 360.0),
     },
     "rules.electrode_thickness": {
         "fail_deviation": (float, 0.0, 1.0),

@@ -4,10 +4,13 @@ Importing this package registers every shipped detector in :data:`DETECTORS`.
 """
 
 from core.detectors import (  # noqa: E402,F401  (registration)
+    anode_overhang,
+    can_metrology,
     collector_deflection,
     delamination,
     electrode_thickness,
     foreign_particle,
+    winding_quality,
 )
 from core.detectors.base import (
     DETECTORS,

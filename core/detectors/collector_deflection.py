@@ -96,6 +96,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     review_um = float(ctx.rules.get("review_um", 30.0))
     fail_um = float(ctx.rules.get("fail_um", 60.0))
     min_arc_um = float(ctx.rules.get("min_arc_um", 250.0))
+    max_span_deg = float(ctx.rules.get("max_span_deg", 120.0))
     t = rolls[0].t_rad
     n_t = t.size
     k_max = max(s.cu_radius_um.shape[0] for s in rolls)
@@ -139,7 +140,10 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             r_peak = float(s_peak.cu_radius_um[k, tt[i_rel]])
             span_samples = int(pos.max() - pos.min() + 1)
             arc_um = span_samples * (2 * np.pi / n_t) * r_peak
-            if arc_um < min_arc_um:
+            span_deg_all = span_samples * 360.0 / n_t
+            # A bend is local. A deviation over more than a third of a turn is the winding's
+            # own shape (an oval or collapsed inner winding), which winding quality reports.
+            if arc_um < min_arc_um or span_deg_all > max_span_deg:
                 continue
             zs = np.array([rolls[j].z for j in zi], float)
             rad = np.array([rolls[j].cu_radius_um[kk[m], tt[m]] for m, j in enumerate(zi)], float)

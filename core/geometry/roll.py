@@ -265,6 +265,7 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
                 s.is_roll = False
                 s.note = f"{s.windings} windings traced against {typical} elsewhere (roll end or tabs): skipped"
     _skip_roll_ends(slices)
+    _mask_sheet_ends([s for s in slices if s.is_roll])
     skipped = [s for s in slices if not s.is_roll]
     if skipped:
         spans = _spans([s.z for s in skipped])
@@ -305,6 +306,39 @@ def _skip_roll_ends(slices: list[SliceRoll], tolerance: float = 0.2) -> None:
             s.is_roll = False
             s.note = (f"roll end: cathode sheets {100 * off_t:.0f} % thicker/thinner and {100 * off_i:.0f} % "
                       f"brighter/darker than the roll's interior (electrode edges, tabs): skipped")
+
+
+def _mask_sheet_ends(rolls: list[SliceRoll], tolerance: float = 0.25) -> None:
+    """Blank the cathode sheets of single windings where they end (roll ends are not flat).
+
+    The outer windings of a roll may stop a slice or two before the inner ones. A sheet whose
+    median brightness or thickness in a slice differs from the same winding's interior by
+    more than ``tolerance`` is not measured there (NaN): neither a void nor a thin patch.
+    """
+    if len(rolls) < 4:
+        return
+    k_max = max(s.windings for s in rolls)
+    n = len(rolls)
+    middle = rolls[n // 4: n - n // 4] if n >= 8 else rolls
+    for k in range(k_max):
+        def stat(s: SliceRoll, name: str, k: int = k) -> float:
+            arr = getattr(s, name)
+            if k >= arr.shape[0] or not np.isfinite(arr[k]).any():
+                return math.nan
+            return float(np.nanmedian(arr[k]))
+
+        ref_i = np.nanmedian([stat(s, "sheet_intensity") for s in middle])
+        ref_t = np.nanmedian([stat(s, "sheet_thickness_um") for s in middle])
+        if not (math.isfinite(ref_i) and math.isfinite(ref_t)) or ref_i == 0 or ref_t == 0:
+            continue
+        for s in rolls:
+            i_k, t_k = stat(s, "sheet_intensity"), stat(s, "sheet_thickness_um")
+            if not (math.isfinite(i_k) and math.isfinite(t_k)):
+                continue
+            if abs(i_k / ref_i - 1) > tolerance or abs(t_k / ref_t - 1) > tolerance:
+                for name in ("sheet_inner_um", "sheet_outer_um", "sheet_thickness_um", "cu_al_gap_um",
+                             "sheet_intensity"):
+                    getattr(s, name)[k] = np.nan
 
 
 def _spans(zs: list[int]) -> str:

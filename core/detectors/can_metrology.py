@@ -1,0 +1,126 @@
+"""Can metrology: outer diameter, wall thickness, ovality and dent depth per slice.
+
+The geometry stage fits the can in a subset of slices (``geometry.cans``: RANSAC ellipse on
+the outer edge, wall from the inner and outer half-maximum crossings along rays, dent depth
+as the deepest inward departure of the outer edge from the fitted ellipse). This detector
+turns them into metrics and judges them against the recipe: the diameter against the
+cell's nominal ``can_outer_diameter_mm``, the thinnest wall, the ovality and the deepest dent.
+Only slices alongside the jelly roll are judged (the crimp and the cap at the top of a cell
+are narrower or thicker by design); every slice is reported in the ``can_metrology`` map.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from core.detectors.base import DetectorContext, DetectorOutput, Finding, register
+
+NAME = "can_metrology"
+_COLUMNS = ("z", "outer_diameter_mm", "wall_min_um", "wall_mean_um", "ovality", "dent_depth_um")
+
+
+def can_table(ctx: DetectorContext) -> np.ndarray:
+    """One row per measured slice: z, outer diameter (mm), wall min/mean (µm), ovality, dent (µm)."""
+    rows = [(c.z, 2e-3 * c.outer_radius_um, c.wall_min_um, c.wall_mean_um, c.ovality, c.dent_depth_um)
+            for c in ctx.geometry.cans if c.found and math.isfinite(c.outer_radius_um)]
+    return np.array(rows, float).reshape(-1, len(_COLUMNS))
+
+
+def _judged_range(ctx: DetectorContext) -> tuple[int, int] | None:
+    """Slices alongside the roll (showing windings, incl. its ends), or None without a roll."""
+    zs = [s.z for s in ctx.geometry.slices if s.is_roll or s.windings > 0]
+    return (min(zs), max(zs)) if zs else None
+
+
+@register(NAME)
+def detect(ctx: DetectorContext) -> DetectorOutput:
+    """Can metrics per slice and findings beyond the recipe's limits; see the module docstring."""
+    g = ctx.geometry
+    out = DetectorOutput()
+    table = can_table(ctx)
+    out.maps["can_metrology"] = table
+    if table.size == 0:
+        out.metrics.update(can_slices_measured=0, can_metrology_count=0)
+        return out
+    rng = _judged_range(ctx)
+    judged = table if rng is None else table[(table[:, 0] >= rng[0]) & (table[:, 0] <= rng[1])]
+    if judged.size == 0:
+        judged = table
+    nominal = ctx.cell.get("can_outer_diameter_mm")
+    nominal_wall = ctx.cell.get("can_wall_um")
+    r = ctx.rules
+
+    def finite(col: int) -> np.ndarray:
+        v = judged[:, col]
+        return v[np.isfinite(v)]
+
+    diam, wall_min, wall_mean, oval, dent = (finite(i) for i in range(1, 6))
+    out.metrics.update(
+        can_slices_measured=int(judged.shape[0]),
+        can_outer_diameter_mm=float(np.median(diam)) if diam.size else None,
+        can_outer_diameter_min_mm=float(diam.min()) if diam.size else None,
+        can_outer_diameter_max_mm=float(diam.max()) if diam.size else None,
+        can_wall_min_um=float(wall_min.min()) if wall_min.size else None,
+        can_wall_mean_um=float(np.median(wall_mean)) if wall_mean.size else None,
+        can_ovality_max=float(oval.max()) if oval.size else None,
+        can_dent_max_um=float(dent.max()) if dent.size else None,
+    )
+    if nominal:
+        out.metrics["can_outer_diameter_deviation_mm"] = (
+            float(np.max(np.abs(diam - nominal))) if diam.size else None)
+    checks = []
+    if nominal:
+        checks.append(("outer diameter off nominal", 1, lambda v: abs(v - nominal), "mm",
+                       r.get("diameter_review_mm"), r.get("diameter_fail_mm"), 3))
+    checks.append(("ovality", 4, lambda v: v, "", r.get("ovality_review"), r.get("ovality_fail"), 4))
+    checks.append(("dent", 5, lambda v: v, "µm", r.get("dent_review_um"), r.get("dent_fail_um"), 0))
+    for label, col, measure, unit, review, fail, digits in checks:
+        if review is None and fail is None:
+            continue
+        vals = np.array([measure(v) if math.isfinite(v) else math.nan for v in judged[:, col]])
+        out.findings.extend(_exceed(g, judged, vals, label, unit, review, fail, digits, higher_is_worse=True))
+    wall_fail = r.get("wall_fail_min_um")
+    wall_review = r.get("wall_review_min_um")
+    if wall_fail is not None or wall_review is not None:
+        out.findings.extend(_exceed(g, judged, judged[:, 2], "thinnest wall", "µm", wall_review, wall_fail, 0,
+                                    higher_is_worse=False, nominal=nominal_wall))
+    out.metrics["can_metrology_count"] = len(out.findings)
+    return out
+
+
+def _exceed(g, table: np.ndarray, vals: np.ndarray, label: str, unit: str, review, fail, digits: int,
+            higher_is_worse: bool, nominal=None) -> list[Finding]:
+    """One finding for the worst slice beyond the review (or fail) limit, with the slice range."""
+    sign = 1.0 if higher_is_worse else -1.0
+    ok = np.isfinite(vals)
+    if not ok.any():
+        return []
+    limit = review if review is not None else fail
+    bad = ok & (sign * vals >= sign * limit)
+    if not bad.any():
+        return []
+    worst = int(np.nanargmax(np.where(bad, sign * vals, -np.inf)))
+    value = float(vals[worst])
+    if fail is not None and sign * value >= sign * fail:
+        sev, lim = "fail", fail
+    else:
+        sev, lim = "review", review
+    zs = table[bad, 0]
+    z = float(table[worst, 0])
+    cy, cx = g.axis.center_at(z)
+    r_px = 0.5e3 * table[worst, 1] / g.pixel_um
+    ny, nx = g.shape[1], g.shape[2]
+    box = (int(zs.min()), max(int(cy - r_px), 0), max(int(cx - r_px), 0), int(zs.max()) + 1,
+           min(int(cy + r_px) + 1, ny), min(int(cx + r_px) + 1, nx))
+    cmp = "≥" if higher_is_worse else "≤"
+    extra = {"slices": [int(v) for v in zs], "metric": label}
+    if nominal:
+        extra["nominal"] = nominal
+    return [Finding(
+        detector=NAME, severity=sev, centroid_zyx_px=(z, float(cy), float(cx)), bbox_zyx_px=box,
+        value=value, unit=unit, rule=f"can {label} {value:.{digits}f} {unit} {cmp} {lim:.{digits}f} {unit}".replace("  ", " "),
+        message=f"can {label} {value:.{digits}f} {unit} at slice {int(z)} ({len(zs)} slice(s) beyond the limit)",
+        extra=extra,
+    )]
