@@ -419,20 +419,24 @@ def test_tampered_audit_row_is_found(tmp_path: Path) -> None:
     with open_log(path) as db:
         _fill(db)
         n = len(audit_rows(db))
-    _tamper(path, "UPDATE audit SET details = replace(details, 'FAIL', 'PASS') WHERE id = 6")
+        # The second inspection's completion row (looked up: migrations may add audit rows).
+        rid = db.conn.execute(
+            "SELECT id FROM audit WHERE action = 'inspection.complete' ORDER BY id LIMIT 1 OFFSET 1"
+        ).fetchone()[0]
+    _tamper(path, f"UPDATE audit SET details = replace(details, 'FAIL', 'PASS') WHERE id = {rid}")
     with open_log(path) as db:
         broken = find_audit_break(db)
-        assert broken is not None and broken.row_id == 6 and "altered" in broken.problem
-        assert verify_audit(db) == 6
+        assert broken is not None and broken.row_id == rid and "altered" in broken.problem
+        assert verify_audit(db) == rid
     # Re-hashing the edited row does not help: the next row's link breaks.
     with open_log(path) as db:
         from core.store.audit import _content, row_hash
 
-        row = next(db.query("SELECT * FROM audit WHERE id = 6"))
+        row = next(db.query(f"SELECT * FROM audit WHERE id = {rid}"))
         fixed = row_hash(row["prev_hash"], _content(row))
-    _tamper(path, f"UPDATE audit SET hash = '{fixed}' WHERE id = 6")
+    _tamper(path, f"UPDATE audit SET hash = '{fixed}' WHERE id = {rid}")
     with open_log(path) as db:
-        assert verify_audit(db) == 7 < n
+        assert verify_audit(db) == rid + 1 < n + 1
 
 
 def test_deleted_audit_row_is_found(tmp_path: Path) -> None:

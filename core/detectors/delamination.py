@@ -98,9 +98,9 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             profiles[i, k] = ndimage.map_coordinates(image, [y, x], order=1, mode="nearest")
         ctx.report(0.7 * (i + 1) / len(rolls), f"delamination: slice {s.z}")
     finite_dark = [d for d in dark_levels if math.isfinite(d)]
-    prof = profiles.astype(np.float32)
-    dark = float(np.median(finite_dark)) if finite_dark else float(np.nanpercentile(prof, 1))
-    expected = np.nanmedian(prof, axis=(0, 2))  # (k, d)
+    # Float32 one winding at a time: a float32 copy of the whole stack would double the
+    # detector's memory (measured: 172 MB of 414 MB at 48 slices of 760²).
+    dark = float(np.median(finite_dark)) if finite_dark else float(np.nanpercentile(profiles[:, :, ::8], 1))
     interior = np.abs(depth) <= nominal / 2 - max(0.75 * px, 10.0)
     findings = []
     total_volume = 0.0
@@ -111,14 +111,15 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     near_seam = np.array([near_layer_ends(s, 4.0) for s in rolls])
     for k in range(n_k):
         ctx.check_cancel()
-        exp_k = expected[k]
+        prof_k = profiles[:, k].astype(np.float32)  # (z, t, d)
+        exp_k = np.nanmedian(prof_k, axis=(0, 1))  # the sheet's expected profile across depth
         if not np.isfinite(exp_k).any():
             continue
         peak = float(np.nanmax(exp_k[interior])) if interior.any() else float(np.nanmax(exp_k))
         contrast = peak - dark
         if not contrast > 0:
             continue
-        deficit = exp_k[None, None, :] - prof[:, k]  # (z, t, d)
+        deficit = exp_k[None, None, :] - prof_k
         bright = (exp_k - dark) > 0.3 * contrast
         frac = deficit / np.maximum(exp_k - dark, 0.3 * contrast)[None, None, :]
         frac = np.where(np.isfinite(frac), frac, 0.0)

@@ -319,10 +319,43 @@ def _migration_3(db: Database) -> None:
     )
 
 
+def _migration_4(db: Database) -> None:
+    """Users' scrypt secrets and disabling; recipe changes with their diff."""
+    _run(
+        db,
+        [
+            # scrypt hash of the user's password or PIN (see core.store.users); never the secret.
+            "ALTER TABLE users ADD COLUMN secret_hash TEXT",
+            # When an admin disabled the user (NULL: active). Users are never deleted.
+            "ALTER TABLE users ADD COLUMN disabled_at TEXT",
+            # A disabled user cannot override a verdict, whatever the code calling in does.
+            """CREATE TRIGGER overrides_user_enabled BEFORE INSERT ON overrides
+               WHEN EXISTS (SELECT 1 FROM users WHERE name = NEW.user
+                            AND disabled_at IS NOT NULL)
+               BEGIN SELECT RAISE(ABORT, 'a disabled user cannot override verdicts'); END""",
+            """CREATE TABLE recipe_changes (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                old_sha256 TEXT,
+                new_sha256 TEXT NOT NULL,
+                diff TEXT NOT NULL,
+                new_text TEXT NOT NULL,
+                user TEXT NOT NULL REFERENCES users(name),
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX idx_recipe_changes_name ON recipe_changes(name)",
+            """CREATE TRIGGER recipe_changes_no_update BEFORE UPDATE ON recipe_changes
+               BEGIN SELECT RAISE(ABORT, 'recipe changes are append-only'); END""",
+            """CREATE TRIGGER recipe_changes_no_delete BEFORE DELETE ON recipe_changes
+               BEGIN SELECT RAISE(ABORT, 'recipe changes are append-only'); END""",
+        ],
+    )
+
+
 Migration = Callable[[Database], None]
 
 #: Ordered migrations; version ``n`` is ``MIGRATIONS[n - 1]``. Append, never edit or reorder.
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3, _migration_4]
 
 #: The schema version this software writes.
 SCHEMA_VERSION = len(MIGRATIONS)

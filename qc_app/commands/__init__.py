@@ -3,6 +3,7 @@
 from qc_app.commands import (  # noqa: F401
     batch_cmd,
     demo_cmd,
+    doctor_cmd,
     followup_cmd,
     gui_cmd,
     inspect_cmd,
@@ -10,5 +11,8 @@ from qc_app.commands import (  # noqa: F401
     phantom_cmd,
     recon_cmd,
     roi_cmd,
+    selftest_cmd,
+    spc_cmd,
+    users_cmd,
     watch_cmd,
 )

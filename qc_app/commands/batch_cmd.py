@@ -1,0 +1,71 @@
+"""``cellqc batch PATHS|GLOB|MANIFEST``: many cells in parallel with Dask distributed.
+
+Exit codes: 0 every cell PASS, 1 any FAIL, 3 any REVIEW (no FAIL), 2 when any cell could not
+be inspected (an input error, said so in the summary) or on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from qc_app.cli import register
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="PATHS|GLOB|MANIFEST",
+                   help="volumes (files or folders), globs ('scans/*.tif', quoted) or manifests "
+                        "(.txt one path per line; .csv with a 'path' column)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local worker processes, one thread each (default: the number of CPUs; "
+                        "0 runs the cells one by one in this process, without Dask)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="use the workers of a running Dask scheduler, e.g. tcp://head:8786")
+    p.add_argument("--recipe", default=None, help="recipe name (18650-nmc, 21700-nmc) or TOML file")
+    p.add_argument("--db", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+    p.add_argument("--out", metavar="DIR",
+                   help="write each cell's result JSON and PDF report here (<cell>_<inspection>.json/.pdf)")
+    p.add_argument("--no-report", action="store_true", help="with --out: JSON results only, no PDF")
+    p.add_argument("--voxel-size", help="µm: one number or z,y,x (overrides the files)")
+    p.add_argument("--dataset", help="dataset path inside HDF5 / Zarr inputs")
+    p.add_argument("--operator", default=None)
+    p.add_argument("--force", action="store_true",
+                   help="inspect every cell again, even those already inspected with this recipe")
+    p.add_argument("--checksum", action="store_true",
+                   help="also compare inputs by SHA-256 (a touched but unchanged file is skipped)")
+    p.add_argument("--memory-limit", default="auto",
+                   help="memory limit per local worker, e.g. 3GB (default: RAM shared by workers)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.errors import InputError
+    from core.recipe import load_recipe
+    from core.store import default_db_path
+    from qc_app.batch.display import ProgressBar, format_summary
+    from qc_app.batch.inputs import expand_inputs
+    from qc_app.batch.runner import BatchOptions, run_batch
+
+    if args.workers is not None and args.workers < 0:
+        raise InputError("--workers", f"must be 0 or more, got {args.workers}")
+    items = expand_inputs(args.inputs)
+    recipe = load_recipe(args.recipe)
+    workers = args.workers if args.workers is not None else max(1, os.cpu_count() or 1)
+    options = BatchOptions(
+        recipe=recipe, db_path=args.db or default_db_path(), out_dir=args.out,
+        report=not args.no_report, voxel_size=args.voxel_size, dataset=args.dataset,
+        operator=args.operator, workers=workers, scheduler=args.scheduler,
+        checksum=args.checksum, force=args.force, memory_limit=args.memory_limit)
+    where = (f"scheduler {args.scheduler}" if args.scheduler
+             else ("this process" if workers == 0 else f"{workers} local worker(s)"))
+    if not args.quiet:
+        print(f"cellqc batch: {len(items)} cell(s), recipe {recipe.name} ({recipe.sha256[:12]}), "
+              f"on {where}", file=sys.stderr, flush=True)
+    bar = ProgressBar(len(items), enabled=not args.quiet)
+    summary = run_batch(items, options, on_row=bar)
+    print(format_summary(summary))
+    return summary.exit_code
+
+
+register("batch", "inspect many cells in parallel (Dask); resumable; summary table", add_arguments, run)
