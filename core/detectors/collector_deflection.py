@@ -12,6 +12,7 @@ The Cu–Al gap (collector to the next cathode sheet's Al foil) is reported alon
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import ndimage
@@ -59,26 +60,25 @@ def smooth_path_residual(radius: np.ndarray, t: np.ndarray, seam_rad: float, dir
     # path, a local bend (tens of degrees) does not.
     n_t = t.size
     n_bins = 180
-    bin_of_t = np.minimum((t / (2 * np.pi) * n_bins).astype(int), n_bins - 1)
-    binned = np.full((radius.shape[0], n_bins), np.nan)
-    for b in range(n_bins):
-        sel = bin_of_t == b
-        if sel.any():
-            chunk = res[:, sel]
-            has = np.isfinite(chunk).any(axis=1)
-            if has.any():
-                binned[has, b] = np.nanmedian(chunk[has], axis=1)
-    half = max(int(window_deg / 2 / (360.0 / n_bins)), 1)
+    per_bin = int(math.ceil(n_t / n_bins))
+    padded_res = np.full((radius.shape[0], n_bins * per_bin), np.nan)
+    padded_res[:, :n_t] = res
+    n_bins = int(math.ceil(n_t / per_bin))  # bins of per_bin consecutive angles (last one shorter)
+    padded_res = padded_res[:, : n_bins * per_bin]
+    padded_t = np.full(n_bins * per_bin, np.nan)
+    padded_t[:n_t] = t
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bins stay NaN
+        binned = np.nanmedian(padded_res.reshape(radius.shape[0], n_bins, per_bin), axis=2)
+        centers = np.nanmean(padded_t.reshape(n_bins, per_bin), axis=1)
+    bin_width = per_bin * 2 * np.pi / n_t
+    half = max(int(math.radians(window_deg / 2) / bin_width), 1)
     padded = np.concatenate([binned[:, -half:], binned, binned[:, :half]], axis=1)
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=1)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            baseline_bins = np.nanmedian(windows, axis=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        baseline_bins = np.nanmedian(windows, axis=2)
     baseline_bins = np.where(np.isfinite(baseline_bins), baseline_bins, 0.0)
-    centers = (np.arange(n_bins) + 0.5) * 2 * np.pi / n_bins
     ext_c = np.r_[centers[-1] - 2 * np.pi, centers, centers[0] + 2 * np.pi]
     baseline = np.stack([np.interp(t, ext_c, np.r_[b[-1], b, b[0]]) for b in baseline_bins]) if n_t else res
     return res - baseline
