@@ -53,6 +53,27 @@ _SCHEMA: dict[str, dict[str, tuple[type, float | None, float | None]]] = {
     "rules.foreign_particle": {
         "fail_diameter_um": (float, 0.0, None),
     },
+    "rules.anode_overhang": {
+        "fail_min_um": (float, None, None),
+        "review_min_um": (float, None, None),
+        "bin_deg": (float, 1.0, 90.0),
+        "min_bins": (float, 1.0, None),
+    },
+    "rules.can_metrology": {
+        "diameter_review_mm": (float, 0.0, None),
+        "diameter_fail_mm": (float, 0.0, None),
+        "wall_fail_min_um": (float, 0.0, None),
+        "wall_review_min_um": (float, 0.0, None),
+        "ovality_review": (float, 0.0, 1.0),
+        "ovality_fail": (float, 0.0, 1.0),
+        "dent_review_um": (float, 0.0, None),
+        "dent_fail_um": (float, 0.0, None),
+    },
+    "rules.winding_quality": {
+        "fail_um": (float, 0.0, None),
+        "review_um": (float, 0.0, None),
+        "smoothing_deg": (float, 0.0, 90.0),
+    },
 }
 
 

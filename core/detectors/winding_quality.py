@@ -16,7 +16,14 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from core.detectors.base import DetectorContext, DetectorOutput, Finding, points_to_yx, polar_angle_deg, register
+from core.detectors.base import (
+    DetectorContext,
+    DetectorOutput,
+    Finding,
+    points_to_yx,
+    polar_angle_deg,
+    register,
+)
 from core.geometry.layers import near_layer_ends
 
 NAME = "winding_quality"

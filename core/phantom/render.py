@@ -75,19 +75,21 @@ def _build_stack(spec: CellSpec, rng: np.random.Generator) -> _Stack:
 
 
 def _stack_profile(stack: _Stack, n_windings: int, u_lo: float = -2.0,
-                   u_hi: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   u_hi: float | None = None, replace: dict[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Tabulate the cumulative integral F(u) of the attenuation over the winding coordinate.
 
     The table must cover every ``u`` of the image (from the axis to the image corners):
     ``np.interp`` clamps outside it, which would turn the mandrel hole's centre and the gap
-    next to the can into an artificial zero-attenuation region.
+    next to the can into an artificial zero-attenuation region. ``replace`` maps a layer's
+    material to another (e.g. the cathode to electrolyte beyond the cathode's end).
     """
+    sub = replace or {}
     pitch = stack.pitch
     u_lo = min(u_lo, -2.0)
     u_hi = max(u_hi if u_hi is not None else n_windings + 2.0, n_windings + 2.0)
     du = _PROFILE_STEP_UM / pitch
     u = np.arange(u_lo, u_hi + du, du)
-    mu = np.full(u.shape, MU["electrolyte"])
+    mu = np.full(u.shape, MU[sub.get("electrolyte", "electrolyte")])
     mu[u < 0] = MU["gas"]
     k = np.floor(u).astype(int)
     inside = (k >= 0) & (k < n_windings)
@@ -107,9 +109,9 @@ def _stack_profile(stack: _Stack, n_windings: int, u_lo: float = -2.0,
         start_k = np.asarray(start)[kk] if np.ndim(start) else start
         stop_k = np.asarray(stop)[kk] if np.ndim(stop) else stop
         sel = inside & (depth >= start_k) & (depth < stop_k)
-        mu[sel] = MU[material]
+        mu[sel] = MU[sub.get(material, material)]
     sel = inside & (depth >= anode_outer[kk]) & (depth < stack.sheet0[kk])
-    mu[sel] = MU["separator"]
+    mu[sel] = MU[sub.get("separator", "separator")]
     cumulative = np.concatenate([[0.0], np.cumsum(mu[:-1] * du)])
     return u, cumulative
 
@@ -325,6 +327,8 @@ def make_cell(
             frame, img = base_slice(z)
             for defect, truth in zip(defects, truths, strict=True):
                 _paint_defect(spec, stack, frame, img, z, defect, truth, table_u, table_f)
+            if spec.roll_end_um is not None:
+                img = _roll_end_slice(spec, stack, n_windings, frame, img, z, table_u)
         volume[z] = _apply_artifacts(spec, frame, img, artifacts, rng, img_c, art_cache)
 
     truth = {
@@ -357,6 +361,21 @@ def make_cell(
         },
         "defects": [_defect_truth_finish(spec, d, t) for d, t in zip(defects, truths, strict=True)],
     }
+    if spec.roll_end_um is not None:
+        truth["roll_end"] = {
+            "side": "top",
+            "anode_end_um": spec.roll_end_um,
+            "anode_end_z_px": spec.roll_end_um / v - 0.5,
+            "cathode_end_z_px_mean": (spec.roll_end_um + spec.anode_overhang_um) / v - 0.5,
+            "anode_overhang_um": spec.anode_overhang_um,
+            "anode_overhang_amplitude_um": spec.anode_overhang_amplitude_um,
+            "anode_overhang_angle_deg": spec.anode_overhang_angle_deg,
+            "note": "slice z spans [z·v, (z+1)·v] µm; *_z_px are voxel-index coordinates (slice centres at z)",
+        }
+    if spec.can_dent_um:
+        truth["can"]["dent_um"] = spec.can_dent_um
+        truth["can"]["dent_angle_deg"] = spec.can_dent_angle_deg
+        truth["can"]["dent_span_deg"] = spec.can_dent_span_deg
     volume_obj = Volume(
         array=volume,
         spacing_um=(v, v, v),
@@ -368,11 +387,57 @@ def make_cell(
     return SyntheticCell(volume=volume_obj, truth=truth)
 
 
+def _can_radii(spec: CellSpec, frame: _Frame) -> tuple[Any, Any]:
+    """Inner and outer radius of the can wall (µm), with the optional dent."""
+    inner, outer = spec.can_inner_radius_um, float(spec.can_outer_radius_um)
+    if not spec.can_dent_um:
+        return inner, outer
+    dent = spec.can_dent_um * _raised_cosine(_wrap_deg(frame.polar_deg - spec.can_dent_angle_deg), spec.can_dent_span_deg)
+    return inner - dent, outer - dent
+
+
+def _roll_end_slice(spec: CellSpec, stack: _Stack, n_windings: int, frame: _Frame, img: np.ndarray,
+                    z: int, table_u: np.ndarray) -> np.ndarray:
+    """Mix the slice from the full roll, the anode-only roll, the cathode-only roll and gas.
+
+    The slice spans [z·v, (z+1)·v] µm along the axis; each sheet is present below its end,
+    so the fraction of the slice it fills is exact (partial volume along z).
+    """
+    v = spec.voxel_size_um
+    bottom = (z + 1) * v
+    end_a = float(spec.roll_end_um)  # type: ignore[arg-type]
+    f_a = float(np.clip((bottom - end_a) / v, 0.0, 1.0))
+    overhang: Any = spec.anode_overhang_um
+    if spec.anode_overhang_amplitude_um:
+        overhang = overhang + spec.anode_overhang_amplitude_um * np.cos(
+            np.radians(frame.polar_deg - spec.anode_overhang_angle_deg))
+    f_c = np.clip((bottom - (end_a + overhang)) / v, 0.0, 1.0)
+    if f_a >= 1.0 and np.all(f_c >= 1.0):
+        return img
+    lo, hi = table_u[0], table_u[-1]
+
+    def render(replace: dict[str, str]) -> np.ndarray:
+        u_tab, f_tab = _stack_profile(stack, n_windings, lo, hi, replace)
+        return _compose_can(spec, frame, _box_average(u_tab, f_tab, frame.u, frame.h))
+
+    both = np.minimum(f_a, f_c)
+    out = both * img
+    if np.any(f_a - both > 0):
+        out = out + (f_a - both) * render({"cathode": "electrolyte", "al": "electrolyte"})
+    if np.any(f_c - both > 0):
+        out = out + (f_c - both) * render({"anode": "gas", "cu": "gas", "separator": "gas", "electrolyte": "gas"})
+    rest = 1.0 - np.maximum(f_a, f_c)
+    if np.any(rest > 0):
+        out = out + rest * _compose_can(spec, frame, np.full(frame.r_phys.shape, MU["gas"]))
+    return np.asarray(out, dtype=np.float32)
+
+
 def _compose_can(spec: CellSpec, frame: _Frame, roll: np.ndarray) -> np.ndarray:
     v = spec.voxel_size_um
     r = frame.r_phys
-    inside = np.clip((spec.can_inner_radius_um - r) / v + 0.5, 0, 1)
-    within_outer = np.clip((float(spec.can_outer_radius_um) - r) / v + 0.5, 0, 1)
+    can_in, can_out = _can_radii(spec, frame)
+    inside = np.clip((can_in - r) / v + 0.5, 0, 1)
+    within_outer = np.clip((can_out - r) / v + 0.5, 0, 1)
     return (roll * inside + MU["steel"] * (within_outer - inside)).astype(np.float32)
 
 
@@ -385,8 +450,9 @@ def _headspace_slice(spec: CellSpec, frame: _Frame, z: int) -> np.ndarray:
     if z == 0:
         inner = np.where(frame.r_phys < 0.85 * spec.can_inner_radius_um, MU["steel"], inner)
     r = frame.r_phys
-    inside = np.clip((spec.can_inner_radius_um - r) / v + 0.5, 0, 1)
-    within_outer = np.clip((float(spec.can_outer_radius_um) - r) / v + 0.5, 0, 1)
+    can_in, can_out = _can_radii(spec, frame)
+    inside = np.clip((can_in - r) / v + 0.5, 0, 1)
+    within_outer = np.clip((can_out - r) / v + 0.5, 0, 1)
     return (inner * inside + MU["steel"] * (within_outer - inside)).astype(np.float32)
 
 

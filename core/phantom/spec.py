@@ -70,6 +70,20 @@ class CellSpec:
         The first slices show the cap and headspace (can, tabs, no jelly roll).
     image_size_px : int or None
         Square image size; ``None`` fits the can with a margin.
+    roll_end_um : float or None
+        Render the top end of the jelly roll: the anode sheet (anode coatings, Cu foil,
+        separators) ends at this axial position (µm from the face of the first slice,
+        ``z_index * voxel`` being a slice's upper face); above it only gas inside the can.
+        ``None`` (default): the roll fills every slice below the headspace.
+    anode_overhang_um : float
+        With ``roll_end_um``: the cathode sheet (coatings + Al) stops this far below the
+        anode's end (negative: the cathode sticks out beyond the anode).
+    anode_overhang_amplitude_um, anode_overhang_angle_deg : float
+        The overhang varies with the polar angle as
+        ``anode_overhang_um + amplitude · cos(angle - angle_deg)``.
+    can_dent_um, can_dent_angle_deg, can_dent_span_deg : float
+        A dent pushing the can wall (outer and inner face) inwards by ``can_dent_um`` at
+        ``can_dent_angle_deg``, a raised cosine of full width ``can_dent_span_deg``.
     """
 
     kind: CellKind = "18650"
@@ -92,6 +106,13 @@ class CellSpec:
     axis_drift_um_per_slice: tuple[float, float] = (0.0, 0.0)
     headspace_slices: int = 0
     image_size_px: int | None = None
+    roll_end_um: float | None = None
+    anode_overhang_um: float = 1000.0
+    anode_overhang_amplitude_um: float = 0.0
+    anode_overhang_angle_deg: float = 0.0
+    can_dent_um: float = 0.0
+    can_dent_angle_deg: float = 0.0
+    can_dent_span_deg: float = 30.0
 
     def __post_init__(self) -> None:
         defaults = {"18650": (9200.0, 250.0), "21700": (10500.0, 300.0)}
