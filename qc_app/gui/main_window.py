@@ -916,10 +916,20 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.role != "operator":
             self.set_role("operator")
             return
-        name, ok = QtWidgets.QInputDialog.getText(self, "Engineer mode", "Your user name in the log:",
-                                                  text=self.engineer.override.user.text())
-        if ok and name.strip():
-            self.enter_engineer_mode(name.strip())
+        db = self.db()
+        if db is None:
+            self.show_error("cellqc — engineer mode", "engineer mode needs the log (users and roles live there)")
+            return
+        from core.errors import InputError
+        from qc_app.gui.login import ask_login
+
+        try:
+            login = ask_login(self, db, self.engineer.override.user.text())
+        except InputError as exc:  # wrong password, unknown or disabled user: one line
+            self.show_error("cellqc — engineer mode", str(exc))
+            return
+        if login is not None:
+            self.enter_engineer_mode(login[0])
 
     def enter_engineer_mode(self, user: str) -> bool:
         db = self.db()

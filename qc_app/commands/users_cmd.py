@@ -1,0 +1,224 @@
+"""``cellqc users add|list|disable`` and ``cellqc override``: people, roles and verdict overrides.
+
+Secrets are asked for, never passed as arguments (they would land in shell history and ``ps``):
+the acting user's password comes from ``$CELLQC_PASSWORD``, else a prompt on a terminal, else
+the first line of stdin; a new user's password from ``$CELLQC_NEW_PASSWORD``, else a prompt
+(twice), else the next line of stdin.
+
+    cellqc users add alice --role admin          # the first admin of a log: no --user
+    cellqc users add bob --role engineer --user alice
+    cellqc users list
+    cellqc users disable bob --user alice
+    cellqc override 12 PASS --reason "void is a scan artefact" --user bob
+    cellqc recipes save my-18650.toml --user bob  # into $CELLQC_HOME/recipes, diff audited
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from core.errors import InputError
+from qc_app.cli import register
+
+_stdin_lines: list[str] | None = None
+
+
+def _next_stdin_line(what: str) -> str:
+    global _stdin_lines
+    if _stdin_lines is None:
+        _stdin_lines = sys.stdin.read().splitlines()
+    if not _stdin_lines:
+        raise InputError(what, "no password given (set it on stdin or in the environment)")
+    return _stdin_lines.pop(0)
+
+
+def _ask(what: str, env: str, *, confirm: bool = False) -> str:
+    value = os.environ.get(env)
+    if value is not None:
+        return value
+    if sys.stdin is not None and sys.stdin.isatty():
+        first = getpass.getpass(f"{what}: ")
+        if confirm and getpass.getpass(f"{what} again: ") != first:
+            raise InputError(what, "the two entries differ")
+        return first
+    return _next_stdin_line(what)
+
+
+def actor_secret(user: str) -> str:
+    """The acting user's password (``$CELLQC_PASSWORD``, a prompt, or stdin)."""
+    return _ask(f"password of {user}", "CELLQC_PASSWORD")
+
+
+def _db_path(args: argparse.Namespace) -> Path:
+    from core.store import default_db_path
+
+    return Path(args.db) if args.db else default_db_path()
+
+
+@contextlib.contextmanager
+def clear_lock_errors(path: Path) -> Iterator[None]:
+    """Turn SQLite's "database is locked" (after the busy timeout) into one clear line."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        from core.store import schema
+
+        raise InputError(path, f"the log is locked by another process (waited "
+                               f"{schema.BUSY_TIMEOUT_S:g} s); try again when it has finished"
+                         ) from None
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="FILE", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+
+
+# ------------------------------------------------------------------------------ users
+
+
+def add_users_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="users_action", metavar="ACTION", parser_class=type(p))
+    sub.required = True
+    add = sub.add_parser("add", help="create a user or change their role/password (admin)")
+    add.add_argument("name")
+    add.add_argument("--role", default="operator", choices=("operator", "engineer", "admin"))
+    add.add_argument("--full-name", default=None)
+    add.add_argument("--no-password", action="store_true",
+                     help="keep the user's password as is (role or name change only)")
+    add.add_argument("--user", help="the admin doing it (omit only for a log's first admin)")
+    _add_db(add)
+    ls = sub.add_parser("list", help="list users and their roles")
+    ls.add_argument("--active", action="store_true", help="hide disabled users")
+    _add_db(ls)
+    dis = sub.add_parser("disable", help="disable a user (admin); their history stays")
+    dis.add_argument("name")
+    dis.add_argument("--user", required=True, help="the admin doing it")
+    _add_db(dis)
+
+
+def _login(db, user: str | None) -> None:
+    if user:
+        from core.store.users import authenticate
+
+        authenticate(db, user, actor_secret(user))
+
+
+def run_users(args: argparse.Namespace) -> int:
+    from core.store import open_log
+    from core.store.users import add_user, disable_user, list_users
+
+    path = _db_path(args)
+    with clear_lock_errors(path), open_log(path) as db:
+        if args.users_action == "list":
+            rows = list_users(db, include_disabled=not args.active)
+            if not rows:
+                print("no users yet", file=sys.stderr)
+            for r in rows:
+                state = f"disabled {r['disabled_at'][:10]}" if r["disabled_at"] else "active"
+                pw = "" if r["has_secret"] else "  (no password)"
+                name = r["name"] + (f" ({r['full_name']})" if r["full_name"] else "")
+                print(f"{name:30s} {r['role']:9s} {state}{pw}")
+            return 0
+        _login(db, args.user)
+        if args.users_action == "add":
+            secret = None
+            if not args.no_password:
+                secret = _ask(f"new password of {args.name}", "CELLQC_NEW_PASSWORD", confirm=True)
+            add_user(db, args.name, args.role, secret=secret, full_name=args.full_name,
+                     actor=args.user)
+            print(f"user {args.name}: {args.role}", file=sys.stderr)
+            return 0
+        disable_user(db, args.name, actor=args.user)
+        print(f"user {args.name}: disabled", file=sys.stderr)
+        return 0
+
+
+# --------------------------------------------------------------------------- override
+
+
+def add_override_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inspection_id", type=int, metavar="INSPECTION_ID")
+    p.add_argument("verdict", type=str.upper, choices=("PASS", "FAIL", "REVIEW"))
+    p.add_argument("--reason", required=True, help="why (kept in the log and the audit chain)")
+    p.add_argument("--user", required=True, help="an engineer or admin")
+    _add_db(p)
+
+
+def run_override(args: argparse.Namespace) -> int:
+    from core.store import open_log
+    from core.store.users import override_as
+
+    path = _db_path(args)
+    if not path.exists():
+        raise InputError(path, "no log here")
+    with clear_lock_errors(path), open_log(path) as db:
+        override_id = override_as(db, args.inspection_id, args.verdict, args.reason, args.user,
+                                  actor_secret(args.user))
+    print(f"inspection {args.inspection_id}: verdict overridden to {args.verdict} "
+          f"(override {override_id}, by {args.user})")
+    return 0
+
+
+# ---------------------------------------------------------------------------- recipes
+
+
+def add_recipes_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="recipes_action", metavar="ACTION", parser_class=type(p))
+    sub.required = True
+    save = sub.add_parser("save", help="validate a recipe and save it into $CELLQC_HOME/recipes "
+                          "(engineer/admin; the diff goes to the audit chain)")
+    save.add_argument("file", help="the edited TOML recipe")
+    save.add_argument("--name", help="saved as NAME.toml (default: the file's stem)")
+    save.add_argument("--user", required=True, help="an engineer or admin")
+    _add_db(save)
+
+
+def run_recipes(args: argparse.Namespace) -> int:
+    from core.errors import RecipeError
+    from core.store import open_log
+    from core.store.users import authenticate, record_recipe_change
+    from qc_app.cli import cellqc_home
+
+    source = Path(args.file)
+    try:
+        new_text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(source, f"cannot read recipe: {exc}") from None
+    name = args.name or source.stem
+    if not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise InputError(f"--name {name!r}", "a plain file name, without folders")
+    target = cellqc_home() / "recipes" / f"{name}.toml"
+    old_text = target.read_text(encoding="utf-8") if target.exists() else None
+    path = _db_path(args)
+    with clear_lock_errors(path), open_log(path) as db:
+        authenticate(db, args.user, actor_secret(args.user))
+        if old_text == new_text:
+            print(f"{target}: unchanged", file=sys.stderr)
+            return 0
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+        try:
+            tmp.write_text(new_text, encoding="utf-8")
+            # filed first: a change that cannot be audited is not made
+            change_id = record_recipe_change(db, name, old_text, new_text, args.user)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    print(f"{target}: saved (recipe change {change_id}, by {args.user})")
+    return 0
+
+
+register("users", "manage users and roles (operator, engineer, admin)", add_users_arguments,
+         run_users)
+register("override", "override an inspection's verdict with a reason (engineer/admin)",
+         add_override_arguments, run_override)
+register("recipes", "save an edited recipe, audited with its diff (engineer/admin)",
+         add_recipes_arguments, run_recipes)
