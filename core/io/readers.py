@@ -243,6 +243,8 @@ def read_volume(
                 why = f" ({result.spacing_note})" if result.spacing_note else ""
                 raise InputError(source, NO_VOXEL_SIZE + why)
             if result.lazy:  # a cheap probe for corrupt storage: first and last slice
+                # Everything downstream reads whole slices: one slice must fit the budget.
+                check_memory_budget(array.shape[1:], array.dtype, budget, source)
                 np.asarray(array[0])
                 np.asarray(array[int(array.shape[0]) - 1])
             if check_values:
