@@ -86,16 +86,23 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
         mid = mid - smooth_path_residual(mid, t, seam, s.direction)
         # Fill short gaps in the centre line so a void that hides an edge is still sampled.
-        for k in range(min(n_k, mid.shape[0])):
+        k_here = min(n_k, mid.shape[0])
+        for k in range(k_here):
             row = mid[k]
             ok = np.isfinite(row)
             if ok.sum() >= 8 and not ok.all():
                 idx = np.arange(n_t)
                 row = np.interp(idx, idx[ok], row[ok], period=n_t)
             centers[i, k] = row
-            rho = (row[:, None] + depth[None, :]) / px
-            y, x = frame.to_yx(t[:, None], rho)
-            profiles[i, k] = ndimage.map_coordinates(image, [y, x], order=1, mode="nearest")
+        # All sheets of the slice in one gather: a point is centre + rho · (its direction at t),
+        # linear in rho for the elliptical frame, so the directions are computed once.
+        cy, cx = frame.center_yx_px
+        dir_y, dir_x = frame.to_yx(t, np.ones_like(t))
+        dir_y, dir_x = (dir_y - cy).astype(np.float32), (dir_x - cx).astype(np.float32)
+        rho = ((centers[i, :k_here, :, None] + depth[None, None, :]) / px).astype(np.float32)
+        y = cy + rho * dir_y[None, :, None]
+        x = cx + rho * dir_x[None, :, None]
+        profiles[i, :k_here] = ndimage.map_coordinates(image, [y, x], order=1, mode="nearest")
         ctx.report(0.7 * (i + 1) / len(rolls), f"delamination: slice {s.z}")
     finite_dark = [d for d in dark_levels if math.isfinite(d)]
     # Float32 one winding at a time: a float32 copy of the whole stack would double the
