@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cellqc`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--self-test"]:  # `cellqc --self-test [...]` is `cellqc self-test [...]`
+        argv[0] = "self-test"
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -83,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cellqc: cancelled", file=sys.stderr)
         return 130
+    except sqlite3.OperationalError as exc:  # e.g. the log is locked by another process too long
+        db = getattr(args, "db", None) or "the log"
+        print(f"cellqc: error: {db}: {exc} (another cellqc may be writing; try again)", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:  # a bug: still one line for the operator, details on demand
         if os.environ.get("CELLQC_DEBUG"):
             raise

@@ -82,19 +82,19 @@ def defective_conditions(seed: int):
     return spec, defects, artifacts
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def defective_cell(seed: int):
     spec, defects, artifacts = defective_conditions(seed)
     return make_cell(spec, defects, artifacts, seed=seed)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def healthy_cell(seed: int, n_slices: int = 3):
     spec, artifacts = random_conditions(seed, n_slices=n_slices)
     return make_cell(spec, [], artifacts, seed=seed)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def inspected(kind: str, seed: int):
     """Inspect a cached synthetic cell once per test session."""
     from core.inspect import inspect_volume

@@ -74,8 +74,11 @@ def pixmap(name: str, size: int) -> QtGui.QPixmap:
 
 
 def style_sheet() -> str:
+    """The style sheet of the chosen theme (``$CELLQC_THEME``: dark by default, or light)."""
+    import resources
+
     try:
-        return STYLE_PATH.read_text(encoding="utf-8")
+        return resources.style_sheet()
     except OSError:
         return ""
 
@@ -103,6 +106,8 @@ def apply_theme(app: QtWidgets.QApplication) -> None:
         (QtGui.QPalette.ColorRole.Link, QtGui.QColor("#7FC8FF")),
     ):
         pal.setColor(role, colour)
-    app.setPalette(pal)
+    import resources
+
+    app.setPalette(app.style().standardPalette() if resources.theme_name() == "light" else pal)
     app.setStyleSheet(style_sheet())
     app.setWindowIcon(icon("cellqc"))
