@@ -4,7 +4,8 @@ In the unwrap (t, rho) an Archimedean roll is a family of straight lines
 ``rho_n(t) = pitch · (phase + n + s · t / 2π)`` (s = ±1, the winding direction). The pitch
 comes from the autocorrelation of radial profiles; the direction, the pitch's last percent
 and the phase from the sharpness of the spiral-phase-binned Cu response. Every Cu collector
-is then traced angle by angle as the ridge maximum near its model path, with a z-score as
+is then traced angle by angle as the maximum of a thin-bright-line response (white top-hat)
+near its model path, shifted by the local phase of the layer pattern, with a z-score as
 confidence; its winding index is its order along the ray (0 = innermost). Each cathode sheet
 is the bright band between two collectors, bounded by half-maximum crossings.
 """
@@ -172,10 +173,6 @@ def _parabolic(values: np.ndarray, i: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         shift = np.where(denom < 0, 0.5 * (a - c) / denom, 0.0)
     return np.clip(shift, -0.5, 0.5)
-
-
-def _circular_median(values: np.ndarray, size: int) -> np.ndarray:
-    return ndimage.median_filter(values, size=max(size | 1, 3), mode="wrap")
 
 
 def _local_phase_shift(smooth: np.ndarray, t: np.ndarray, pitch_px: float, direction: int,
