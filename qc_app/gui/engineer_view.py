@@ -5,7 +5,6 @@ validation, and the panels the ROI-planning and follow-up features fill.
 
 from __future__ import annotations
 
-import getpass
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -212,8 +211,12 @@ class OverridePanel(QtWidgets.QWidget):
         self.reason = QtWidgets.QPlainTextEdit()
         self.reason.setPlaceholderText("Why (required), e.g. 'ROI scan at 1.2 µm shows the void is a "
                                        "reconstruction artifact'")
-        self.user = QtWidgets.QLineEdit(_login())
-        self.user.setToolTip("Your user name in the log; it must have the engineer or admin role")
+        # Overrides are signed by the engineer who logged in (Engineer mode…), never by a
+        # name typed here: the field shows who is signing and cannot be edited.
+        self.user = QtWidgets.QLineEdit("")
+        self.user.setReadOnly(True)
+        self.user.setPlaceholderText("log in with Engineer mode… to override")
+        self.user.setToolTip("The engineer who logged in; the override is written to the audit log under this name")
         self.apply_button = QtWidgets.QPushButton("Override verdict")
         self.apply_button.clicked.connect(self.apply)
         self.status = QtWidgets.QLabel("")
@@ -302,13 +305,6 @@ class OverridePanel(QtWidgets.QWidget):
 def _restyle(widget: QtWidgets.QWidget) -> None:
     widget.style().unpolish(widget)
     widget.style().polish(widget)
-
-
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no login name on this system
-        return ""
 
 
 def user_recipes_dir() -> Path:

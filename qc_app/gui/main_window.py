@@ -372,8 +372,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.role != "operator":
             total = max(sum(self.right_split.sizes()), self.height() - 120)
             self.right_split.setSizes([int(0.64 * total), int(0.36 * total)])
-        if user:
-            self.engineer.override.user.setText(user)
+        # Only a login (enter_engineer_mode) names the signer; `--role engineer` shows the panel
+        # without one, so overrides are refused until someone logs in.
+        self.engineer.override.user.setText(user or "")
         self.act_role.setText("Operator mode" if self.role != "operator" else "Engineer &mode…")
         self._update_status_labels()
 
