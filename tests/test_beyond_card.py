@@ -55,15 +55,15 @@ def test_overhang_measured_within_one_voxel():
     # where the cathode sticks out the sign is right; the size is less exact (~2 voxels)
     neg = ok & (expected < -V)
     assert np.all(by_angle[neg] < 0)
-    assert m["anode_overhang_min_um"] < -30  # the cathode sticks out around 220°
-    # negative overhang is FAIL, located near 220°
+    assert m["anode_overhang_min_um"] < -30  # the cathode sticks out around 40°
+    # negative overhang is FAIL, located near 40°
     fails = [f for f in out.findings if f.severity == "fail"]
     assert fails
     assert all(f.value < 0 for f in fails)
     worst = min(fails, key=lambda f: f.value)
-    # KNOWN (issue 11, open): the FAIL finding's angle came out at ~39° instead of ~220° in
-    # this volume (the per-angle map itself matches the truth): finding location to fix.
-    assert 0.0 <= worst.angle_deg < 360.0
+    # The overhang 40 + 100·cos(angle − 220°) µm is most negative opposite 220°, at 40°: the
+    # finding sits where the cathode sticks out furthest.
+    assert abs((worst.angle_deg - 40.0 + 180.0) % 360.0 - 180.0) < 30.0, worst.angle_deg
     assert worst.to_json()["detector"] == "anode_overhang"
 
 

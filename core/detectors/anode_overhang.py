@@ -247,7 +247,10 @@ def _findings(g, res: dict, fail_min: float, review_min: float, min_bins: int) -
         for i, (zz, tt, rr) in enumerate(zip(zs, t[ok], rho[ok], strict=True)):
             y, x = g.frame_at(float(zz)).to_yx(np.array([tt]), np.array([rr / g.pixel_um]))
             ys[i], xs[i] = float(y[0]), float(x[0])
-        centroid = (float(zs.mean()), float(ys.mean()), float(xs.mean()))
+        # Located where the overhang is worst: a stretch around the roll has its mean position
+        # near the axis, which names no angle at all.
+        worst = int(np.argmin(vals[ok]))
+        centroid = (float(zs[worst]), float(ys[worst]), float(xs[worst]))
         box = (int(math.floor(zs.min())), int(math.floor(ys.min())), int(math.floor(xs.min())),
                int(math.floor(zs.max())) + 1, int(math.floor(ys.max())) + 1, int(math.floor(xs.max())) + 1)
         cy, cx = g.frame_at(centroid[0]).center_yx_px
