@@ -421,6 +421,13 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     # (a running mean, O(n): a 3° jump still stands 5/8 of its height above an 8° mean)
     local = ndimage.uniform_filter1d(np.nan_to_num(filled, nan=0.0), window, axis=1, mode="wrap")
     jump = np.abs(cu_idx - local) > max(1.5 / step, 0.15 * pitch_px)
+    # Two collectors are at least an anode, two separators and a cathode apart (about half a
+    # pitch even where one is bent): closer traces have caught the same line, and which one
+    # is wrong is unknown here (seen on a real roll, around a gap between windings).
+    if k_max > 1:
+        crowded = (cu_idx[1:] - cu_idx[:-1]) < 0.5 * pitch_px
+        jump[1:] |= crowded
+        jump[:-1] |= crowded
     cu_idx[jump] = np.nan
     cu_z[jump] = 0.0
 
