@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from core.geometry.roll import CellGeometry
 from core.io.volume import Volume
@@ -133,6 +134,22 @@ def box_and_centroid(z: np.ndarray, y: np.ndarray, x: np.ndarray, w: np.ndarray 
     box = (int(math.floor(z.min())), int(math.floor(y.min())), int(math.floor(x.min())),
            int(math.floor(z.max())) + 1, int(math.floor(y.max())) + 1, int(math.floor(x.max())) + 1)
     return c, box
+
+
+def nan_gaussian(values: np.ndarray, sigma: float | tuple[float, ...], min_weight: float = 0.3) -> np.ndarray:
+    """Gaussian smoothing that ignores NaN (normalised convolution).
+
+    The last axis is the angle and wraps; the others (slices, windings) end. A result is kept
+    where the smoothed weight of finite neighbours is at least ``min_weight`` and the sample
+    itself was finite; elsewhere NaN.
+    """
+    sigma = tuple(sigma) if np.ndim(sigma) else (0.0,) * (values.ndim - 1) + (float(sigma),)
+    modes = ("nearest",) * (values.ndim - 1) + ("wrap",)
+    finite = np.isfinite(values)
+    num = ndimage.gaussian_filter(np.where(finite, values, 0.0), sigma, mode=modes)
+    den = ndimage.gaussian_filter(finite.astype(np.float32), sigma, mode=modes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(finite & (den >= min_weight), num / den, np.nan)
 
 
 def polar_angle_deg(geometry: CellGeometry, z: float, y: float, x: float) -> float:

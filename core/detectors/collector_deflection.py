@@ -23,6 +23,7 @@ from core.detectors.base import (
     Finding,
     Spiral,
     box_and_centroid,
+    nan_gaussian,
     points_to_yx,
     polar_angle_deg,
     register,
@@ -112,7 +113,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         d[:, near_layer_ends(s, 3.0)] = np.nan
         deflection[i, : d.shape[0]] = d
         ctx.report(0.8 * (i + 1) / len(rolls), f"collector deflection: slice {s.z}")
-    smoothed = _nan_smooth_t(deflection, 1.0)
+    smoothed = nan_gaussian(deflection, 1.0)
     finite = np.isfinite(smoothed)
     # Label along the wound sheet: a bend that crosses the seam stays one finding.
     spiral = Spiral.from_geometry(g, k_max)
@@ -182,15 +183,6 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     )
     out.maps["collector_deflection_um"] = deflection
     return out
-
-
-def _nan_smooth_t(a: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing along the last (angle) axis that ignores NaN."""
-    finite = np.isfinite(a)
-    num = ndimage.gaussian_filter1d(np.where(finite, a, 0.0), sigma, axis=-1, mode="wrap")
-    den = ndimage.gaussian_filter1d(finite.astype(np.float32), sigma, axis=-1, mode="wrap")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(finite & (den > 0.3), num / den, np.nan)
 
 
 def _label_periodic(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:

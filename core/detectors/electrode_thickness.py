@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 
 from core.detectors.base import (
     DetectorContext,
     DetectorOutput,
     Finding,
     box_and_centroid,
+    nan_gaussian,
     points_to_yx,
     polar_angle_deg,
     register,
@@ -26,15 +26,6 @@ from core.detectors.base import (
 from core.detectors.collector_deflection import _label_periodic
 
 NAME = "electrode_thickness"
-
-
-def _nan_gaussian(a: np.ndarray, sigma: tuple[float, float, float]) -> np.ndarray:
-    finite = np.isfinite(a)
-    modes = ("nearest", "nearest", "wrap")
-    num = ndimage.gaussian_filter(np.where(finite, a, 0.0), sigma, mode=modes)
-    den = ndimage.gaussian_filter(finite.astype(np.float32), sigma, mode=modes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(finite & (den > 0.3), num / den, np.nan)
 
 
 @register(NAME)
@@ -70,7 +61,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     arc_step_um = 2 * np.pi * r_typ / n_t
     sigma_t = max(50.0 / arc_step_um, 1.0)  # ~0.1 mm FWHM along the arc
     sigma_z = 1.0 if len(rolls) >= 3 else 0.0
-    smoothed = _nan_gaussian(thickness.astype(float), (sigma_z, 0.0, sigma_t))
+    smoothed = nan_gaussian(thickness.astype(float), (sigma_z, 0.0, sigma_t))
     deviation = (smoothed - median) / median
     out.maps["cathode_thickness_um"] = thickness
     out.maps["cathode_thickness_deviation"] = deviation.astype(np.float32)

@@ -20,6 +20,7 @@ from core.detectors.base import (
     DetectorContext,
     DetectorOutput,
     Finding,
+    nan_gaussian,
     points_to_yx,
     polar_angle_deg,
     register,
@@ -79,11 +80,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
                 rms_layers.append(float(np.sqrt(np.nanmean(row**2))))
     # Smooth along the arc (ignoring gaps) so one noisy trace sample is not a buckle.
     sigma = max(smooth_deg / 360.0 * n_t / 2.0, 0.5)
-    finite = np.isfinite(dev)
-    num = ndimage.gaussian_filter1d(np.where(finite, dev, 0.0), sigma, axis=-1, mode="wrap")
-    den = ndimage.gaussian_filter1d(finite.astype(np.float32), sigma, axis=-1, mode="wrap")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        smoothed = np.where(finite & (den > 0.5), num / den, np.nan)
+    smoothed = nan_gaussian(dev, sigma, min_weight=0.5)
     out.maps["winding_deviation_um"] = smoothed.astype(np.float32)
     absd = np.abs(smoothed)
     per_winding = np.nanmax(np.where(np.isfinite(absd), absd, -1), axis=(0, 2))
