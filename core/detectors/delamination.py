@@ -27,6 +27,7 @@ from core.detectors.base import (
 )
 from core.detectors.collector_deflection import _label_periodic, smooth_path_residual
 from core.geometry.layers import near_layer_ends
+from core.geometry.unwrap import unwrap
 
 NAME = "delamination"
 
@@ -35,11 +36,8 @@ def _hole_level(image: np.ndarray, frame, radius_px: float) -> float:
     """Median intensity of the mandrel hole (gas), the level of an empty void."""
     if not math.isfinite(radius_px) or radius_px < 3:
         return math.nan
-    r = np.linspace(0, 0.6 * radius_px, 12)
-    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
-    y, x = frame.to_yx(t[:, None], r[None, :])
-    vals = ndimage.map_coordinates(image, [y, x], order=1, mode="nearest")
-    return float(np.median(vals))
+    annulus = unwrap(image, frame, np.linspace(0, 2 * np.pi, 48, endpoint=False), np.linspace(0, 0.6 * radius_px, 12))
+    return float(np.median(annulus))
 
 
 @register(NAME)

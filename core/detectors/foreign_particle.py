@@ -21,15 +21,15 @@ from core.detectors.base import (
     polar_angle_deg,
     register,
 )
+from core.geometry.unwrap import unwrap
 
 NAME = "foreign_particle"
 
 
 def _can_level(image: np.ndarray, frame, can_inner_px: float, wall_px: float) -> float:
-    r = np.linspace(can_inner_px + 0.3 * wall_px, can_inner_px + 0.7 * wall_px, 4)
-    t = np.linspace(0, 2 * np.pi, 180, endpoint=False)
-    y, x = frame.to_yx(t[:, None], r[None, :])
-    return float(np.median(ndimage.map_coordinates(image, [y, x], order=1, mode="nearest")))
+    wall = unwrap(image, frame, np.linspace(0, 2 * np.pi, 180, endpoint=False),
+                  np.linspace(can_inner_px + 0.3 * wall_px, can_inner_px + 0.7 * wall_px, 4))
+    return float(np.median(wall))
 
 
 @register(NAME)
@@ -43,9 +43,10 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         out.metrics.update(foreign_particle_count=0, foreign_particle_max_diameter_um=None)
         return out
     px = g.pixel_um
-    geo = g.to_json()
-    can_inner = (geo.get("can_inner_radius_um") or 0.0) / px
-    can_outer = (geo.get("can_outer_radius_um") or 0.0) / px
+    # (the can's statistics directly: to_json() would also fit every layer's spiral)
+    inner_um, outer_um = g.can_stat("inner_radius_um"), g.can_stat("outer_radius_um")
+    can_inner = (inner_um if math.isfinite(inner_um) else 0.0) / px
+    can_outer = (outer_um if math.isfinite(outer_um) else 0.0) / px
     wall_px = max(can_outer - can_inner, 2.0)
     # A foil is at most ~2 voxels thick at these voxel sizes; the opening disc must be wider.
     radius_px = max(fail_d / 2 / px * 0.8, 1.5, (float(ctx.cell.get("cu_foil_um", 10.0)) / px) + 1.0)

@@ -73,7 +73,9 @@ class CellGeometry:
         return EllipticFrame((cy + self.roll_offset_yx_px[0], cx + self.roll_offset_yx_px[1]),
                              self.ovality, math.radians(self.ovality_angle_deg))
 
-    def _can_stat(self, name: str, func=np.median) -> float:
+    def can_stat(self, name: str, func=np.median) -> float:
+        """A statistic (default: median) of a :class:`CanSlice` field over the slices where the
+        can was found; NaN when it never was."""
         vals = [getattr(c, name) for c in self.cans if c.found and math.isfinite(getattr(c, name))]
         return float(func(vals)) if vals else math.nan
 
@@ -134,16 +136,16 @@ class CellGeometry:
 
         out = {
             "axis_center_yx_px": [float(center[0]), float(center[1])],
-            "can_outer_radius_um": self._can_stat("outer_radius_um"),
-            "can_inner_radius_um": self._can_stat("inner_radius_um"),
+            "can_outer_radius_um": self.can_stat("outer_radius_um"),
+            "can_inner_radius_um": self.can_stat("inner_radius_um"),
             "roll_inner_radius_um": med([s.roll_inner_radius_um for s in rolls]),
             "roll_outer_radius_um": med([s.roll_outer_radius_um for s in rolls]),
             "windings": self.windings,
-            "can_outer_diameter_mm": 2e-3 * self._can_stat("outer_radius_um"),
-            "can_wall_min_um": self._can_stat("wall_min_um", np.min),
-            "can_wall_mean_um": self._can_stat("wall_mean_um"),
-            "can_ovality": self._can_stat("ovality"),
-            "can_dent_max_um": self._can_stat("dent_depth_um", np.max),
+            "can_outer_diameter_mm": 2e-3 * self.can_stat("outer_radius_um"),
+            "can_wall_min_um": self.can_stat("wall_min_um", np.min),
+            "can_wall_mean_um": self.can_stat("wall_mean_um"),
+            "can_ovality": self.can_stat("ovality"),
+            "can_dent_max_um": self.can_stat("dent_depth_um", np.max),
             "axis_drift_um_per_mm": [1000 * d * px / dz for d in drift],
             "axis_tilt_deg": self.axis.tilt_deg,
             "axis_center_mm": [c * px / 1000 for c in center],
