@@ -174,6 +174,147 @@ def test_kill9_inspect_and_report_then_rerun(tmp_path, small_cell):
     print(f"\nkill -9: {COUNTS}, inspections by status {statuses}")
 
 
+def _write_batch_cells(folder: Path, n: int) -> list[str]:
+    """``n`` tiny cells (5 mm can, 2 slices at 25 µm: about a second each); their ids."""
+    from core.io import write_tiff
+    from core.phantom import Artifacts, CellSpec, make_cell
+
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=2, can_outer_radius_um=5000.0,
+                    mandrel_radius_um=1500.0)
+    ids = []
+    for i in range(n):
+        cell = make_cell(spec, [], Artifacts(), seed=40 + i, cell_id=f"B-{i + 1}")
+        write_tiff(cell.volume, folder / f"b{i + 1}.tif")
+        ids.append(f"B-{i + 1}")
+    return ids
+
+
+def _n_complete(log: Path) -> int:
+    if not log.exists():
+        return 0
+    conn = sqlite3.connect(log, timeout=30)
+    try:
+        return conn.execute("SELECT count(*) FROM inspections WHERE status = 'complete'").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        conn.close()
+
+
+def _batch_outputs_whole(log: Path, out: Path) -> int:
+    """No output carries its final name half-written; every filed report is the file it names."""
+    n = 0
+    for path in out.iterdir() if out.exists() else ():
+        if path.name.startswith("."):  # a killed writer's temporary: never read
+            assert path.name.endswith(".part"), path
+            continue
+        if path.suffix == ".pdf":
+            assert _pdf_whole(path), f"{path} is not a whole PDF"
+        else:
+            assert path.suffix == ".json", path
+            json.loads(path.read_text())
+        n += 1
+    with open_log(log) as db:
+        for path, sha in db.conn.execute("SELECT path, sha256 FROM reports"):
+            assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == sha, path
+        # Never a cell complete twice, even between kills.
+        twice = db.conn.execute("SELECT cell_id FROM inspections WHERE status = 'complete'"
+                                " GROUP BY cell_id HAVING count(*) > 1").fetchall()
+        assert not twice, twice
+    return n
+
+
+def _gone(pgid: int, timeout: float = 10.0) -> bool:
+    """Whether every process of a process group has exited (no orphaned Dask worker)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_kill9_batch_then_rerun(tmp_path):
+    """kill -9 of `cellqc batch` (in-process cells, and a Dask run killed with its workers):
+    after every kill the log is consistent and no cell is complete twice; the rerun finishes
+    the batch with every cell complete exactly once, and the audit chain verifies."""
+    from core.store.users import add_user
+    from qc_app.cli import main
+
+    rng = random.Random(SEED + 1)
+    ids = _write_batch_cells(tmp_path / "scans", 4)
+    log, out = tmp_path / "batch.db", tmp_path / "out"
+    with open_log(log) as db:  # a log with users: the batch runs as an authenticated operator
+        add_user(db, "ada", "admin", secret="admin-pw")
+        add_user(db, "op", "operator", secret="1234", actor="ada")
+    args = ("batch", str(tmp_path / "scans" / "*.tif"), "--db", str(log), "--out", str(out),
+            "--user", "op")
+    env = {**_env(tmp_path), "CELLQC_PASSWORD": "1234"}
+
+    def start(*extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", CLI, *args, *extra], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    # Kill points: a random time into the first run (importing, reading, or inspecting the first
+    # cell); then a random time after the next cell was filed complete (mid-inspection of the
+    # following one, writing its JSON/PDF, or filing it), in process and on Dask workers.
+    plans: list[tuple[str, float]] = [("delay", rng.uniform(1.0, 3.0))]
+    plans += [("after_complete", rng.uniform(0.0, 1.2)) for _ in range(max(1, N_POINTS - 2))]
+    plans += [("dask_after_complete", rng.uniform(0.0, 1.0))]
+    killed_at = []
+    for kind, wait in plans:
+        dask = kind.startswith("dask")
+        proc = start("--workers", "1" if dask else "0")
+        if kind == "delay":
+            time.sleep(wait)
+        else:
+            target = _n_complete(log) + 1
+            end = time.monotonic() + 120
+            while _n_complete(log) < target and proc.poll() is None and time.monotonic() < end:
+                time.sleep(0.05)
+            time.sleep(wait)
+        finished = proc.poll() is not None
+        os.killpg(proc.pid, signal.SIGKILL)  # the client, and with --workers 1 its Dask workers
+        proc.wait(timeout=60)
+        assert _gone(proc.pid), "a process of the killed batch survived"
+        killed_at.append(f"{kind}+{wait:.2f}s" + (" (had finished)" if finished else ""))
+        _count("kill9_batch")
+        assert_consistent(log)
+        _batch_outputs_whole(log, out)
+
+    # The rerun completes the batch: every cell complete exactly once, by the operator.
+    proc = subprocess.run([sys.executable, "-c", CLI, *args, "--workers", "0"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr
+    counts = assert_consistent(log)
+    n_files = _batch_outputs_whole(log, out)
+    with open_log(log) as db:
+        complete = db.conn.execute("SELECT cell_id, id, operator FROM inspections"
+                                   " WHERE status = 'complete' ORDER BY cell_id").fetchall()
+        statuses = dict(db.conn.execute(
+            "SELECT status, count(*) FROM inspections GROUP BY status").fetchall())
+        reports = dict(db.conn.execute("SELECT inspection_id, path FROM reports").fetchall())
+    assert [c for c, _, _ in complete] == ids  # each cell once, none missing
+    assert {op for _, _, op in complete} == {"op"}
+    assert set(statuses) <= {"complete", "interrupted", "failed"}, statuses
+    for cell, iid, _ in complete:  # each complete cell has its whole JSON and filed PDF
+        assert json.loads((out / f"{cell}_{iid}.json").read_text())["cell_id"] == cell
+        assert reports[iid] == str(out / f"{cell}_{iid}.pdf") and _pdf_whole(out / f"{cell}_{iid}.pdf")
+    assert main(["audit", "verify", "--db", str(log)]) == 0
+
+    # And a second rerun has nothing left to do.
+    again = subprocess.run([sys.executable, "-c", CLI, *args, "--workers", "0"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode in (0, 1, 3) and "4 skipped" in again.stdout, again.stdout + again.stderr
+    assert assert_consistent(log)["inspections"] == counts["inspections"]
+    print(f"\nkill -9 batch at {killed_at}; inspections by status {statuses}, {counts['audit']} audit "
+          f"rows, {n_files} output files, {len(complete)} cells complete once")
+
+
 # --------------------------------------------------------------------------- full disk
 
 

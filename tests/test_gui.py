@@ -203,28 +203,39 @@ def test_recent_inspection_opens_from_the_log(ran, qtbot):
 
 
 def test_engineer_override_is_audited_and_role_gated(ran):
-    from core.store import add_user, audit_rows
+    from core.store import audit_rows, overrides_for
+    from core.store.users import add_user
 
     db = ran.db()
-    add_user(db, "olga", "operator")
-    add_user(db, "erik", "engineer")
+    add_user(db, "ada", "admin", secret="admin-pw")
+    add_user(db, "olga", "operator", secret="1234", actor="ada")
+    add_user(db, "erik", "engineer", secret="eng-pw", actor="ada")
+    add_user(db, "ines", "engineer", secret="ines-pw", actor="ada")
     assert not ran.engineer.isVisibleTo(ran)  # operators do not see the drill-down
-    assert not ran.enter_engineer_mode("olga")
+    with pytest.raises(ValueError, match="needs a login"):
+        ran.set_role("engineer")  # no way into engineer mode without a password
+    for user, secret, why in (("olga", "1234", "needs the engineer or admin role"),
+                              ("erik", "guess", "wrong password"), ("nobody", "eng-pw", "wrong password")):
+        assert not ran.login_engineer(user, secret)
+        assert why in ran.last_error
+        assert ran.role == "operator" and not ran.engineer.isVisibleTo(ran) and ran.signer is None
     ran.error_box and ran.error_box.close()
-    assert ran.enter_engineer_mode("erik")
-    assert ran.role == "engineer" and ran.engineer.isVisibleTo(ran)
+    assert ran.login_engineer("erik", "eng-pw")
+    assert ran.role == "engineer" and ran.engineer.isVisibleTo(ran) and ran.signer == "erik"
     panel = ran.engineer.override
-    # An operator's name is refused by the log, with its one-line reason.
-    panel.user.setText("olga")
-    panel.reason.setPlainText("looks fine to me")
-    assert not panel.apply()
-    assert "may not override" in panel.status.text()
-    panel.user.setText("erik")
+    assert panel.user.isReadOnly() and panel.user.text() == "erik" and panel.signer == "erik"
+    # The field only shows the signer: text put into it names nobody else.
+    panel.user.setText("ines")
+    panel.reason.setPlainText("   ")
+    assert not panel.apply() and "reason" in panel.status.text()
     panel.verdict.setCurrentText("REVIEW")
     panel.reason.setPlainText("void is at the edge of the field of view; ROI scan requested")
     assert panel.apply()
     assert ran.banner.state == "REVIEW" and "overridden" in ran.banner.text()
-    assert any(r["action"] == "verdict.override" for r in audit_rows(db))
+    rows = overrides_for(db, ran.inspection_id)
+    assert [r["user"] for r in rows] == ["erik"]
+    entry = [r for r in audit_rows(db) if r["action"] == "verdict.override"][-1]
+    assert entry["actor"] == "erik"
     assert ran.recent.topLevelItem(0).text(3).startswith("REVIEW")
     ran.findings.select_id(ran.result["findings"][0]["id"])
     assert ran.engineer.finding.details.rowCount() > 5
@@ -248,7 +259,11 @@ def test_engineer_override_is_audited_and_role_gated(ran):
     assert ran.engineer.roi.table.item(0, 1).text() == "planned"
     ran.engineer.setCurrentWidget(ran.engineer.roi)
     shot(ran, "engineer_roi")
-    ran.set_role("operator")
+    ran.set_role("operator")  # logs erik out: nobody signs any more
+    assert ran.signer is None and panel.signer is None and panel.user.text() == ""
+    panel.reason.setPlainText("one more")
+    assert not panel.apply() and "log in first" in panel.status.text()
+    assert len(overrides_for(db, ran.inspection_id)) == 1
 
 
 def test_recipe_editor_validates_before_use(themed_app, qtbot, tmp_path):
@@ -449,3 +464,119 @@ def test_slice_switching_on_a_large_volume(themed_app, qtbot, tmp_path, monkeypa
     qtbot.waitUntil(lambda: viewer.section_ready, timeout=20000)
     assert viewer.section_img.image.shape[0] == 100
     viewer.shutdown()
+
+
+# ------------------------------------------------------------------ logins (issue 13)
+
+
+def _staffed_log(path: Path) -> Path:
+    from core.store import open_log
+    from core.store.users import add_user
+
+    with open_log(path) as db:
+        add_user(db, "ada", "admin", secret="admin-pw")
+        add_user(db, "erik", "engineer", secret="eng-pw", actor="ada")
+        add_user(db, "olga", "operator", secret="1234", actor="ada")
+    return path
+
+
+def test_recipe_save_is_signed_by_the_login_and_audited(themed_app, qtbot, tmp_path):
+    from core.store import open_log, verify_audit
+
+    _staffed_log(tmp_path / "cellqc.db")
+    window = make_window(tmp_path)
+    qtbot.addWidget(window)
+    editor = window.engineer.recipe
+    good = editor.editor.toPlainText()
+    target = tmp_path / "recipes" / "strict.toml"
+    editor.editor.setPlainText(good.replace("fail_um = 60.0", "fail_um = 70.0"))
+    assert not editor.save_to(target)  # nobody logged in: no unaudited change
+    assert "log in" in editor.status.text() and not target.exists()
+    assert not list(target.parent.glob(".*.part"))
+    assert window.login_engineer("erik", "eng-pw")
+    assert editor.save_to(target) and "recipe change" in editor.status.text()
+    editor.editor.setPlainText(good.replace("fail_um = 60.0", "fail_um = 65.0"))
+    assert editor.save_to(target)
+    window.set_role("operator")  # logged out
+    editor.editor.setPlainText(good.replace("fail_um = 60.0", "fail_um = 99.0"))
+    assert not editor.save_to(target)
+    assert "fail_um = 65.0" in target.read_text() and "99.0" not in target.read_text()
+    with open_log(window.db_path) as db:
+        rows = list(db.query("SELECT name, user, diff FROM recipe_changes ORDER BY id"))
+        assert verify_audit(db) is None
+    assert [(r["name"], r["user"]) for r in rows] == [("strict", "erik"), ("strict", "erik")]
+    assert "-fail_um = 70.0" in rows[1]["diff"] and "+fail_um = 65.0" in rows[1]["diff"]
+    window.close()
+
+
+def _spy_on_dispose(monkeypatch) -> dict:
+    """What the window of a `cellqc gui` run looked like when it was closed."""
+    from qc_app.gui import app as gui_app
+
+    seen: dict = {}
+    real = gui_app._dispose
+
+    def spy(app, window):
+        seen.update(role=window.role, signer=window.signer, panel=window.engineer.override.signer,
+                    operator=window.operator, error=window.last_error)
+        real(app, window)
+
+    monkeypatch.setattr(gui_app, "_dispose", spy)
+    return seen
+
+
+def test_headless_engineer_role_needs_a_login(themed_app, tmp_path, monkeypatch, capsys):
+    from qc_app.cli import main
+
+    log = _staffed_log(tmp_path / "e.db")
+    seen = _spy_on_dispose(monkeypatch)
+    base = ["gui", "--role", "engineer", "--screenshot", str(tmp_path / "s.png"), "--db", str(log)]
+    monkeypatch.delenv("CELLQC_PASSWORD", raising=False)
+    assert main(base) == 2
+    assert "needs a login" in capsys.readouterr().err
+    for user, secret, why in (("erik", "guess", "wrong password"), ("olga", "1234", "engineer or admin role"),
+                              ("ghost", "eng-pw", "wrong password")):
+        monkeypatch.setenv("CELLQC_PASSWORD", secret)
+        assert main([*base, "--user", user]) == 2
+        err = capsys.readouterr().err
+        assert why in err and err.count("\n") == 1, err
+        assert seen["role"] == "operator" and seen["signer"] is None and seen["panel"] is None
+    password_file = tmp_path / "pw.txt"
+    password_file.write_text("eng-pw\n")
+    monkeypatch.setenv("CELLQC_PASSWORD", "wrong")  # the file wins over the environment
+    assert main([*base, "--user", "erik", "--password-file", str(password_file)]) == 0
+    assert seen["role"] == "engineer" and seen["signer"] == seen["panel"] == "erik"
+    assert (tmp_path / "s.png").is_file()
+
+
+def test_interactive_engineer_role_logs_in_first(themed_app, tmp_path, monkeypatch):
+    from qc_app.cli import main
+    from qc_app.gui import login
+
+    log = _staffed_log(tmp_path / "i.db")
+    seen = _spy_on_dispose(monkeypatch)
+    typed: dict[str, str] = {}
+    shown: list[str] = []
+
+    def fake_exec(dialog):  # the login dialog, typed into
+        shown.append(dialog.user.text())
+        dialog.user.setText(typed["user"])
+        dialog.secret.setText(typed["secret"])
+        return QtWidgets.QDialog.DialogCode.Accepted
+
+    def fake_app_exec(app):  # the event loop: run what is due, then "quit"
+        for _ in range(5):
+            app.processEvents()
+        return 0
+
+    monkeypatch.setattr(login.LoginDialog, "exec", fake_exec)
+    monkeypatch.setattr(type(themed_app), "exec", fake_app_exec)
+    args = ["gui", "--role", "engineer", "--db", str(log), "--user", "erik"]
+    typed.update(user="erik", secret="guess")
+    assert main(args) == 0
+    assert shown == ["erik"]  # the dialog opened, with --user filled in
+    assert seen["role"] == "operator" and seen["signer"] is None and "wrong password" in seen["error"]
+    typed.update(user="erik", secret="eng-pw")
+    assert main(args) == 0
+    assert seen["role"] == "engineer" and seen["signer"] == seen["panel"] == "erik"
+    assert seen["operator"] == "erik"  # inspections are filed under the login too

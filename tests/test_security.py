@@ -330,3 +330,132 @@ def test_gui_engineer_mode_needs_a_password(tmp_path, monkeypatch):
         window.close()
         window.deleteLater()
         app.processEvents()
+
+
+# -------------------------------------------- state-changing commands need a login (issue 13)
+
+
+@pytest.fixture(scope="module")
+def tiny_cell(tmp_path_factory):
+    """A small synthetic cell (5 mm can, 2 slices at 25 µm): about a second per inspection."""
+    from core.io import write_tiff
+    from core.phantom import CellSpec, make_cell
+
+    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=2, can_outer_radius_um=5000.0,
+                    mandrel_radius_um=1500.0)
+    folder = tmp_path_factory.mktemp("tiny")
+    return write_tiff(make_cell(spec, [], seed=3, cell_id="T-1").volume, folder / "T-1.tif")
+
+
+def _rows(log):
+    with open_log(log) as db:
+        return {t: db.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("inspections", "audit", "reports", "roi_requests", "followups")}
+
+
+def test_cli_fresh_log_needs_no_user_then_every_change_does(tmp_path, monkeypatch, capsys, tiny_cell):
+    home = tmp_path / "home"
+    monkeypatch.setenv("CELLQC_HOME", str(home))
+    monkeypatch.delenv("CELLQC_PASSWORD", raising=False)
+    log = tmp_path / "log.db"
+    js = tmp_path / "out" / "T-1.json"
+    inspect = ["inspect", str(tiny_cell), "--db", str(log), "--json", str(js), "--quiet"]
+
+    # A fresh log (no users): the quick start works without --user; a name is recorded as given.
+    assert main([*inspect, "--user", "quickstart"]) in (0, 1, 3)
+    assert js.is_file()
+    js.unlink()
+    with open_log(log) as db:
+        assert db.conn.execute("SELECT operator FROM inspections").fetchone()[0] == "quickstart"
+        add_user(db, "ada", "admin", secret="admin-pw")
+        add_user(db, "eng", "engineer", secret="eng-pw", actor="ada")
+        add_user(db, "op", "operator", secret="1234", actor="ada")
+        add_user(db, "gone", "operator", secret="gone-pw", actor="ada")
+        disable_user(db, "gone", actor="ada")
+        iid = record_inspection(db, {"cell_id": "C2", "verdict": "FAIL", "findings": []})
+    before = _rows(log)
+
+    # Now every command that changes the log refuses, in one line, exit 2, writing nothing.
+    watched = tmp_path / "hot"
+    watched.mkdir()
+    (watched / "T-1.tif").write_bytes(tiny_cell.read_bytes())
+    energies = tmp_path / "e.txt"
+    energies.write_text("8300\n8350\n")
+    refusals = [
+        (None, None, inspect, "needs --user"),
+        ("op", "wrong", inspect, "wrong password"),
+        ("ghost", "1234", inspect, "wrong password"),
+        ("gone", "gone-pw", inspect, "is disabled"),
+        ("op", "wrong", [*inspect, "--operator", "op"], "wrong password"),  # deprecated alias
+        (None, None, ["batch", str(tiny_cell), "--db", str(log), "--workers", "0",
+                      "--out", str(tmp_path / "b")], "needs --user"),
+        ("op", "wrong", ["batch", str(tiny_cell), "--db", str(log), "--workers", "0"], "wrong password"),
+        (None, None, ["watch", str(watched), "--once", "--db", str(log)], "needs --user"),
+        ("gone", "gone-pw", ["watch", str(watched), "--once", "--db", str(log)], "is disabled"),
+        (None, None, ["demo", "--slices", "2", "--db", str(log)], "needs --user"),
+        (None, None, ["report", str(iid), "--db", str(log), "--no-volume",
+                      "--out", str(tmp_path / "r.pdf")], "needs --user"),
+        ("op", "1234", ["roi", "state", "1", "scheduled", "--db", str(log)], "may not plan roi"),
+        (None, None, ["roi", "plan", str(iid), "--db", str(log)], "needs --user"),
+        ("op", "1234", ["followup", "import", "C2", str(energies), "--kind", "xanes", "--db", str(log)],
+         "may not followup"),
+        ("op", "1234", ["override", str(iid), "PASS", "--reason", "x", "--db", str(log)], "may not override"),
+        ("op", "1234", ["recipes", "save", str(resolve_recipe_path("18650-nmc")), "--name", "x",
+                        "--db", str(log)], "may not edit recipe"),
+    ]
+    for user, secret, args, why in refusals:
+        if secret is None:
+            monkeypatch.delenv("CELLQC_PASSWORD", raising=False)
+        else:
+            monkeypatch.setenv("CELLQC_PASSWORD", secret)
+        argv = [*args, "--user", user] if user and "--operator" not in args else list(args)
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        lines = [x for x in err.splitlines() if not x.startswith("cellqc: --operator is deprecated")]
+        assert len(lines) == 1 and why in lines[0], (argv, err)
+        assert _rows(log) == before, argv
+    assert not js.exists() and not (tmp_path / "b").exists() and not (tmp_path / "r.pdf").exists()
+    assert sorted(p.name for p in watched.iterdir()) == ["T-1.tif"]  # the hot folder untouched
+    assert not (home / "demo").exists() and not (home / "recipes").exists()
+
+    # `--user` needs a log to be checked against.
+    assert main(["inspect", str(tiny_cell), "--user", "op", "--quiet"]) == 2
+    assert "add --db" in capsys.readouterr().err
+
+    # The right password (from a file, which wins over the environment) files under that name.
+    password_file = tmp_path / "op.pw"
+    password_file.write_text("1234\n")
+    monkeypatch.setenv("CELLQC_PASSWORD", "not-this")
+    assert main([*inspect, "--user", "op", "--password-file", str(password_file)]) in (0, 1, 3)
+    monkeypatch.setenv("CELLQC_PASSWORD", "1234")
+    assert main(["report", str(iid), "--db", str(log), "--no-volume", "--out", str(tmp_path / "r.pdf"),
+                 "--user", "op"]) == 0
+    capsys.readouterr()
+    with open_log(log) as db:
+        newest = db.conn.execute("SELECT operator, status FROM inspections ORDER BY id DESC").fetchone()
+        assert tuple(newest) == ("op", "complete")
+        assert verify_audit(db) is None
+    after = _rows(log)
+    assert after["inspections"] == before["inspections"] + 1 and after["reports"] == before["reports"] + 1
+    assert js.is_file()
+
+
+def test_password_sources(tmp_path, monkeypatch):
+    from qc_app import auth
+
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    with pytest.raises(InputError, match="empty"):
+        auth.actor_secret("op", empty)
+    with pytest.raises(InputError, match="cannot read the password file"):
+        auth.actor_secret("op", tmp_path / "missing")
+    crlf = tmp_path / "crlf"
+    crlf.write_bytes(b"s3cret \r\nsecond line\n")
+    assert auth.actor_secret("op", crlf) == "s3cret "  # only the line end is cut
+    monkeypatch.setenv("CELLQC_PASSWORD", "from-env")
+    assert auth.actor_secret("op") == "from-env"
+    monkeypatch.delenv("CELLQC_PASSWORD")
+    monkeypatch.setattr(auth, "_stdin_lines", ["from-stdin"])
+    assert auth.actor_secret("op") == "from-stdin"
+    with pytest.raises(InputError, match="no password given"):
+        auth.actor_secret("op")

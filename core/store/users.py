@@ -21,6 +21,7 @@ import difflib
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 from typing import Any
 
 from sqlite_utils import Database
@@ -41,7 +42,20 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "report": ("operator", "engineer", "admin"),
     "override": ("engineer", "admin"),
     "edit_recipe": ("engineer", "admin"),
+    "plan_roi": ("engineer", "admin"),
+    "followup": ("engineer", "admin"),
     "manage_users": ("admin",),
+}
+
+#: How an action is named in a one-line refusal.
+ACTION_NAMES = {
+    "inspect": "inspecting",
+    "report": "filing a report",
+    "override": "overriding a verdict",
+    "edit_recipe": "changing a recipe",
+    "plan_roi": "changing ROI requests",
+    "followup": "filing follow-up results",
+    "manage_users": "managing users",
 }
 
 
@@ -148,6 +162,62 @@ def _has_admin(db: Database) -> bool:
         " AND secret_hash IS NOT NULL LIMIT 1"
     ).fetchone()
     return row is not None
+
+
+def has_passwords(db: Database) -> bool:
+    """Whether the log holds a user with a password: then every change needs a login.
+
+    A fresh log has none (the README quick start runs without users); the first
+    ``cellqc users add NAME --role admin`` gives it one. Names recorded from ``--user`` on a
+    log without passwords (``users`` rows without ``secret_hash``) do not count.
+    """
+    row = db.conn.execute("SELECT 1 FROM users WHERE secret_hash IS NOT NULL LIMIT 1").fetchone()
+    return row is not None
+
+
+def acting_user(
+    db: Database, name: str | None, action: str, secret: str | Callable[[], str] | None
+) -> str | None:
+    """Who does ``action``: the one rule for every command that changes the log.
+
+    - The log has users with passwords (:func:`has_passwords`): ``name`` is required, must
+      be active, must give their password (``secret``, or a callable asked only then) and
+      must have a role allowed to do ``action`` (:data:`PERMISSIONS`).
+    - It has none (a fresh install): nobody can be checked; ``name`` (or None) is recorded
+      as given, and no password is asked.
+
+    Parameters
+    ----------
+    db : sqlite_utils.Database
+    name : str or None
+        The ``--user`` given.
+    action : str
+        A key of :data:`PERMISSIONS`.
+    secret : str, callable() -> str, or None
+        The password/PIN, or how to ask for it.
+
+    Returns
+    -------
+    str or None
+        The name to record.
+
+    Raises
+    ------
+    PermissionDenied
+        No user given on a log with users, unknown or disabled user, wrong password, or a
+        role not allowed to do it.
+    """
+    allowed = PERMISSIONS[action]
+    if not has_passwords(db):
+        return name or None
+    if not name:
+        raise PermissionDenied(
+            ACTION_NAMES.get(action, action),
+            f"needs --user NAME ({' or '.join(allowed)}) and the password: this log has users",
+        )
+    authenticate(db, name, (secret() if callable(secret) else secret) or "")
+    require_role(db, name, action)
+    return name
 
 
 def authenticate(db: Database, name: str, secret: str) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 Exit codes: 0 every cell PASS, 1 any FAIL, 3 any REVIEW (no FAIL), 2 when any cell could not
 be inspected (an input error, said so in the summary) or on a usage error.
+
+``--user NAME`` is checked once, before the first cell (see :mod:`qc_app.auth`); every cell of
+the batch is filed under that name.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import argparse
 import os
 import sys
 
+from qc_app.auth import add_user_arguments
 from qc_app.cli import register
 
 
@@ -29,7 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true", help="with --out: JSON results only, no PDF")
     p.add_argument("--voxel-size", help="µm: one number or z,y,x (overrides the files)")
     p.add_argument("--dataset", help="dataset path inside HDF5 / Zarr inputs")
-    p.add_argument("--operator", default=None)
     p.add_argument("--force", action="store_true",
                    help="inspect every cell again, even those already inspected with this recipe")
     p.add_argument("--checksum", action="store_true",
@@ -37,12 +40,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-limit", default="auto",
                    help="memory limit per local worker, e.g. 3GB (default: RAM shared by workers)")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    add_user_arguments(p, operator_alias=True,
+                       help="who runs the batch (filed with every cell); required with the password "
+                            "once the log has users")
 
 
 def run(args: argparse.Namespace) -> int:
     from core.errors import InputError
     from core.recipe import load_recipe
     from core.store import default_db_path
+    from qc_app.auth import login_to_log
     from qc_app.batch.display import ProgressBar, format_summary
     from qc_app.batch.inputs import expand_inputs
     from qc_app.batch.runner import BatchOptions, run_batch
@@ -51,11 +58,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--workers", f"must be 0 or more, got {args.workers}")
     items = expand_inputs(args.inputs)
     recipe = load_recipe(args.recipe)
+    db_path = args.db or default_db_path()
+    operator = login_to_log(db_path, args, "inspect")  # before any cell is filed
     workers = args.workers if args.workers is not None else max(1, os.cpu_count() or 1)
     options = BatchOptions(
-        recipe=recipe, db_path=args.db or default_db_path(), out_dir=args.out,
+        recipe=recipe, db_path=db_path, out_dir=args.out,
         report=not args.no_report, voxel_size=args.voxel_size, dataset=args.dataset,
-        operator=args.operator, workers=workers, scheduler=args.scheduler,
+        operator=operator, workers=workers, scheduler=args.scheduler,
         checksum=args.checksum, force=args.force, memory_limit=args.memory_limit)
     where = (f"scheduler {args.scheduler}" if args.scheduler
              else ("this process" if workers == 0 else f"{workers} local worker(s)"))

@@ -81,15 +81,21 @@ def generate_demo_cell(
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slices", type=int, default=16, help="number of slices of the demo cell")
     p.add_argument("--db", default=None, help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+    from qc_app.auth import add_user_arguments
+
+    add_user_arguments(p, help="who runs it; needed (with the password) only once the log has users")
 
 
 def run(args: argparse.Namespace) -> int:
     from core.filing import inspect_and_file
     from core.store import default_db_path
+    from qc_app.auth import login_to_log
     from qc_app.cli import VERDICT_EXIT
     from qc_app.commands.inspect_cmd import print_summary
     from qc_app.commands.phantom_cmd import describe_defect
 
+    db = args.db or default_db_path()
+    operator = login_to_log(db, args, "inspect")  # before anything is written
     path, truth = generate_demo_cell(n_slices=args.slices, progress=progress_printer("demo "))
     nz, ny, nx = truth["shape_zyx"]
     v = truth["voxel_size_um"]
@@ -100,10 +106,10 @@ def run(args: argparse.Namespace) -> int:
     for d in truth["defects"]:
         print(f"    - {describe_defect(d, v)}")
     folder = path.parent
-    db = args.db or default_db_path()
     inspection, iid = inspect_and_file(
         path, cell_id=truth["cell_id"], json_out=folder / "demo_result.json",
-        report_out=folder / "demo_report.pdf", maps_dir=folder / "maps", db_path=db, progress=progress_printer("inspect "))
+        report_out=folder / "demo_report.pdf", maps_dir=folder / "maps", db_path=db, operator=operator,
+        progress=progress_printer("inspect "))
     print()
     print_summary(inspection.result, iid)
     print(f"  result: {folder / 'demo_result.json'}")

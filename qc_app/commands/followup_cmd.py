@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
+from qc_app.auth import add_user_arguments, login
 from qc_app.cli import cellqc_home, progress_printer, register
 
 
@@ -62,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     imp.add_argument("--energy-dataset", metavar="PATH", help="energy dataset inside an HDF5 file")
     imp.add_argument("--note", help="free text kept with the follow-up")
     imp.add_argument("--new-cell", action="store_true", help="accept a cell the log does not know")
-    imp.add_argument("--user", help="who imports (audit)")
+    add_user_arguments(imp, help="who imports (audit); required with the password once the log has users")
     imp.add_argument("--db", metavar="FILE", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
     imp.set_defaults(_action=run_import)
 
@@ -113,7 +114,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     x.add_argument(
         "--size-groups", type=_pair, metavar="V1,V2", help="fragment volume thresholds (µm³)"
     )
-    an.add_argument("--user", help="who runs it (audit)")
+    add_user_arguments(an, help="who runs it (audit); required with the password once the log has users")
     an.add_argument("--db", metavar="FILE")
     an.set_defaults(_action=run_analyze)
 
@@ -153,6 +154,7 @@ def run_import(args: argparse.Namespace) -> int:
     from core.store import open_log
 
     with open_log(_db(args, must_exist=False)) as db:
+        actor = login(db, args, "followup")
         followup_id = import_followup(
             db,
             args.cell_id,
@@ -166,7 +168,7 @@ def run_import(args: argparse.Namespace) -> int:
             dataset=args.dataset,
             energy_dataset=args.energy_dataset,
             note=args.note,
-            actor=args.user,
+            actor=actor,
             allow_new_cell=args.new_cell,
         )
     print(f"follow-up {followup_id} attached to cell {args.cell_id}", file=sys.stderr)
@@ -253,6 +255,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else cellqc_home() / "followups" / str(args.followup_id)
     refs = load_references(args.reference)
     with open_log(_db(args)) as db:
+        actor = login(db, args, "followup")
         result = analyze_followup(
             db,
             args.followup_id,
@@ -261,7 +264,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             xanes_params=_xanes_params(args),
             references=refs,
             voxel_size=args.voxel_size,
-            actor=args.user,
+            actor=actor,
             progress=progress_printer(),
         )
     if args.json:

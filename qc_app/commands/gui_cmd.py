@@ -3,6 +3,11 @@
 With ``--screenshot`` it runs headless (offscreen): open ``--open VOLUME``, optionally
 ``--run`` the inspection to completion, save a PNG of the main window and exit with the
 verdict's exit code (0 PASS, 1 FAIL, 3 REVIEW, 2 error).
+
+``--role engineer`` never skips the login: interactively the login dialog opens first (the
+station stays in operator mode when it is refused or cancelled); headless, ``--user NAME``
+logs in with the password from ``--password-file``, ``$CELLQC_PASSWORD`` or stdin, and a
+refused login is an error (exit code 2).
 """
 
 from __future__ import annotations
@@ -20,8 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="headless: save a screenshot of the main window when done, then exit")
     p.add_argument("--db", help="SQLite log (default $CELLQC_HOME/cellqc.db; 'none' for no log)")
     p.add_argument("--role", choices=["operator", "engineer"], default=None,
-                   help="start in this role (default: operator; engineer shows the drill-down panel)")
-    p.add_argument("--user", help="user name for overrides (default: the login name)")
+                   help="start in this role (default: operator); engineer asks for a login first "
+                        "(headless: --user and the password from --password-file, $CELLQC_PASSWORD or stdin)")
+    from qc_app.auth import add_user_arguments
+
+    add_user_arguments(p, help="the user name the login starts with (engineer mode); on a log without "
+                               "users yet, also the name filed with inspections")
     p.add_argument("--recipe", help="recipe name or TOML file for inspections")
     p.add_argument("--watch", metavar="FOLDER", help="watch this folder for new volumes (the queue)")
     p.add_argument("--auto-report", action="store_true", help="write the PDF report after each inspection")

@@ -1,10 +1,16 @@
-"""``cellqc inspect VOLUME``: load → geometry → detectors → verdict → result."""
+"""``cellqc inspect VOLUME``: load → geometry → detectors → verdict → result.
+
+With ``--db`` the inspection is filed in the log, as ``--user NAME``: once the log has users,
+that user must give their password (see :mod:`qc_app.auth`); a refusal writes nothing. Without
+``--db`` nothing is filed (only the files asked for) and no user is checked.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from qc_app.auth import add_user_arguments
 from qc_app.cli import VERDICT_EXIT, progress_printer, register
 
 
@@ -14,12 +20,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="dataset path inside an HDF5 / Zarr file")
     p.add_argument("--recipe", default=None, help="recipe name (18650-nmc, 21700-nmc) or TOML file")
     p.add_argument("--cell-id", default=None)
-    p.add_argument("--operator", default=None)
     p.add_argument("--json", dest="json_out", help="write the inspection result here")
     p.add_argument("--report", help="write the PDF report here")
     p.add_argument("--maps", help="folder for the unrolled electrode maps (.npz + .png) and a traced-layer overlay")
     p.add_argument("--db", help="SQLite log file (default: none; $CELLQC_HOME/cellqc.db with --db default)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_user_arguments(p, operator_alias=True,
+                       help="who inspects (filed with the inspection); with --db only, and required "
+                            "with the password once the log has users")
 
 
 def print_summary(result: dict, inspection_id: int | None = None, out=None) -> None:
@@ -37,14 +45,22 @@ def print_summary(result: dict, inspection_id: int | None = None, out=None) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.errors import InputError
     from core.filing import inspect_and_file
     from core.store import default_db_path
+    from qc_app.auth import login_to_log, user_name
 
     db = default_db_path() if args.db == "default" else args.db
+    if db is not None:  # who files it: checked before anything is read or written
+        operator = login_to_log(db, args, "inspect")
+    elif user_name(args):
+        raise InputError("--user", "is checked against the log: add --db FILE (or --db default)")
+    else:
+        operator = None
     inspection, iid = inspect_and_file(
         args.volume, voxel_size=args.voxel_size, dataset=args.dataset, recipe=args.recipe,
         cell_id=args.cell_id, json_out=args.json_out, report_out=args.report, maps_dir=args.maps, db_path=db,
-        operator=args.operator, progress=None if args.quiet else progress_printer())
+        operator=operator, progress=None if args.quiet else progress_printer())
     print_summary(inspection.result, iid)
     return VERDICT_EXIT[inspection.verdict]
 

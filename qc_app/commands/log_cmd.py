@@ -127,6 +127,9 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
         "--no-volume", action="store_true", help="do not read the volume again (no slice figures)"
     )
     _add_db(p)
+    from qc_app.auth import add_user_arguments
+
+    add_user_arguments(p, help="who files the report; required with the password once the log has users")
 
 
 def _safe_name(text: str) -> str:
@@ -136,8 +139,10 @@ def _safe_name(text: str) -> str:
 def run_report(args: argparse.Namespace) -> int:
     from core.report import inputs_from_log, write_report
     from core.store import open_log
+    from qc_app.auth import login
 
     with open_log(_db_path(args)) as db:
+        login(db, args, "report")  # before the volume is read or anything written
         print(f"reading inspection {args.inspection_id} from the log", file=sys.stderr)
         inputs = inputs_from_log(db, args.inspection_id, load_volume=not args.no_volume)
         if inputs.volume_note:

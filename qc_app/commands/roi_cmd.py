@@ -26,7 +26,10 @@ def _add_db(p: argparse.ArgumentParser) -> None:
 
 
 def _add_user(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--user", metavar="NAME", default=None, help="who does this (for the audit trail)")
+    from qc_app.auth import add_user_arguments
+
+    add_user_arguments(p, help="who does this (audit trail); required, with the password, once the log "
+                               "has users (engineer or admin)")
 
 
 def _db_path(args: argparse.Namespace, *, must_exist: bool = True) -> Path:
@@ -115,8 +118,13 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_plan(args: argparse.Namespace) -> int:
     from core.roi import file_plan, get_objective, plan_document, plan_rois
+    from qc_app.auth import login_to_log
 
     db_path = None if args.no_log and not args.source.isdigit() else _db_path(args, must_exist=False)
+    actor = None
+    if not args.no_log:  # who files the plan: checked before anything else
+        assert db_path is not None
+        actor = login_to_log(db_path, args, "plan_roi")
     result, inspection_id = _load_result(args.source, db_path)
     objective = get_objective(args.objective, args.objectives)
     severities = tuple(s.strip().lower() for s in args.severity.split(",") if s.strip())
@@ -136,7 +144,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
         assert db_path is not None
         with open_log(db_path) as db:
-            file_plan(db, doc, actor=args.user, replace=args.replace)
+            file_plan(db, doc, actor=actor, replace=args.replace)
         print(f"filed {len(plans)} ROI request(s) in {db_path}", file=sys.stderr)
     if args.json_out:
         _write_json(doc, args.json_out)
@@ -208,9 +216,11 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from core.roi import EXPORT_COLUMNS, export_rows, list_requests, set_state
     from core.store import open_log, write_transaction
+    from qc_app.auth import login
 
     as_json = args.json or (not args.csv and args.out.lower().endswith(".json"))
     with open_log(_db_path(args)) as db:
+        actor = login(db, args, "plan_roi") if args.schedule else args.user
         rows = list_requests(db, status=_states(args, ("planned", "scheduled")), cell_id=args.cell)
         flat = export_rows(rows)
         if as_json:
@@ -237,7 +247,7 @@ def run_export(args: argparse.Namespace) -> int:
             with write_transaction(db):
                 for r in rows:
                     if r["status"] == "planned":
-                        set_state(db, r["id"], "scheduled", actor=args.user, note="exported to the scanner")
+                        set_state(db, r["id"], "scheduled", actor=actor, note="exported to the scanner")
                         scheduled += 1
     print(f"{len(flat)} ROI scan(s) exported" + (f", {scheduled} scheduled" if args.schedule else ""),
           file=sys.stderr)
@@ -260,9 +270,10 @@ def add_state_arguments(p: argparse.ArgumentParser) -> None:
 def run_state(args: argparse.Namespace) -> int:
     from core.roi import set_state
     from core.store import open_log
+    from qc_app.auth import login
 
     with open_log(_db_path(args)) as db:
-        row = set_state(db, args.roi_id, args.state, actor=args.user, note=args.note)
+        row = set_state(db, args.roi_id, args.state, actor=login(db, args, "plan_roi"), note=args.note)
     print(f"ROI {row['id']}: {row['status']}")
     return 0
 
@@ -285,11 +296,13 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
 def run_import(args: argparse.Namespace) -> int:
     from core.roi import import_roi_volume
     from core.store import open_log
+    from qc_app.auth import login
 
     with open_log(_db_path(args)) as db:
+        actor = login(db, args, "plan_roi")
         out = import_roi_volume(db, args.roi_id, args.volume, voxel_size=args.voxel_size,
                                 overview_path=args.overview, refine=not args.no_refine,
-                                search_px=args.search, actor=args.user)
+                                search_px=args.search, actor=actor)
     reg = out["registration"]
     z, y, x = reg["center_zyx_px"]
     dz, dy, dx = reg["shift_px"]

@@ -1,9 +1,10 @@
 """``cellqc users add|list|disable`` and ``cellqc override``: people, roles and verdict overrides.
 
 Secrets are asked for, never passed as arguments (they would land in shell history and ``ps``):
-the acting user's password comes from ``$CELLQC_PASSWORD``, else a prompt on a terminal, else
-the first line of stdin; a new user's password from ``$CELLQC_NEW_PASSWORD``, else a prompt
-(twice), else the next line of stdin.
+the acting user's password comes from ``--password-file FILE``, else ``$CELLQC_PASSWORD``, else
+a prompt on a terminal, else the first line of stdin; a new user's password from
+``$CELLQC_NEW_PASSWORD``, else a prompt (twice), else the next line of stdin (see
+:mod:`qc_app.auth`).
 
     cellqc users add alice --role admin          # the first admin of a log: no --user
     cellqc users add bob --role engineer --user alice
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import os
 import sqlite3
 import sys
@@ -25,35 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from core.errors import InputError
+from qc_app.auth import actor_secret, add_user_arguments, ask_secret
 from qc_app.cli import register
-
-_stdin_lines: list[str] | None = None
-
-
-def _next_stdin_line(what: str) -> str:
-    global _stdin_lines
-    if _stdin_lines is None:
-        _stdin_lines = sys.stdin.read().splitlines()
-    if not _stdin_lines:
-        raise InputError(what, "no password given (set it on stdin or in the environment)")
-    return _stdin_lines.pop(0)
-
-
-def _ask(what: str, env: str, *, confirm: bool = False) -> str:
-    value = os.environ.get(env)
-    if value is not None:
-        return value
-    if sys.stdin is not None and sys.stdin.isatty():
-        first = getpass.getpass(f"{what}: ")
-        if confirm and getpass.getpass(f"{what} again: ") != first:
-            raise InputError(what, "the two entries differ")
-        return first
-    return _next_stdin_line(what)
-
-
-def actor_secret(user: str) -> str:
-    """The acting user's password (``$CELLQC_PASSWORD``, a prompt, or stdin)."""
-    return _ask(f"password of {user}", "CELLQC_PASSWORD")
 
 
 def _db_path(args: argparse.Namespace) -> Path:
@@ -93,22 +66,22 @@ def add_users_arguments(p: argparse.ArgumentParser) -> None:
     add.add_argument("--full-name", default=None)
     add.add_argument("--no-password", action="store_true",
                      help="keep the user's password as is (role or name change only)")
-    add.add_argument("--user", help="the admin doing it (omit only for a log's first admin)")
+    add_user_arguments(add, help="the admin doing it (omit only for a log's first admin)")
     _add_db(add)
     ls = sub.add_parser("list", help="list users and their roles")
     ls.add_argument("--active", action="store_true", help="hide disabled users")
     _add_db(ls)
     dis = sub.add_parser("disable", help="disable a user (admin); their history stays")
     dis.add_argument("name")
-    dis.add_argument("--user", required=True, help="the admin doing it")
+    add_user_arguments(dis, required=True, help="the admin doing it")
     _add_db(dis)
 
 
-def _login(db, user: str | None) -> None:
-    if user:
+def _login(db, args: argparse.Namespace) -> None:
+    if args.user:
         from core.store.users import authenticate
 
-        authenticate(db, user, actor_secret(user))
+        authenticate(db, args.user, actor_secret(args.user, args.password_file))
 
 
 def run_users(args: argparse.Namespace) -> int:
@@ -127,11 +100,11 @@ def run_users(args: argparse.Namespace) -> int:
                 name = r["name"] + (f" ({r['full_name']})" if r["full_name"] else "")
                 print(f"{name:30s} {r['role']:9s} {state}{pw}")
             return 0
-        _login(db, args.user)
+        _login(db, args)
         if args.users_action == "add":
             secret = None
             if not args.no_password:
-                secret = _ask(f"new password of {args.name}", "CELLQC_NEW_PASSWORD", confirm=True)
+                secret = ask_secret(f"new password of {args.name}", "CELLQC_NEW_PASSWORD", confirm=True)
             add_user(db, args.name, args.role, secret=secret, full_name=args.full_name,
                      actor=args.user)
             print(f"user {args.name}: {args.role}", file=sys.stderr)
@@ -148,7 +121,7 @@ def add_override_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inspection_id", type=int, metavar="INSPECTION_ID")
     p.add_argument("verdict", type=str.upper, choices=("PASS", "FAIL", "REVIEW"))
     p.add_argument("--reason", required=True, help="why (kept in the log and the audit chain)")
-    p.add_argument("--user", required=True, help="an engineer or admin")
+    add_user_arguments(p, required=True, help="an engineer or admin")
     _add_db(p)
 
 
@@ -161,7 +134,7 @@ def run_override(args: argparse.Namespace) -> int:
         raise InputError(path, "no log here")
     with clear_lock_errors(path), open_log(path) as db:
         override_id = override_as(db, args.inspection_id, args.verdict, args.reason, args.user,
-                                  actor_secret(args.user))
+                                  actor_secret(args.user, args.password_file))
     print(f"inspection {args.inspection_id}: verdict overridden to {args.verdict} "
           f"(override {override_id}, by {args.user})")
     return 0
@@ -177,14 +150,14 @@ def add_recipes_arguments(p: argparse.ArgumentParser) -> None:
                           "(engineer/admin; the diff goes to the audit chain)")
     save.add_argument("file", help="the edited TOML recipe")
     save.add_argument("--name", help="saved as NAME.toml (default: the file's stem)")
-    save.add_argument("--user", required=True, help="an engineer or admin")
+    add_user_arguments(save, required=True, help="an engineer or admin")
     _add_db(save)
 
 
 def run_recipes(args: argparse.Namespace) -> int:
     from core.errors import RecipeError
     from core.store import open_log
-    from core.store.users import authenticate, record_recipe_change
+    from core.store.users import authenticate, record_recipe_change, require_role
     from qc_app.cli import cellqc_home
 
     source = Path(args.file)
@@ -199,7 +172,8 @@ def run_recipes(args: argparse.Namespace) -> int:
     old_text = target.read_text(encoding="utf-8") if target.exists() else None
     path = _db_path(args)
     with clear_lock_errors(path), open_log(path) as db:
-        authenticate(db, args.user, actor_secret(args.user))
+        authenticate(db, args.user, actor_secret(args.user, args.password_file))
+        require_role(db, args.user, "edit_recipe")  # refused before anything is written
         if old_text == new_text:
             print(f"{target}: unchanged", file=sys.stderr)
             return 0

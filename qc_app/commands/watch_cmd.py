@@ -4,6 +4,9 @@ Runs until stopped (Ctrl-C or SIGTERM: the current inspection is abandoned and r
 the next start). With ``--once`` it handles what is finished now and exits with the
 batch's codes over those scans: 0 all PASS (or nothing to do), 1 any FAIL, 3 any REVIEW,
 2 any scan that could not be inspected.
+
+``--user NAME`` is checked once, at the start (see :mod:`qc_app.auth`); every scan is filed
+under that name.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from qc_app.auth import add_user_arguments
 from qc_app.cli import progress_printer, register
 
 if TYPE_CHECKING:
@@ -36,11 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true", help="JSON results only, no PDF")
     p.add_argument("--voxel-size", help="µm: one number or z,y,x (overrides the files)")
     p.add_argument("--dataset", help="dataset path inside HDF5 / Zarr inputs")
-    p.add_argument("--operator", default=None)
     p.add_argument("--max-attempts", type=int, default=2, metavar="N",
                    help="runs of a scan whose inspection was interrupted by a crash before it is "
                         "moved to failed/ (default 2: re-run once)")
     p.add_argument("--verbose", action="store_true", help="inspection progress on stderr")
+    add_user_arguments(p, operator_alias=True,
+                       help="who runs the station (filed with every scan); required with the password "
+                            "once the log has users")
 
 
 def _line(event: WatchEvent) -> str:
@@ -63,16 +69,20 @@ def run(args: argparse.Namespace) -> int:
     from core.errors import InputError
     from core.recipe import load_recipe
     from core.store import default_db_path
+    from qc_app.auth import login_to_log
     from qc_app.batch.runner import CellRow, exit_code
     from qc_app.batch.watch import HotFolder, WatchOptions
 
     if args.max_attempts < 1:
         raise InputError("--max-attempts", f"must be 1 or more, got {args.max_attempts}")
+    recipe = load_recipe(args.recipe)
+    db_path = args.db or default_db_path()
+    operator = login_to_log(db_path, args, "inspect")  # before the folder is touched
     options = WatchOptions(
-        folder=args.folder, recipe=load_recipe(args.recipe), db_path=args.db or default_db_path(),
+        folder=args.folder, recipe=recipe, db_path=db_path,
         out_dir=args.out, report=not args.no_report, stable_seconds=args.stable_seconds,
         marker=args.marker, voxel_size=args.voxel_size, dataset=args.dataset,
-        operator=args.operator, max_attempts=args.max_attempts)
+        operator=operator, max_attempts=args.max_attempts)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

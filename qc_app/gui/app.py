@@ -118,10 +118,14 @@ def run_app(args: argparse.Namespace) -> int:
     else:
         db_path = Path(args.db) if args.db else default_db_path()
         db_path.parent.mkdir(parents=True, exist_ok=True)
-    window = MainWindow(db_path=db_path, role=args.role or "operator", recipe=args.recipe, operator=args.user,
-                        auto_report=bool(args.auto_report), dialogs=not headless)
-    if args.user:
-        window.engineer.override.user.setText(args.user)
+    window = MainWindow(db_path=db_path, recipe=args.recipe, operator=_station_operator(db_path, args.user),
+                        auto_report=bool(args.auto_report), dialogs=not headless, login_name=args.user or "")
+    if args.role == "engineer" and headless:  # no dialog: log in with --user and the password
+        if not _headless_login(window, args):
+            print(f"cellqc gui: error: {window.last_error}", file=sys.stderr)
+            app.processEvents()  # the window's start-up timers, before it goes
+            _dispose(app, window)
+            return 2
     if size:
         window.resize(*size)
     if args.voxel_size:
@@ -130,6 +134,8 @@ def run_app(args: argparse.Namespace) -> int:
         window.watch_folder(args.watch)
     window.show()
     if not headless:
+        if args.role == "engineer":  # the login dialog first; refused or cancelled: operator mode
+            QtCore.QTimer.singleShot(0, window.switch_role_dialog)
         if args.open_path:
             window.open_volume(args.open_path, run=args.run)
         code = int(app.exec())
@@ -190,6 +196,35 @@ def run_app(args: argparse.Namespace) -> int:
         print(f"cellqc gui: error: {window.last_error}", file=sys.stderr)
     _dispose(app, window)
     return code
+
+
+def _station_operator(db_path: Path | None, user: str | None) -> str | None:
+    """The name filed with inspections while nobody is logged in: ``--user`` on a log without
+    users yet (nothing to check it against, as on the command line); none on a log with users,
+    where only a login names someone."""
+    if not user or db_path is None:
+        return None
+    from core.store import open_log
+    from core.store.users import has_passwords
+
+    with open_log(db_path) as db:
+        return None if has_passwords(db) else user
+
+
+def _headless_login(window, args: argparse.Namespace) -> bool:
+    """``--role engineer`` without a display: log ``--user`` in with their password."""
+    from core.errors import InputError
+    from qc_app.auth import actor_secret
+
+    if not args.user:
+        window.last_error = "--role engineer needs a login: give --user NAME (and the password)"
+        return False
+    try:
+        secret = actor_secret(args.user, getattr(args, "password_file", None))
+    except InputError as exc:
+        window.last_error = str(exc)
+        return False
+    return window.login_engineer(args.user, secret)
 
 
 def _dispose(app, window) -> None:

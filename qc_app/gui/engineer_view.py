@@ -5,6 +5,7 @@ validation, and the panels the ROI-planning and follow-up features fill.
 
 from __future__ import annotations
 
+import sqlite3
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,8 @@ class OverridePanel(QtWidgets.QWidget):
         self.reason.setPlaceholderText("Why (required), e.g. 'ROI scan at 1.2 µm shows the void is a "
                                        "reconstruction artifact'")
         # Overrides are signed by the engineer who logged in (Engineer mode…), never by a
-        # name typed here: the field shows who is signing and cannot be edited.
+        # name typed here: the field only shows who signs; apply() uses `signer`, not its text.
+        self.signer: str | None = None
         self.user = QtWidgets.QLineEdit("")
         self.user.setReadOnly(True)
         self.user.setPlaceholderText("log in with Engineer mode… to override")
@@ -243,6 +245,12 @@ class OverridePanel(QtWidgets.QWidget):
         layout.addLayout(right, 2)
         self._update_enabled()
 
+    def set_signer(self, user: str | None) -> None:
+        """The logged-in engineer/admin who signs overrides (None: nobody, overrides refused)."""
+        self.signer = user or None
+        self.user.setText(self.signer or "")
+        self._update_enabled()
+
     def set_case(self, db: Any, inspection_id: int | None, verdict: str | None, final: str | None) -> None:
         self.db, self.inspection_id = db, inspection_id
         if inspection_id is None or db is None:
@@ -258,8 +266,9 @@ class OverridePanel(QtWidgets.QWidget):
 
     def _update_enabled(self) -> None:
         ok = self.db is not None and self.inspection_id is not None
-        for w in (self.verdict, self.reason, self.user, self.apply_button):
+        for w in (self.verdict, self.reason, self.user):
             w.setEnabled(ok)
+        self.apply_button.setEnabled(ok and self.signer is not None)
 
     def _refresh_history(self) -> None:
         self.history.setRowCount(0)
@@ -280,18 +289,26 @@ class OverridePanel(QtWidgets.QWidget):
 
     @QtCore.Slot()
     def apply(self) -> bool:
-        """Write the override; shows the log's one-line error when it refuses."""
-        from core.store import override_verdict
+        """Write the override, signed by the logged-in user; shows the one-line refusal."""
+        from core.store.users import override_as
 
         new = self.verdict.currentText()
         reason = self.reason.toPlainText().strip()
-        user = self.user.text().strip()
+        user = self.signer
         try:
-            override_verdict(self.db, int(self.inspection_id), new, reason, user)
+            if not user:
+                from core.store.users import PermissionDenied
+
+                raise PermissionDenied("override", "log in first (Engineer mode…, Ctrl+E)")
+            if self.db is None or self.inspection_id is None:
+                raise CellQCError("the shown inspection is not in a log")
+            # The login checked the password; the role and "still active" are checked again now.
+            override_as(self.db, int(self.inspection_id), new, reason, user)
         except CellQCError as exc:
-            self.status.setProperty("role", "status-error")
-            self.status.setText(f"Not overridden: {exc}")
-            _restyle(self.status)
+            self._refused(f"Not overridden: {exc}")
+            return False
+        except sqlite3.Error as exc:  # e.g. the log's trigger refusing a disabled user
+            self._refused(f"Not overridden: {exc}")
             return False
         self.status.setProperty("role", "status-ok")
         self.status.setText(f"Verdict set to {new} by {user}; written to the audit log.")
@@ -300,6 +317,11 @@ class OverridePanel(QtWidgets.QWidget):
         self._refresh_history()
         self.overridden.emit(new, reason, user)
         return True
+
+    def _refused(self, text: str) -> None:
+        self.status.setProperty("role", "status-error")
+        self.status.setText(text)
+        _restyle(self.status)
 
 
 def _restyle(widget: QtWidgets.QWidget) -> None:
@@ -324,6 +346,9 @@ class RecipeEditor(QtWidgets.QWidget):
 
         self.path: Path | None = None
         self.validated = False
+        self.db: Any = None
+        self.signer: str | None = None
+        self.audited = False  # a stand-alone editor; the main window sets its log
         self.choice = QtWidgets.QComboBox()
         self.choice.addItems(available_recipes())
         self.choice.currentTextChanged.connect(self.load_name)
@@ -359,6 +384,15 @@ class RecipeEditor(QtWidgets.QWidget):
 
     def set_active(self, name: str) -> None:
         self.active.setText(f"Inspections use: {name}")
+
+    def set_signer(self, db: Any, user: str | None, *, audited: bool = True) -> None:
+        """The log and the logged-in engineer/admin: a saved change is filed with its diff under
+        this user (:func:`core.store.users.record_recipe_change`) before the file is written.
+
+        ``audited=False`` (a station without a log) saves plain files; with ``audited`` and no
+        open log, nothing is saved.
+        """
+        self.db, self.signer, self.audited = db, (user or None), audited
 
     def load_name(self, name: str) -> None:
         from core.recipe import resolve_recipe_path
@@ -435,16 +469,36 @@ class RecipeEditor(QtWidgets.QWidget):
         if path.resolve().parent == RECIPES_DIR.resolve():
             self._say(False, f"{path}: the shipped recipes are read-only; save a copy elsewhere.")
             return False
+        text = self.editor.toPlainText()
+        tmp = path.with_name(f".{path.name}.part")
+        change_id = None
         try:
+            old_text = path.read_text(encoding="utf-8") if path.exists() else None
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.part")
-            tmp.write_text(self.editor.toPlainText(), encoding="utf-8")
+            tmp.write_text(text, encoding="utf-8")
+            if self.audited and self.db is None:
+                self._say(False, "Not saved: the log is not available, and recipe changes are audited there.")
+                return False
+            if self.db is not None and old_text != text:
+                # filed first, under the logged-in user: a change that cannot be audited is not made
+                if not self.signer:
+                    self._say(False, "Not saved: log in (Engineer mode…, Ctrl+E) to change recipes.")
+                    return False
+                from core.store.users import record_recipe_change
+
+                change_id = record_recipe_change(self.db, path.stem, old_text, text, self.signer)
             tmp.replace(path)
         except OSError as exc:
             self._say(False, f"{path}: cannot write: {exc.strerror or exc}")
             return False
+        except CellQCError as exc:
+            self._say(False, f"Not saved: {exc}")
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
         self.path = path
-        self._say(True, f"Saved {path}.")
+        audit = f" (recipe change {change_id}, by {self.signer}, in the audit log)" if change_id else ""
+        self._say(True, f"Saved {path}{audit}.")
         return True
 
     @QtCore.Slot()

@@ -50,15 +50,25 @@ class MainWindow(QtWidgets.QMainWindow):
     #: After a report attempt: its path, or "" when it failed.
     report_written = QtCore.Signal(str)
 
-    def __init__(self, *, db_path: str | Path | None = None, role: str = "operator",
-                 recipe: str | None = None, operator: str | None = None, auto_report: bool = False,
-                 reports_dir: str | Path | None = None, dialogs: bool = True):
+    def __init__(self, *, db_path: str | Path | None = None, recipe: str | None = None,
+                 operator: str | None = None, auto_report: bool = False,
+                 reports_dir: str | Path | None = None, dialogs: bool = True, login_name: str = ""):
+        """The window starts in operator mode; engineer mode needs a login
+        (:meth:`switch_role_dialog` or :meth:`login_engineer`).
+
+        ``operator`` is the name filed with inspections while nobody is logged in;
+        ``login_name`` is the user name the login dialog starts with.
+        """
         super().__init__()
         self.db_path = Path(db_path) if db_path else None
         self.reports_dir = Path(reports_dir) if reports_dir else (
             self.db_path.parent / "reports" if self.db_path else Path.cwd() / "cellqc-reports")
         self.recipe = recipe
         self.operator = operator
+        self.station_operator = operator
+        self.login_name = login_name
+        #: The engineer/admin who logged in (signs overrides and recipe changes), or None.
+        self.signer: str | None = None
         self.auto_report = auto_report
         self.dialogs = dialogs
         self.role = "operator"
@@ -84,7 +94,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setAcceptDrops(True)
         self._build()
         self._build_actions()
-        self.set_role(role)
+        self.set_role("operator")
         self.resize(*DEFAULT_SIZE)
         self._show_idle()
         self.refresh_recent()
@@ -345,7 +355,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _update_status_labels(self) -> None:
         self.log_label.setText(f"Log: {self.db_path}" if self.db_path else "Log: none (results are not filed)")
         self.recipe_label.setText(f"Recipe: {Path(self.recipe).stem if self.recipe else '18650-nmc'}")
-        self.role_label.setText(f"Role: {self.role}")
+        self.role_label.setText(f"Role: {self.role}" + (f" ({self.signer})" if self.signer else ""))
 
     def _show_idle(self) -> None:
         self.banner.set_state("IDLE")
@@ -363,7 +373,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.engineer.set_cell(None, None)
         self.setWindowTitle("cellqc — cell inspection")
 
-    def set_role(self, role: str, user: str | None = None) -> None:
+    def set_role(self, role: str) -> None:
+        """Back to ``operator`` (logs the engineer out). Engineer mode only through a login:
+        :meth:`switch_role_dialog` or :meth:`login_engineer`."""
+        if role != "operator":
+            raise ValueError("engineer mode needs a login: use login_engineer() or switch_role_dialog()")
+        self.signer = None
+        self.operator = self.station_operator
+        self._show_role("operator")
+
+    def _show_role(self, role: str) -> None:
         """operator: the station only; engineer/admin: the drill-down panel too."""
         self.role = role if role in ROLES else "operator"
         self.engineer.setVisible(self.role != "operator")
@@ -372,9 +391,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.role != "operator":
             total = max(sum(self.right_split.sizes()), self.height() - 120)
             self.right_split.setSizes([int(0.64 * total), int(0.36 * total)])
-        # Only a login (enter_engineer_mode) names the signer; `--role engineer` shows the panel
-        # without one, so overrides are refused until someone logs in.
-        self.engineer.override.user.setText(user or "")
+        # Overrides and recipe changes are signed by the logged-in user only (None: refused).
+        self.engineer.override.set_signer(self.signer)
+        self.engineer.recipe.set_signer(self.db(), self.signer, audited=self.db_path is not None)
         self.act_role.setText("Operator mode" if self.role != "operator" else "Engineer &mode…")
         self._update_status_labels()
 
@@ -913,7 +932,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ================================================================== roles, help
     def switch_role_dialog(self) -> None:
-        """Engineer mode for a user the log knows as engineer/admin; back to operator."""
+        """Engineer mode after a login (user + password/PIN, scrypt-checked); back to operator."""
         if self.role != "operator":
             self.set_role("operator")
             return
@@ -925,24 +944,39 @@ class MainWindow(QtWidgets.QMainWindow):
         from qc_app.gui.login import ask_login
 
         try:
-            login = ask_login(self, db, self.engineer.override.user.text())
+            login = ask_login(self, db, self.login_name)
         except InputError as exc:  # wrong password, unknown or disabled user: one line
             self.show_error("cellqc — engineer mode", str(exc))
             return
         if login is not None:
-            self.enter_engineer_mode(login[0])
+            self._grant(*login)
 
-    def enter_engineer_mode(self, user: str) -> bool:
+    def login_engineer(self, user: str, secret: str) -> bool:
+        """Engineer mode for ``user`` when ``secret`` is theirs and their role allows it."""
         db = self.db()
-        row = None
-        if db is not None:
-            row = next(iter(db.query("SELECT role FROM users WHERE name = ?", [user])), None)
-        if row is None or row["role"] not in ("engineer", "admin"):
-            role = row["role"] if row else "unknown"
+        if db is None:
+            self.show_error("cellqc — engineer mode", "engineer mode needs the log (users and roles live there)")
+            return False
+        from core.errors import InputError
+        from qc_app.gui.login import check_login
+
+        try:
+            role = check_login(db, user, secret)
+        except InputError as exc:
+            self.show_error("cellqc — engineer mode", str(exc))
+            return False
+        return self._grant(user, role)
+
+    def _grant(self, user: str, role: str) -> bool:
+        """After a checked login: engineer mode for engineers and admins, a refusal otherwise."""
+        if role not in ("engineer", "admin"):
             self.show_error("cellqc — engineer mode",
                             f"user {user!r} is {role} in the log; engineer mode needs the engineer or admin role.")
             return False
-        self.set_role(row["role"], user)
+        self.signer = self.operator = user
+        self.login_name = user
+        self._show_role(role)
+        self.statusBar().showMessage(f"Engineer mode: {user} ({role}); Ctrl+E logs out.", 10000)
         return True
 
     def show_shortcuts(self) -> None:
