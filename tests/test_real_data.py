@@ -50,3 +50,38 @@ def test_cli_reads_it(capsys):
     assert main(["inspect", str(DATA)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no voxel size" in err
+
+
+@pytest.fixture(scope="module")
+def real_roll_geometry():
+    """Geometry of the slices through the roll (60–99) at full slice resolution."""
+    from core.geometry import measure_geometry
+    from core.io import Volume
+
+    vol = read_volume(DATA, voxel_size=SPACING)
+    sub = Volume(np.stack([vol.slice(z) for z in range(60, 100)]), spacing_um=SPACING, source=str(DATA))
+    return sub, measure_geometry(sub)
+
+
+def test_real_roll_seam_tab_window_and_no_false_fail(real_roll_geometry):
+    """A healthy commercial 21700: its mid-length cathode tab window is found and set aside,
+    and the layers' shape around it and around the electrode starts is not a FAIL."""
+    from core.detectors import DETECTORS, DetectorContext
+    from core.recipe import load_recipe
+
+    sub, g = real_roll_geometry
+    rolls = [s for s in g.slices if s.is_roll]
+    assert len(rolls) >= 20
+    # The electrode starts at one angle in every slice.
+    seams = np.array([s.seam_deg for s in rolls])
+    assert np.all(np.abs((seams - np.median(seams) + 180) % 360 - 180) <= 10)
+    # The uncoated strip where the cathode tab is welded: one, ~15 mm long, mid-roll.
+    assert len(g.uncoated_zones) == 1
+    zone = g.uncoated_zones[0]
+    assert 10.0 <= zone.arc_length_mm <= 20.0 and 6 <= zone.winding <= 10
+    recipe = load_recipe("21700-nmc")
+    for name in ("collector_deflection", "delamination", "electrode_thickness", "winding_quality"):
+        out = DETECTORS[name](DetectorContext(volume=sub, geometry=g, rules=recipe.rules.get(name, {}),
+                                              cell=recipe.cell))
+        fails = [f.message for f in out.findings if f.severity == "fail"]
+        assert not fails, (name, fails)

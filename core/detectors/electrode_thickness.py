@@ -107,10 +107,39 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
                        "height_span_um": float((zs.max() - zs.min() + 1) * dz_um)},
             ))
     findings.sort(key=lambda f: -abs(f.value))
+    findings += _uncoated_zone_findings(g, rolls)
     out.findings = findings
     out.metrics["cathode_thickness_patch_count"] = len(findings)
     out.metrics["cathode_thickness_max_deviation_pct"] = (
         float(100 * np.nanmax(np.abs(deviation))) if np.isfinite(deviation).any() else None)
     if not math.isfinite(out.metrics["cathode_sheet_thickness_cv"] or 0.0):
         out.metrics["cathode_sheet_thickness_cv"] = None
+    return out
+
+
+def _uncoated_zone_findings(g, rolls) -> list[Finding]:
+    """Information findings for the uncoated strips (tab windows) the geometry set aside."""
+    out = []
+    t = rolls[0].t_rad
+    s_mid = rolls[len(rolls) // 2]
+    z_lo, z_hi = rolls[0].z, rolls[-1].z
+    for zone in g.uncoated_zones:
+        mask = zone.sheet_mask(s_mid, s_mid.sheet_thickness_um.shape[0])
+        kk, tt = np.nonzero(mask)
+        if kk.size == 0:
+            continue
+        radius = np.full(kk.size, zone.radius_um)
+        ys, xs = points_to_yx(g, np.full(kk.size, float(s_mid.z)), t[tt], radius)
+        mid = kk.size // 2  # the middle of the stretch along the sheet
+        centroid = (0.5 * (z_lo + z_hi), float(ys[mid]), float(xs[mid]))
+        box = (int(z_lo), int(np.floor(ys.min())), int(np.floor(xs.min())), int(z_hi) + 1,
+               int(np.floor(ys.max())) + 1, int(np.floor(xs.max())) + 1)
+        out.append(Finding(
+            detector=NAME, severity="info", centroid_zyx_px=centroid, bbox_zyx_px=box, value=zone.arc_length_mm,
+            unit="mm", winding=zone.winding, angle_deg=polar_angle_deg(g, *centroid), rule="",
+            message=(f"uncoated cathode strip in winding {zone.winding} (tab window?): {zone.arc_length_mm:.1f} mm "
+                     f"long over the whole {zone.height_mm:.1f} mm of roll seen; not measured, the collectors "
+                     f"either side not judged"),
+            extra={"kind": "uncoated_zone", **zone.to_json()},
+        ))
     return out

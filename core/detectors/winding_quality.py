@@ -71,6 +71,8 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     for i, s in enumerate(rolls):
         ctx.check_cancel()
         radius = np.where(s.cu_zscore >= MIN_TRACE_ZSCORE, s.cu_radius_um, np.nan).astype(float)
+        # Collectors bounding an uncoated strip (tab window) relax into it by design.
+        radius[g.collector_exclusion(s, radius.shape[0])] = np.nan
         res = spiral_residuals(radius[: s.windings], t, math.radians(s.seam_deg), s.direction)
         res *= s.frame.metric(t)[None, :]
         res[:, near_layer_ends(s, 3.0)] = np.nan

@@ -67,6 +67,9 @@ class SliceRoll:
     cu_al_gap_um: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     sheet_intensity: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     sheet_cu_contact: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
+    # Sheet samples set aside after tracing (a sheet's end at the roll end, an uncoated strip):
+    # not measured, and no detector looks for voids there.
+    sheet_excluded: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
     windings: int = 0
     seam_deg: float = math.nan
     outer_end_deg: float = math.nan
@@ -242,7 +245,8 @@ def angles_for_radius(rho_max_px: float, params: GeometryParams) -> int:
 def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFrame,
                   max_radius_um: float, params: GeometryParams | None = None,
                   pitch_um: float | None = None, direction: int | None = None,
-                  n_angles: int | None = None, grids: dict | None = None) -> SliceRoll:
+                  n_angles: int | None = None, grids: dict | None = None,
+                  seam_deg: float | None = None) -> SliceRoll:
     """Trace the Cu collectors and cathode sheets of one slice.
 
     Parameters
@@ -263,6 +267,9 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
         Number of angles of the unwrap (the same for every slice of a volume).
     grids : dict, optional
         A cache the caller keeps across the slices of a volume (see :class:`UnwrapGrid`).
+    seam_deg : float, optional
+        Where the innermost turn starts, when known from the other slices (the electrode's
+        start is a straight edge along the axis); found from this slice when not given.
     """
     params = params or GeometryParams()
     step = params.radial_step_vox
@@ -386,7 +393,10 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     # Where a partial turn really is, its collector is about as strong as any other; the
     # odd weaker sample beyond its end (a sheet edge) does not extend it.
     solid = strong & (z_arr >= 0.6 * typical)
-    s_in = step_fit(solid[0], present_after=ahead)
+    if seam_deg is not None and math.isfinite(seam_deg):
+        s_in = int(np.argmin(np.abs(((t - math.radians(seam_deg)) + np.pi) % (2 * np.pi) - np.pi)))
+    else:
+        s_in = step_fit(solid[0], present_after=ahead)
     n_min = np.where(idx_t >= s_in, 0, 1) if ahead else np.where(idx_t < s_in, 0, 1)
     s_out = step_fit(solid[-1], present_after=not ahead)
     last = n_layers - 1
@@ -530,6 +540,7 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
     result.cu_al_gap_um = gap
     result.sheet_intensity = inten
     result.sheet_cu_contact = contact
+    result.sheet_excluded = np.zeros(shape, bool)
 
 
 def refine_frame(image: np.ndarray, pixel_um: float, frame: EllipticFrame, max_radius_um: float,

@@ -22,6 +22,13 @@ from core.geometry.layers import (
     refine_frame,
 )
 from core.geometry.unwrap import EllipticFrame, UnwrapGrid
+from core.geometry.zones import (
+    UncoatedZone,
+    apply_uncoated_zones,
+    blank_sheet,
+    collector_exclusion,
+    find_uncoated_zones,
+)
 from core.io.volume import Volume
 
 Progress = Callable[[float, str], None]
@@ -42,6 +49,8 @@ class CellGeometry:
     pitch_um, direction : spiral pitch and winding direction (+1: radius grows with angle).
     slices : one :class:`SliceRoll` per slice of the volume.
     notes : human-readable remarks (skipped slices and why).
+    uncoated_zones : stretches of cathode without coating over the roll's height (tab
+        windows); their sheet is blanked (not measured).
     """
 
     spacing_um: tuple[float, float, float]
@@ -56,6 +65,7 @@ class CellGeometry:
     direction: int = 1
     slices: list[SliceRoll] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    uncoated_zones: list[UncoatedZone] = field(default_factory=list)
 
     # ------------------------------------------------------------------ summaries
     @property
@@ -91,6 +101,10 @@ class CellGeometry:
             a = getattr(s, name)
             out[i, : a.shape[0]] = a
         return out
+
+    def collector_exclusion(self, s: SliceRoll, k_max: int) -> np.ndarray:
+        """(windings, angles) mask of the collectors of slice ``s`` bounding an uncoated zone."""
+        return collector_exclusion(self.uncoated_zones, s, k_max, self.pitch_um)
 
     def spiral_fit(self) -> dict[str, Any]:
         """Fit r = a + b·θ to every Cu layer of every roll slice (θ unwrapped from the seam).
@@ -157,6 +171,7 @@ class CellGeometry:
             "roll_slices": len(rolls),
             "roll_slice_range": [rolls[0].z, rolls[-1].z] if rolls else None,
             "skipped_slices": len(skipped),
+            "uncoated_zones": [zone.to_json() for zone in self.uncoated_zones],
             "notes": self.notes,
         }
         out["spiral_fit"] = self.spiral_fit()
@@ -275,6 +290,9 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
         for done, s in enumerate(pool.map(one, range(nz)), start=1):
             slices.append(s)
             report(0.2 + 0.8 * done / nz, f"layers: slice {done}/{nz}")
+    _agree_on_seam(slices, lambda z, seam: analyze_slice(
+        volume.slice(z), z, pixel_um, geometry.frame_at(z), can_inner, params, pitch_um=geometry.pitch_um,
+        direction=geometry.direction, n_angles=n_angles, grids=grids, seam_deg=seam))
     geometry.slices = slices
     rolls = [s for s in slices if s.is_roll]
     if rolls:
@@ -284,12 +302,45 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
                 s.is_roll = False
                 s.note = f"{s.windings} windings traced against {typical} elsewhere (roll end or tabs): skipped"
     _skip_roll_ends(slices)
-    _mask_sheet_ends([s for s in slices if s.is_roll])
+    rolls = [s for s in slices if s.is_roll]
+    geometry.uncoated_zones = find_uncoated_zones(rolls, sz)
+    # The sheet tapers into the strip over about a pitch of arc: not measured there either.
+    apply_uncoated_zones(rolls, geometry.uncoated_zones, geometry.pitch_um)
+    _mask_sheet_ends(slices, sz)
+    _mask_electrode_ends(rolls, geometry.pitch_um)
+    for zone in geometry.uncoated_zones:
+        notes.append(f"uncoated cathode (tab window?) in winding {zone.winding}: {zone.arc_length_mm:.1f} mm of arc "
+                     f"at {zone.start_deg:.0f}–{zone.end_deg:.0f}° over the roll's height; not measured there")
     skipped = [s for s in slices if not s.is_roll]
     if skipped:
         spans = _spans([s.z for s in skipped])
         notes.append(f"{len(skipped)} slice(s) without jelly roll skipped ({spans}): cap, headspace, tabs or roll ends")
     return geometry
+
+
+def _agree_on_seam(slices: list[SliceRoll], retrace: Callable[[int, float], SliceRoll],
+                   tolerance_deg: float = 10.0) -> None:
+    """Re-trace the slices whose seam disagrees with the roll's.
+
+    The innermost turn starts at the electrode's inner end, a straight edge along the axis:
+    the same angle in every slice. A slice where the step fit picked another feature (seen
+    on a real 21700: the other electrode's start, 137° away, in one slice of 27) would index
+    every winding differently from its neighbours; it is traced again with the common seam.
+    """
+    seams = np.array([s.seam_deg for s in slices if s.is_roll and math.isfinite(s.seam_deg)])
+    if seams.size < 3:
+        return
+    # The seam most slices agree with (within the tolerance), averaged over those slices.
+    diff = np.abs((seams[:, None] - seams[None, :] + 180.0) % 360.0 - 180.0)
+    support = (diff <= tolerance_deg).sum(axis=1)
+    best = int(np.argmax(support))
+    if support[best] <= seams.size // 2:
+        return  # no majority: nothing to agree on
+    close = seams[diff[best] <= tolerance_deg]
+    common = math.degrees(np.angle(np.exp(1j * np.radians(close)).mean())) % 360.0
+    for i, s in enumerate(slices):
+        if s.is_roll and math.isfinite(s.seam_deg) and abs((s.seam_deg - common + 180.0) % 360.0 - 180.0) > tolerance_deg:
+            slices[i] = retrace(s.z, common)
 
 
 def _skip_roll_ends(slices: list[SliceRoll], tolerance: float = 0.2) -> None:
@@ -327,18 +378,32 @@ def _skip_roll_ends(slices: list[SliceRoll], tolerance: float = 0.2) -> None:
                       f"brighter/darker than the roll's interior (electrode edges, tabs): skipped")
 
 
-def _mask_sheet_ends(rolls: list[SliceRoll], tolerance: float = 0.25) -> None:
-    """Blank the cathode sheets of single windings where they end (roll ends are not flat).
+def _mask_sheet_ends(slices: list[SliceRoll], slice_um: float, tolerance: float = 0.25,
+                     end_band_um: float = 300.0, sectors: int = 36) -> None:
+    """Set aside the cathode sheets of single windings where they end (roll ends are not flat).
 
-    The outer windings of a roll may stop a slice or two before the inner ones. A sheet whose
-    median brightness or thickness in a slice differs from the same winding's interior by
-    more than ``tolerance`` is not measured there (NaN): neither a void nor a thin patch.
+    The outer windings of a roll may stop a slice or two before the inner ones, and a sheet's
+    edge wanders along the arc. A sheet whose median brightness or thickness in a slice
+    differs from the same winding's interior by more than ``tolerance`` is not measured
+    there: neither a void nor a thin patch. Within ``end_band_um`` of a roll end seen in the
+    volume (a slice beyond it is not roll), the same test runs per angular sector, for the
+    edges that stop part of the way round (measured on a real 21700: outer sheets thin by
+    30–40 % over 10–30 mm of arc in the first 4 slices below the cathode's edge).
     """
+    rolls = [s for s in slices if s.is_roll]
     if len(rolls) < 4:
         return
     k_max = max(s.windings for s in rolls)
     n = len(rolls)
     middle = rolls[n // 4: n - n // 4] if n >= 8 else rolls
+    z_of = {s.z: i for i, s in enumerate(slices)}
+    band = max(1, int(math.ceil(end_band_um / slice_um)))
+    near_end = []
+    for s in rolls:
+        i = z_of[s.z]
+        below = any(not slices[j].is_roll for j in range(max(0, i - band), i))
+        above = any(not slices[j].is_roll for j in range(i + 1, min(len(slices), i + band + 1)))
+        near_end.append(below or above)
     for k in range(k_max):
         def stat(s: SliceRoll, name: str, k: int = k) -> float:
             arr = getattr(s, name)
@@ -350,14 +415,48 @@ def _mask_sheet_ends(rolls: list[SliceRoll], tolerance: float = 0.25) -> None:
         ref_t = np.nanmedian([stat(s, "sheet_thickness_um") for s in middle])
         if not (math.isfinite(ref_i) and math.isfinite(ref_t)) or ref_i == 0 or ref_t == 0:
             continue
-        for s in rolls:
+        for s, at_end in zip(rolls, near_end, strict=True):
+            if k >= s.sheet_thickness_um.shape[0]:
+                continue
             i_k, t_k = stat(s, "sheet_intensity"), stat(s, "sheet_thickness_um")
             if not (math.isfinite(i_k) and math.isfinite(t_k)):
                 continue
             if abs(i_k / ref_i - 1) > tolerance or abs(t_k / ref_t - 1) > tolerance:
-                for name in ("sheet_inner_um", "sheet_outer_um", "sheet_thickness_um", "cu_al_gap_um",
-                             "sheet_intensity"):
-                    getattr(s, name)[k] = np.nan
+                blank_sheet(s, k, edges=True)
+                continue
+            if not at_end:
+                continue
+            n_t = s.t_rad.size
+            bounds = np.linspace(0, n_t, sectors + 1).astype(int)
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+                th, it = s.sheet_thickness_um[k, a:b], s.sheet_intensity[k, a:b]
+                if np.isfinite(th).sum() < 0.3 * (b - a):
+                    continue
+                if (abs(np.nanmedian(th) / ref_t - 1) > tolerance
+                        or abs(np.nanmedian(it) / ref_i - 1) > tolerance):
+                    blank_sheet(s, k, slice(a, b))
+
+
+def _mask_electrode_ends(rolls: list[SliceRoll], arc_um: float) -> None:
+    """Set aside the innermost sheet just after the seam and the outermost before its end.
+
+    Where the electrode starts (and where it ends outside) the sheet begins with a ragged,
+    curled edge and the layers step over it: within about a pitch of arc it is not the
+    steady sheet the detectors compare against (seen on a real 21700 as a "void" and a
+    70 % thin patch 4° after the seam).
+    """
+    for s in rolls:
+        k_last = s.windings - 1
+        for k, end_deg in ((0, s.seam_deg), (k_last, s.outer_end_deg)):
+            if not math.isfinite(end_deg) or k >= s.sheet_thickness_um.shape[0] or k < 0:
+                continue
+            row = s.sheet_inner_um[k]
+            radius = float(np.nanmedian(row)) if np.isfinite(row).any() else math.nan
+            if not math.isfinite(radius) or radius <= 0:
+                continue
+            half_deg = math.degrees(arc_um / radius)
+            near = np.abs(((s.t_rad - math.radians(end_deg)) + np.pi) % (2 * np.pi) - np.pi) < math.radians(half_deg)
+            blank_sheet(s, k, near)
 
 
 def _spans(zs: list[int]) -> str:

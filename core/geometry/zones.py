@@ -1,0 +1,194 @@
+"""Uncoated zones of the cathode: tab windows, recognised so they are not read as defects.
+
+Many cylindrical cells (a 21700 with a mid-length cathode tab, for one) leave a strip of the
+cathode foil uncoated where the tab is welded. Coating runs along the electrode and is
+interrupted across its whole width, so in the roll the strip is a stretch of one winding
+where the cathode sheet is only its Al foil, over the full height of the roll. The layers
+on either side relax into it. By design, not a defect: a void never removes the whole sheet
+over millimetres of height, a thin patch never takes it down to the foil. Inside a zone the
+sheet is not measured and the collectors that bound it are not judged for deflection or
+buckling; the zone itself is reported (information, not a verdict).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from core.geometry.layers import SliceRoll
+
+# What is left of a sheet without coating: the Al foil (~15 µm of a ~150 µm sheet), widened
+# by blur. Coating voids and thin patches leave far more than this.
+UNCOATED_FRACTION = 0.4
+# The strip runs across the electrode's whole width: nearly every slice through the roll.
+MIN_SLICE_FRACTION = 0.8
+# Below this the sheet is thinned over the strip's whole height next to it: coated on one
+# side only (about half the sheet), or tapering where the coating resumes.
+EDGE_FRACTION = 0.85
+
+
+@dataclass
+class UncoatedZone:
+    """A stretch of one cathode sheet without coating over the roll's height.
+
+    ``start``/``stop`` are positions along the wound sheet (winding · n_angles + angle rank
+    from the seam, see :func:`sheet_order`): a zone may cross the seam, where the ray index
+    of a layer changes.
+    """
+
+    winding: int
+    start_deg: float
+    end_deg: float
+    arc_length_mm: float
+    height_mm: float
+    slice_fraction: float
+    radius_um: float = math.nan
+    start: int = 0
+    stop: int = 0
+
+    def to_json(self) -> dict:
+        return {"winding": self.winding, "start_deg": round(self.start_deg, 1), "end_deg": round(self.end_deg, 1),
+                "arc_length_mm": round(self.arc_length_mm, 2), "height_mm": round(self.height_mm, 2),
+                "slice_fraction": round(self.slice_fraction, 3)}
+
+    def sheet_mask(self, s: SliceRoll, k_max: int, margin_um: float = 0.0) -> np.ndarray:
+        """(windings, angles) mask of the zone in slice ``s``, grown by ``margin_um`` of arc."""
+        n_t = s.t_rad.size
+        grow = 0
+        if margin_um > 0 and math.isfinite(self.radius_um) and self.radius_um > 0:
+            grow = int(math.ceil(margin_um / (2 * np.pi * self.radius_um / n_t)))
+        along = np.zeros(k_max * n_t, bool)
+        along[max(0, self.start - grow): min(along.size, self.stop + grow)] = True
+        out = np.zeros((k_max, n_t), bool)
+        out[:, sheet_order(s)] = along.reshape(k_max, n_t)
+        return out
+
+
+def sheet_order(s: SliceRoll) -> np.ndarray:
+    """Angle indices of a slice ordered from the seam in the winding direction.
+
+    Position ``k · n + j`` along the wound sheet is winding ``k`` at angle ``order[j]``: the
+    last sample of winding k meets the first of winding k + 1.
+    """
+    seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
+    return np.argsort((s.direction * (s.t_rad - seam)) % (2 * np.pi), kind="stable")
+
+
+def _along(s: SliceRoll, values: np.ndarray, k_max: int) -> np.ndarray:
+    """(windings, angles) → positions along the sheet (NaN-padded to ``k_max`` windings)."""
+    out = np.full((k_max, s.t_rad.size), np.nan, np.float32)
+    out[: values.shape[0]] = values[:k_max]
+    return out[:, sheet_order(s)].reshape(-1)
+
+
+def find_uncoated_zones(rolls: list[SliceRoll], slice_um: float, min_height_um: float = 1000.0,
+                        min_arc_um: float = 2000.0) -> list[UncoatedZone]:
+    """Find cathode stretches that are uncoated over the roll's height.
+
+    Parameters
+    ----------
+    rolls : list of SliceRoll
+        The slices through the roll (``is_roll``), in order.
+    slice_um : float
+        Slice spacing.
+    min_height_um : float
+        Height of roll that must be seen before a stretch can be called uncoated over its
+        height (a short stack cannot tell a strip from a large void).
+    min_arc_um : float
+        Shortest uncoated stretch along the arc (tab windows are several millimetres wide).
+
+    Returns
+    -------
+    list of UncoatedZone
+    """
+    if not rolls or len(rolls) * slice_um < min_height_um:
+        return []
+    k_max = max(s.sheet_thickness_um.shape[0] for s in rolls)
+    n_t = rolls[0].t_rad.size
+    thick = np.array([_along(s, s.sheet_thickness_um, k_max) for s in rolls])  # (z, positions)
+    mid = np.array([_along(s, 0.5 * (s.sheet_inner_um + s.sheet_outer_um), k_max) for s in rolls])
+    known = np.isfinite(thick)
+    seen = known.sum(axis=0)
+    enough = seen >= MIN_SLICE_FRACTION * len(rolls)
+    # Each winding against its own typical thickness (inner turns may differ).
+    ref = np.full(k_max * n_t, np.nan)
+    for k in range(k_max):
+        block = thick[:, k * n_t:(k + 1) * n_t]
+        if np.isfinite(block).any():
+            ref[k * n_t:(k + 1) * n_t] = np.nanmedian(block)
+    with np.errstate(invalid="ignore"):
+        def over_height(level: float) -> np.ndarray:
+            thin = known & (thick < level * ref[None, :])
+            return thin.sum(axis=0) / np.maximum(seen, 1)
+
+        fraction = over_height(UNCOATED_FRACTION)
+        strip = (fraction >= MIN_SLICE_FRACTION) & enough
+        # Where one side's coating resumes before the other's (offset windows are usual) or
+        # the coating tapers, the sheet is thinner over the whole height too: part of the zone.
+        typical = np.nanmedian(np.where(enough[None, :], thick, 0.0), axis=0)  # (NaN-free columns only)
+        edges = (typical < EDGE_FRACTION * ref) & enough
+    # The edge tracer finds the odd noise band inside the strip: close gaps of ~1°.
+    gap = np.ones(2 * max(int(n_t / 360), 1) + 1, bool)
+    strip = ndimage.binary_closing(strip, gap)
+    edges = ndimage.binary_closing(edges | strip, gap)
+    labels, count = ndimage.label(edges)
+    zones = []
+    t = rolls[0].t_rad
+    order_mid = sheet_order(rolls[len(rolls) // 2])
+    for lab in range(1, count + 1):
+        run = np.nonzero(labels == lab)[0]
+        core = strip[run]
+        radius = float(np.nanmedian(mid[:, run])) if np.isfinite(mid[:, run]).any() else math.nan
+        if not math.isfinite(radius) or core.sum() * 2 * np.pi * radius / n_t < min_arc_um:
+            continue
+        arc_um = run.size * 2 * np.pi * radius / n_t
+        zones.append(UncoatedZone(
+            winding=int(run[run.size // 2] // n_t),
+            start_deg=float(np.degrees(t[order_mid[run[0] % n_t]])),
+            end_deg=float(np.degrees(t[order_mid[run[-1] % n_t]])),
+            arc_length_mm=arc_um / 1000, height_mm=len(rolls) * slice_um / 1000,
+            slice_fraction=float(fraction[run][core].mean()), radius_um=radius,
+            start=int(run[0]), stop=int(run[-1]) + 1))
+    return zones
+
+
+def apply_uncoated_zones(rolls: list[SliceRoll], zones: list[UncoatedZone], margin_um: float) -> None:
+    """Set the cathode sheet aside inside each zone (and ``margin_um`` of arc either side)."""
+    for zone in zones:
+        for s in rolls:
+            k_max = s.sheet_thickness_um.shape[0]
+            mask = zone.sheet_mask(s, k_max, margin_um)
+            for k in np.nonzero(mask.any(axis=1))[0]:
+                blank_sheet(s, int(k), mask[k])
+
+
+def blank_sheet(s: SliceRoll, k: int, angles: np.ndarray | slice = slice(None), edges: bool = False) -> None:
+    """Set sheet ``k`` of a slice aside at ``angles``: not measured, not searched for voids.
+
+    The traced edges stay (the overhang detector follows the layers to the roll's end)
+    unless ``edges`` is set.
+    """
+    names = ["sheet_thickness_um", "cu_al_gap_um", "sheet_intensity"]
+    if edges:
+        names += ["sheet_inner_um", "sheet_outer_um"]
+    for name in names:
+        getattr(s, name)[k, angles] = np.nan
+    if s.sheet_excluded.shape == s.sheet_thickness_um.shape:
+        s.sheet_excluded[k, angles] = True
+
+
+def collector_exclusion(zones: list[UncoatedZone], s: SliceRoll, k_max: int, margin_um: float) -> np.ndarray:
+    """(windings, angles) mask of the collectors of slice ``s`` that bound a zone.
+
+    Sheet ``k`` lies between collectors ``k`` and ``k + 1`` at the same angle; both relax
+    into an uncoated strip.
+    """
+    out = np.zeros((k_max, s.t_rad.size), bool)
+    for zone in zones:
+        sheet = zone.sheet_mask(s, k_max, margin_um)
+        out |= sheet
+        out[1:] |= sheet[:-1]
+    return out
