@@ -89,6 +89,7 @@ def inspect_and_file(
     operator: str | None = None,
     progress: Callable[[float, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    segmenter: str = "classic",
 ) -> tuple[Inspection, int | None]:
     """Read ``path``, inspect it, and write what was asked for.
 
@@ -112,7 +113,7 @@ def inspect_and_file(
             voxel_size_um=volume.voxel_size_um, modality=volume.modality)
     try:
         inspection = inspect_volume(volume, recipe_obj, cell_id=cell_id, progress=progress, cancel=cancel,
-                                    operator=operator)
+                                    operator=operator, segmenter=segmenter)
         if json_out is not None:
             write_json_atomic(inspection.result, json_out)
         if db is not None:

@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from core import __version__
-from core.detectors import DETECTORS, DetectorContext
+from core.detectors import DetectorContext
 from core.geometry.layers import GeometryParams
 from core.geometry.maps import UnrolledMap, unroll
 from core.geometry.roll import CellGeometry, measure_geometry
 from core.io.volume import Volume
 from core.recipe import Recipe, load_recipe
+from core.segment import detector_for
 from resources import RESOURCES_DIR
 
 SCHEMA = "cellqc.inspection/1"
@@ -108,7 +109,7 @@ def _clean(value: Any) -> Any:
 
 def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *, cell_id: str | None = None,
                    progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
-                   operator: str | None = None) -> Inspection:
+                   operator: str | None = None, segmenter: str = "classic") -> Inspection:
     """Inspect one cell volume.
 
     Parameters
@@ -122,6 +123,8 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
     cancel : callable() -> bool, optional
         Polled between slices; raises :class:`core.errors.Cancelled`.
     operator : str, optional
+    segmenter : {"classic", "onnx"}
+        "onnx" runs the learned segmenter's detector variants (``core.segment``).
 
     Returns
     -------
@@ -144,8 +147,9 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
     for i, name in enumerate(recipe.detectors):
         t1 = time.perf_counter()
         ctx = DetectorContext(volume=volume, geometry=geometry, rules=recipe.rules.get(name, {}), cell=recipe.cell,
-                              progress=stage(0.6 + 0.35 * i / n_det, 0.6 + 0.35 * (i + 1) / n_det), cancel=cancel)
-        out = DETECTORS[name](ctx)
+                              progress=stage(0.6 + 0.35 * i / n_det, 0.6 + 0.35 * (i + 1) / n_det), cancel=cancel,
+                              segmenter=segmenter)
+        out = detector_for(name, segmenter)(ctx)
         findings.extend(out.findings)
         metrics.update(out.metrics)
         raw_maps.update(out.maps)
@@ -188,6 +192,7 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
         "source": volume.source,
         "modality": volume.modality,
         "operator": operator,
+        "segmenter": segmenter,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "geometry": geometry.to_json(),

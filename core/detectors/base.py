@@ -26,6 +26,7 @@ class DetectorContext:
     cell: dict[str, Any]
     progress: Callable[[float, str], None] | None = None
     cancel: Callable[[], bool] | None = None
+    segmenter: str = "classic"  # "onnx": model-based variants (core.segment) where there are any
 
     def report(self, fraction: float, message: str) -> None:
         if self.progress is not None:

@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--maps", help="folder for the unrolled electrode maps (.npz + .png) and a traced-layer overlay")
     p.add_argument("--db", help="SQLite log file (default: none; $CELLQC_HOME/cellqc.db with --db default)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--segmenter", choices=("classic", "onnx"), default="classic",
+                   help="void detection: classic image analysis (default) or the learned ONNX segmenter "
+                        "(models/layerseg_card.md)")
     add_user_arguments(p, operator_alias=True,
                        help="who inspects (filed with the inspection); with --db only, and required "
                             "with the password once the log has users")
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     inspection, iid = inspect_and_file(
         args.volume, voxel_size=args.voxel_size, dataset=args.dataset, recipe=args.recipe,
         cell_id=args.cell_id, json_out=args.json_out, report_out=args.report, maps_dir=args.maps, db_path=db,
-        operator=operator, progress=None if args.quiet else progress_printer())
+        operator=operator, progress=None if args.quiet else progress_printer(),
+        segmenter=args.segmenter)
     print_summary(inspection.result, iid)
     return VERDICT_EXIT[inspection.verdict]
 
