@@ -6,16 +6,22 @@ therefore show, walking out of the roll along the axis: full windings, then wind
 the bright cathode sheet (only anode coatings, Cu foil and separator: the overhang), then
 nothing (gas under the cap).
 
-Method. The layer positions (cathode sheet edges, per winding and angle) are taken from the
-roll slices next to the end (``geometry.slices``, ``is_roll``). In every slice from there out
-to the volume's edge, the mean intensity of each cathode band and of each anode band (the
+Method. The layer positions (cathode sheet edges, per winding and angle) are taken from
+complete roll slices well inside the end (``geometry.slices``, ``is_roll``; at most
+``max_depth_um`` in, or the middle of the roll): the geometry stage's first roll slices need
+not hold every sheet, since where the overhang varies around the roll by more than a slice
+the cathode is still missing over part of the circumference there. In every slice from there
+out to the volume's edge, the mean intensity of each cathode band and of each anode band (the
 space between two cathode sheets: anode coatings + Cu foil) is sampled at the same positions
 about that slice's own axis centre, averaged in angular bins per winding. Along z each
-(winding, bin) profile falls from its interior level to the level beyond the roll; the sheet's
-end is the half-level crossing, interpolated between slice centres (exact for a sheet edge
-filling a slice partially). The overhang is ``(cathode end − anode end)`` in µm, measured
-outwards: positive when the anode sticks out beyond the cathode. A negative overhang (the
-cathode reaching beyond the anode) is FAIL by default.
+(winding, bin) profile falls from its interior level to the level beyond the roll. Walking out
+from inside, the sheet ends where the profile first drops below half-way between the deep
+level and the level beyond the roll; its end is then the half-level crossing of its own level
+just before the drop, interpolated between slice centres (exact for a sheet edge filling a
+slice partially). Bands without the typical contrast deep inside (a tab, bare foil) are not
+followed. The overhang is ``(cathode end − anode end)`` in µm, measured outwards: positive
+when the anode sticks out beyond the cathode. A negative overhang (the cathode reaching
+beyond the anode) is FAIL by default.
 
 Resolution: the end positions are interpolated to a fraction of a slice on clean edges; with
 real edges (uneven, tilted, tabs) a slice spacing is the honest uncertainty.
@@ -24,6 +30,7 @@ real edges (uneven, tilted, tabs) a slice spacing is the honest uncertainty.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import ndimage
@@ -67,39 +74,67 @@ def _band_profiles(ctx: DetectorContext, zs: list[int], t: np.ndarray, lo_um: np
     return out
 
 
-def _crossings(profiles: np.ndarray, n_ref: int) -> np.ndarray:
-    """Half-level crossing (index into the profile, fractional) of each column, walking out.
+def _sheet_ends(profiles: np.ndarray, n_out: int, deep_level: np.ndarray, n_ref: int) -> tuple[np.ndarray, np.ndarray]:
+    """Half-level crossing (fractional index into the profile) of each column, walking out.
 
-    ``profiles`` (z, ...) starts with ``n_ref`` interior slices and runs outwards.
+    ``profiles`` (z, ...) runs outwards: slices inside the roll first, the last ``n_out``
+    slices from the roll's end slice to the volume's edge. ``deep_level`` is each column's
+    level well inside the roll, where every sheet is complete; a slice holds the sheet where
+    it is at least half-way between that and the level beyond the roll. Walking out from the
+    first slice, the sheet ends at the first two slices in a row without it; the column's own
+    level there is the median of the ``n_ref`` slices before them, and the end is where the
+    profile first falls below half of that level (and stays below for a second slice, or
+    meets the edge), interpolated between slice centres. Walking out from inside, bright
+    parts beyond the roll's end (tabs, the cap) are never taken for the sheet.
+
+    Columns whose deep contrast is less than half the typical one are not followed: their band
+    does not hold a coated sheet there (a tab, a foil left bare). Returns the crossings and
+    whether each column's walk started inside its sheet (its first ``n_ref`` slices hold it;
+    columns not followed count as started: deeper slices would not help them).
     """
-    interior = np.nanmedian(profiles[:n_ref], axis=0)
-    outside = np.nanpercentile(profiles[n_ref:], 10, axis=0) if profiles.shape[0] > n_ref else np.full_like(interior, np.nan)
-    contrast = interior - outside
-    typical = np.nanmedian(contrast) if np.isfinite(contrast).any() else math.nan
-    half = 0.5 * (interior + outside)
-    below = profiles < half[None]
     n_z = profiles.shape[0]
-    out = np.full(interior.shape, np.nan)
-    # First slice below the half level that is followed by another one below (or the edge).
-    both = below.copy()
-    both[:-1] &= below[1:]
-    both[: n_ref] = False
-    has = both.any(axis=0)
-    first = np.argmax(both, axis=0)
-    idx = np.nonzero(has & (contrast > 0.3 * typical))
-    for pos in zip(*idx, strict=True):
-        j = int(first[pos])
-        a, b = profiles[(j - 1, *pos)], profiles[(j, *pos)]
-        if not (np.isfinite(a) and np.isfinite(b)) or j < 1:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        outside = (np.nanpercentile(profiles[n_z - n_out:], 10, axis=0) if n_out > 0
+                   else np.full(profiles.shape[1:], np.nan))
+        deep_contrast = deep_level - outside
+        typical = np.nanmedian(deep_contrast) if np.isfinite(deep_contrast).any() else math.nan
+    followed = np.isfinite(deep_contrast) & (deep_contrast >= 0.5 * typical)
+    with np.errstate(invalid="ignore"):
+        present = profiles >= (0.5 * (deep_level + outside))[None]
+    gone = ~present
+    gone[:-1] &= gone[1:]
+    has_drop = gone.any(axis=0)
+    drop = np.argmax(gone, axis=0)
+    started = present[:n_ref].all(axis=0)
+    out = np.full(profiles.shape[1:], np.nan)
+    for pos in zip(*np.nonzero(followed & has_drop), strict=True):
+        e = int(drop[pos])
+        if e < 1:
             continue
-        frac = (a - half[pos]) / (a - b) if a != b else 0.5
-        out[pos] = (j - 1) + float(np.clip(frac, 0.0, 1.0))
-    del n_z
-    return out
+        col = profiles[(slice(None), *pos)]
+        first = max(e - n_ref, 0)
+        half = 0.5 * (float(np.nanmedian(col[first:e])) + outside[pos])
+        for j in range(first + 1, n_z):
+            if col[j] < half and (j + 1 == n_z or col[j + 1] < half):
+                a, b = col[j - 1], col[j]
+                if np.isfinite(a) and np.isfinite(b):
+                    frac = (a - half) / (a - b) if a != b else 0.5
+                    out[pos] = (j - 1) + float(np.clip(frac, 0.0, 1.0))
+                break
+    return out, started | ~followed
 
 
-def measure_roll_end(ctx: DetectorContext, side: str, bin_deg: float = 10.0, n_ref: int = 3) -> dict | None:
+def measure_roll_end(ctx: DetectorContext, side: str, bin_deg: float = 10.0, n_ref: int = 3,
+                     max_depth_um: float = 3000.0) -> dict | None:
     """Anode and cathode ends per (winding, angular bin) at one end of the roll.
+
+    The geometry stage's first roll slices need not hold every sheet: where the overhang
+    varies around the roll the cathode may still be missing over part of the circumference
+    there. So the deep level and the layer positions come from ``n_ref`` roll slices
+    ``max_depth_um`` in from the roll's end slice (beyond any electrode overhang), or from the
+    middle of the roll when that is nearer, and each column's walk starts further in until its
+    first ``n_ref`` slices hold the sheet (see :func:`_sheet_ends`), at most at that depth.
 
     Returns None when the volume holds no slices beyond that end of the roll.
     """
@@ -109,17 +144,24 @@ def measure_roll_end(ctx: DetectorContext, side: str, bin_deg: float = 10.0, n_r
     if len(rolls) < n_ref + 1:
         return None
     if side == "top":
-        outward, edge = -1, rolls[0].z
-        ref = rolls[1:n_ref + 1]  # one slice in from the last roll slice
-        if edge == 0:
+        outward, inward = -1, rolls
+        if rolls[0].z == 0:
             return None
-        zs = [s.z for s in reversed(ref)] + list(range(ref[0].z - 1, -1, -1))
+        beyond = list(range(rolls[0].z - 1, -1, -1))
     else:
-        outward, edge = 1, rolls[-1].z
-        ref = rolls[-n_ref - 1:-1][::-1]
-        if edge == nz - 1:
+        outward, inward = 1, rolls[::-1]
+        if rolls[-1].z == nz - 1:
             return None
-        zs = [s.z for s in reversed(ref)] + list(range(ref[0].z + 1, nz))
+        beyond = list(range(rolls[-1].z + 1, nz))
+    end_z = inward[0].z
+    depth_px = max_depth_um / g.spacing_um[0]
+    deep_at = next((i for i, s in enumerate(inward) if abs(s.z - end_z) >= depth_px), len(inward))
+    deep_at = min(deep_at, len(inward) // 2)
+    deep_at = deep_at if deep_at >= n_ref + 1 and deep_at + n_ref <= len(inward) else 1
+    deep = inward[deep_at:deep_at + n_ref]
+    # Layer positions from the deep slices too: where a sheet is missing the tracer may count
+    # the windings differently, and the bands sampled there would belong to other sheets.
+    ref = deep
     t = ref[0].t_rad
     n_t = t.size
     n_bins = max(int(round(360.0 / bin_deg)), 4)
@@ -131,12 +173,38 @@ def measure_roll_end(ctx: DetectorContext, side: str, bin_deg: float = 10.0, n_r
     for s in ref:
         valid[:, near_layer_ends(s, 6.0)] = False
     # Cathode band k: the sheet; anode band k: between sheet k-1's outer and sheet k's inner edge.
-    cath = _band_profiles(ctx, zs, t, inner, outer, _CATHODE_FRACTIONS, bin_of_t, n_bins, valid)
     an_lo = np.vstack([np.full((1, n_t), np.nan), outer[:-1]])
-    anode = _band_profiles(ctx, zs, t, an_lo, inner, _ANODE_FRACTIONS, bin_of_t, n_bins, valid)
-    ctx.check_cancel()
-    end_c = _crossings(cath, len(ref))
-    end_a = _crossings(anode, len(ref))
+    bands = {"cathode": (inner, outer, _CATHODE_FRACTIONS), "anode": (an_lo, inner, _ANODE_FRACTIONS)}
+    cache: dict[int, dict[str, np.ndarray]] = {}
+
+    def sample(zs: list[int]) -> None:
+        new = [z for z in zs if z not in cache]
+        if not new:
+            return
+        got = {name: _band_profiles(ctx, new, t, lo, hi, fr, bin_of_t, n_bins, valid)
+               for name, (lo, hi, fr) in bands.items()}
+        for i, z in enumerate(new):
+            cache[z] = {name: got[name][i] for name in bands}
+
+    def stack(zs: list[int], name: str) -> np.ndarray:
+        return np.stack([cache[z][name] for z in zs])
+
+    sample([s.z for s in deep])
+    deep_level = {name: np.nanmedian(stack([s.z for s in deep], name), axis=0) for name in bands}
+    step_in = -outward
+    deepest = deep[-1].z
+    reach = n_ref  # slices inside the end slice walked so far
+    while True:
+        walk = [end_z + step_in * i for i in range(reach, 0, -1)]
+        walk = [z for z in walk if 0 <= z < nz]
+        zs = walk + [end_z] + beyond
+        sample(zs)
+        found = {name: _sheet_ends(stack(zs, name), len(beyond) + 1, deep_level[name], n_ref) for name in bands}
+        ctx.check_cancel()
+        if all(f[1].all() for f in found.values()) or step_in * (walk[0] - deepest) >= 0:
+            break
+        reach = min(2 * reach, abs(deepest - end_z))  # doubling: few passes on long walks
+    end_c, end_a = found["cathode"][0], found["anode"][0]
     z_of = np.asarray(zs, float)
 
     def to_z(idx: np.ndarray) -> np.ndarray:
@@ -163,7 +231,7 @@ def measure_roll_end(ctx: DetectorContext, side: str, bin_deg: float = 10.0, n_r
         rho_c[has, b] = np.nanmedian(chunk[has], axis=1)
     return {"side": side, "outward": outward, "overhang_um": overhang, "cathode_end_z": zc, "anode_end_z": za,
             "bin_t": centers, "rho_um": rho_c, "bin_deg": 360.0 / n_bins, "ref_z": [s.z for s in ref],
-            "profiles_z": zs}
+            "deep_z": [s.z for s in deep], "profiles_z": zs}
 
 
 @register(NAME)

@@ -5,6 +5,9 @@ the outer edge, wall from the inner and outer half-maximum crossings along rays,
 as the deepest inward departure of the outer edge from the fitted ellipse). This detector
 turns them into metrics and judges them against the recipe: the diameter against the
 cell's nominal ``can_outer_diameter_mm``, the thinnest wall, the ovality and the deepest dent.
+A dent finding sits at the dent: the deepest point of the dented outer surface in the worst
+slice (``geometry.cans``' ``dent_yx_px``), with its polar angle and its position about the cell
+axis in µm; the other findings concern the whole slice and sit at the can's centre.
 Only slices alongside the jelly roll are judged (the crimp and the cap at the top of a cell
 are narrower or thicker by design); every slice is reported in the ``can_metrology`` map.
 """
@@ -30,6 +33,8 @@ def can_table(ctx: DetectorContext) -> np.ndarray:
 
 def _judged_range(ctx: DetectorContext) -> tuple[int, int] | None:
     """Slices alongside the roll (showing windings, incl. its ends), or None without a roll."""
+    if "roll_first_slice" in ctx.reference:  # a chunk of a volume: where the whole roll is
+        return (ctx.reference["roll_first_slice"], ctx.reference["roll_last_slice"])
     zs = [s.z for s in ctx.geometry.slices if s.is_roll or s.windings > 0]
     return (min(zs), max(zs)) if zs else None
 
@@ -46,7 +51,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         return out
     rng = _judged_range(ctx)
     judged = table if rng is None else table[(table[:, 0] >= rng[0]) & (table[:, 0] <= rng[1])]
-    if judged.size == 0:
+    if judged.size == 0 and "roll_first_slice" not in ctx.reference:
         judged = table
     nominal = ctx.cell.get("can_outer_diameter_mm")
     nominal_wall = ctx.cell.get("can_wall_um")
@@ -80,7 +85,10 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         if review is None and fail is None:
             continue
         vals = np.array([measure(v) if math.isfinite(v) else math.nan for v in judged[:, col]])
-        out.findings.extend(_exceed(g, judged, vals, label, unit, review, fail, digits, higher_is_worse=True))
+        found = _exceed(g, judged, vals, label, unit, review, fail, digits, higher_is_worse=True)
+        if label == "dent":
+            found = [_at_dent(g, f) for f in found]
+        out.findings.extend(found)
     wall_fail = r.get("wall_fail_min_um")
     wall_review = r.get("wall_review_min_um")
     if wall_fail is not None or wall_review is not None:
@@ -124,3 +132,32 @@ def _exceed(g, table: np.ndarray, vals: np.ndarray, label: str, unit: str, revie
         message=f"can {label} {value:.{digits}f} {unit} at slice {int(z)} ({len(zs)} slice(s) beyond the limit)",
         extra=extra,
     )]
+
+
+def _at_dent(g, finding: Finding) -> Finding:
+    """Move a dent finding from the can's centre to the dent of its worst slice (when located)."""
+    z = int(round(finding.centroid_zyx_px[0]))
+    can = next((c for c in g.cans if c.found and c.z == z), None)
+    if can is None or not all(math.isfinite(v) for v in (*can.dent_yx_px, can.dent_angle_deg)):
+        return finding
+    y, x = can.dent_yx_px
+    cy, cx = g.axis.center_at(z)
+    # The box: the dent's half-depth arc (its chord) and the wall's depth, over the slices beyond the limit.
+    r_px = math.hypot(y - cy, x - cx)
+    half_px = max(r_px * math.sin(math.radians(min(can.dent_span_deg, 180.0)) / 2), 1.0)
+    wall_um = can.wall_mean_um if math.isfinite(can.wall_mean_um) else 0.0
+    reach = half_px + (can.dent_depth_um + wall_um) / g.pixel_um
+    ny, nx = g.shape[1], g.shape[2]
+    z0, _, _, z1, _, _ = finding.bbox_zyx_px
+    finding.bbox_zyx_px = (z0, max(int(math.floor(y - reach)), 0), max(int(math.floor(x - reach)), 0),
+                           z1, min(int(math.floor(y + reach)) + 1, ny), min(int(math.floor(x + reach)) + 1, nx))
+    finding.centroid_zyx_px = (float(z), float(y), float(x))
+    finding.angle_deg = float(can.dent_angle_deg)
+    finding.message += f", at {can.dent_angle_deg:.0f}°"
+    finding.extra.update(
+        dent_angle_deg=float(can.dent_angle_deg),
+        dent_span_deg=float(can.dent_span_deg),
+        # x, y of the dented surface about the cell axis, µm (y grows with the row index).
+        location_xy_um=[float((x - cx) * g.pixel_um), float((y - cy) * g.pixel_um)],
+    )
+    return finding

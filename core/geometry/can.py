@@ -24,6 +24,9 @@ class CanSlice:
     wall_mean_um: float = math.nan
     ovality: float = math.nan
     dent_depth_um: float = math.nan
+    dent_angle_deg: float = math.nan  # polar angle (atan2(y − cy, x − cx)) of the deepest dent
+    dent_yx_px: tuple[float, float] = (math.nan, math.nan)  # the dented outer surface there
+    dent_span_deg: float = math.nan  # angular width where the dent is at least half as deep
     note: str = ""
 
 
@@ -92,7 +95,9 @@ def detect_can(image: np.ndarray, pixel_um: float, z: int = 0, max_wall_um: floa
     The can is the outermost bright shell. Along each ray from a rough centre the outer edge
     is the half-maximum crossing between the wall's peak and the background; the inner edge
     the half-maximum crossing between the peak and the level inside. An ellipse is fitted to
-    the outer edge points with RANSAC, so tabs, dents and streaks do not bias the centre.
+    the outer edge points with RANSAC, so tabs, dents and streaks do not bias the centre. The
+    dent is the deepest inward departure of the outer edge from that ellipse: its depth, its
+    polar angle about the fitted centre, and the point of the dented surface there.
 
     Parameters
     ----------
@@ -169,7 +174,9 @@ def detect_can(image: np.ndarray, pixel_um: float, z: int = 0, max_wall_um: floa
     pts = np.asarray(outer_pts)
     radial = np.hypot(pts[:, 0] - center[0], pts[:, 1] - center[1])
     model_r = _ellipse_radius(pts, center, a_ax, b_ax, _theta)
-    dent = float(np.max(np.clip(model_r - radial, 0, None))) * pixel_um
+    deviation = model_r - radial
+    dent = float(np.max(np.clip(deviation, 0, None))) * pixel_um
+    dent_angle, dent_yx, dent_span = _dent_location(pts, center, a_ax, b_ax, _theta, deviation)
     inner_r_um = math.nan
     if len(inner_pts) >= n_rays // 4:
         ipts = np.asarray(inner_pts)
@@ -185,7 +192,48 @@ def detect_can(image: np.ndarray, pixel_um: float, z: int = 0, max_wall_um: floa
         wall_mean_um=float(np.mean(walls_arr)),
         ovality=float(abs(a_ax - b_ax) / (a_ax + b_ax)),
         dent_depth_um=dent,
+        dent_angle_deg=dent_angle,
+        dent_yx_px=dent_yx,
+        dent_span_deg=dent_span,
     )
+
+
+def _dent_location(pts_yx: np.ndarray, center: tuple[float, float], a: float, b: float, theta: float,
+                   deviation_px: np.ndarray) -> tuple[float, tuple[float, float], float]:
+    """Angle (degrees), (y, x) pixel position and half-depth width (degrees) of the deepest
+    inward departure of the outer edge from the fitted ellipse.
+
+    ``pts_yx`` are the outer-edge points in ray order and ``deviation_px`` how far each lies
+    inside the fitted ellipse. The angle is the deviation-weighted circular mean over the
+    contiguous run of points around the deepest one that lie at least half as deep (a dent
+    spans many rays; its half-depth run centres it better than a single noisy ray); the position
+    is the ellipse at that angle moved inwards by the deepest deviation.
+    """
+    n = deviation_px.size
+    none = (math.nan, (math.nan, math.nan), math.nan)
+    if n == 0 or not np.isfinite(deviation_px).any():
+        return none
+    dev = np.nan_to_num(deviation_px, nan=-np.inf)
+    peak = int(np.argmax(dev))
+    depth = float(dev[peak])
+    if not depth > 0:
+        return none
+    run = [peak]
+    for step in (1, -1):
+        i = (peak + step) % n
+        while i != peak and dev[i] >= 0.5 * depth and i not in run:
+            run.append(i)
+            i = (i + step) % n
+    idx = np.asarray(run)
+    phi = np.arctan2(pts_yx[idx, 0] - center[0], pts_yx[idx, 1] - center[1])
+    w = dev[idx]
+    angle = math.atan2(float(np.sum(w * np.sin(phi))), float(np.sum(w * np.cos(phi))))
+    direction = np.array([[center[0] + math.sin(angle), center[1] + math.cos(angle)]])
+    r = float(_ellipse_radius(direction, center, a, b, theta)[0]) - depth
+    offsets = np.angle(np.exp(1j * (phi - angle)))
+    span = math.degrees(float(offsets.max() - offsets.min())) if idx.size > 1 else 0.0
+    return (math.degrees(angle) % 360.0, (center[0] + r * math.sin(angle), center[1] + r * math.cos(angle)),
+            span)
 
 
 def _ellipse_radius(pts_yx: np.ndarray, center: tuple[float, float], a: float, b: float, theta: float) -> np.ndarray:
