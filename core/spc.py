@@ -93,16 +93,34 @@ def group_of(result: dict[str, Any], by: str, started_at: str = "") -> str:
     return "unknown"
 
 
-def collect(db, metric: str, by: str = "lot") -> list[Point]:
-    """Points of ``metric`` over the complete inspections of the log, oldest first."""
+def load_results(db) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(log row, result) of every complete inspection of the log, oldest first."""
     from core.store import get_result, list_inspections
 
-    points = []
+    out = []
     for row in list_inspections(db, status="complete"):
         try:
-            result = get_result(db, int(row["id"]))
+            out.append((row, get_result(db, int(row["id"]))))
         except Exception:  # an unreadable row is skipped, not charted
             continue
+    return out
+
+
+def metric_names(entries: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
+    """The chartable metrics present in the results (``metrics`` and ``geometry``), sorted."""
+    names: set[str] = set()
+    for _row, result in entries:
+        for block in ("metrics", "geometry"):
+            for key in (result.get(block) or {}):
+                if key not in names and metric_value({block: result[block]}, key) is not None:
+                    names.add(key)
+    return sorted(names)
+
+
+def points_of(entries: list[tuple[dict[str, Any], dict[str, Any]]], metric: str, by: str = "lot") -> list[Point]:
+    """Points of ``metric`` over loaded results (:func:`load_results`), in their order."""
+    points = []
+    for row, result in entries:
         value = metric_value(result, metric)
         if value is None:
             continue
@@ -110,6 +128,11 @@ def collect(db, metric: str, by: str = "lot") -> list[Point]:
         points.append(Point(int(row["id"]), str(row.get("cell_id") or ""), started, value,
                             group_of(result, by, started)))
     return points
+
+
+def collect(db, metric: str, by: str = "lot") -> list[Point]:
+    """Points of ``metric`` over the complete inspections of the log, oldest first."""
+    return points_of(load_results(db), metric, by)
 
 
 def western_electric(values: np.ndarray, center: float, sigma: float) -> dict[int, list[int]]:
@@ -214,9 +237,13 @@ def report_to_json(report: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.to_json() if isinstance(v, Chart) else v) for k, v in report.items()}
 
 
+#: The Western Electric rules by number, as named in tables and charts.
+RULE_TEXT = {1: "beyond 3σ", 2: "2 of 3 beyond 2σ", 3: "4 of 5 beyond 1σ", 4: "8 on one side"}
+
+
 def format_table(report: dict[str, Any]) -> str:
     """A plain-text summary: limits and every flagged point."""
-    rule_text = {1: "beyond 3σ", 2: "2 of 3 beyond 2σ", 3: "4 of 5 beyond 1σ", 4: "8 on one side"}
+    rule_text = RULE_TEXT
     lines = [f"SPC of {report['metric']}: {report['n']} inspection(s), grouped by {report['by']}"]
     for key in ("individuals", "moving_range", "xbar", "range"):
         ch = report.get(key)

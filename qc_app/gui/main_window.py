@@ -197,6 +197,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.view_tabs = QtWidgets.QTabWidget()
         self.view_tabs.addTab(self.viewer, "Slices")
         self.view_tabs.addTab(self.map_view, "Electrode map")
+        # --- SPC tab (qc_app/gui/spc_view.py): control charts over the log, read when shown
+        from qc_app.gui.spc_view import SpcView
+
+        self.spc_view = SpcView(self.db)
+        self.spc_view.open_requested.connect(self.open_from_log)
+        self.view_tabs.addTab(self.spc_view, "SPC")
         self.engineer = EngineerPanel()
         self.engineer.override.overridden.connect(self._overridden)
         self.engineer.recipe.recipe_activated.connect(self.set_recipe)
