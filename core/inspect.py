@@ -22,7 +22,7 @@ from core import __version__
 from core.detectors import DetectorContext
 from core.geometry.layers import GeometryParams
 from core.geometry.maps import UnrolledMap, unroll
-from core.geometry.roll import CellGeometry, measure_geometry
+from core.geometry.roll import CellGeometry, _spans, evenly, measure_geometry
 from core.io.volume import Volume
 from core.recipe import Recipe, load_recipe
 from core.segment import detector_for
@@ -63,13 +63,20 @@ def geometry_params(recipe: Recipe) -> GeometryParams:
     return params
 
 
-def decide_verdict(findings: list[dict[str, Any]], geometry: CellGeometry | None) -> tuple[str, list[str]]:
-    """PASS / FAIL / REVIEW and the reasons: which rule, which finding, which value and limit."""
+def decide_verdict(findings: list[dict[str, Any]], geometry: CellGeometry | None,
+                   has_roll: bool | None = None) -> tuple[str, list[str]]:
+    """PASS / FAIL / REVIEW and the reasons: which rule, which finding, which value and limit.
+
+    ``has_roll`` (default: whether ``geometry`` traced any roll slice) False adds a REVIEW:
+    nothing could be inspected.
+    """
     reasons = []
     for f in findings:
         if f["severity"] in ("fail", "review"):
             reasons.append(f"{f['severity'].upper()}: {f['rule']} — {f['message']} (finding {f['id']})")
-    if geometry is not None and not geometry.roll_slices:
+    if has_roll is None:
+        has_roll = geometry is None or bool(geometry.roll_slices)
+    if not has_roll:
         reasons.append("REVIEW: no jelly roll found in the volume; nothing could be inspected")
     if any(f["severity"] == "fail" for f in findings):
         verdict = "FAIL"
@@ -109,7 +116,8 @@ def _clean(value: Any) -> Any:
 
 def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *, cell_id: str | None = None,
                    progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
-                   operator: str | None = None, segmenter: str = "classic") -> Inspection:
+                   operator: str | None = None, segmenter: str = "classic", memory_budget_gb: float | None = None,
+                   slices_per_chunk: int | None = None) -> Inspection:
     """Inspect one cell volume.
 
     Parameters
@@ -125,11 +133,20 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
     operator : str, optional
     segmenter : {"classic", "onnx"}
         "onnx" runs the learned segmenter's detector variants (``core.segment``).
+    memory_budget_gb : float, optional
+        Memory the inspection state may use (default: $CELLQC_INSPECTION_BUDGET_GB or 2 GB).
+        A volume whose inspection would need more is inspected a chunk of slices at a time
+        (:mod:`core.chunked`); the result then has no ``geometry`` object (its JSON block is
+        there) and says how it was cut in ``geometry.notes``.
+    slices_per_chunk : int, optional
+        Force chunked inspection with chunks of this many slices.
 
     Returns
     -------
     Inspection
     """
+    from core import chunked
+
     started = _dt.datetime.now(_dt.UTC)
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     report = progress or (lambda f, m: None)
@@ -139,21 +156,21 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
         return lambda f, m: report(lo + (hi - lo) * f, m)
 
     t0 = time.perf_counter()
-    geometry = measure_geometry(volume, geometry_params(recipe), progress=stage(0.0, 0.6), cancel=cancel)
-    timings["geometry"] = time.perf_counter() - t0
-
-    findings, metrics, raw_maps = [], {}, {}
-    n_det = max(len(recipe.detectors), 1)
-    for i, name in enumerate(recipe.detectors):
-        t1 = time.perf_counter()
-        ctx = DetectorContext(volume=volume, geometry=geometry, rules=recipe.rules.get(name, {}), cell=recipe.cell,
-                              progress=stage(0.6 + 0.35 * i / n_det, 0.6 + 0.35 * (i + 1) / n_det), cancel=cancel,
-                              segmenter=segmenter)
-        out = detector_for(name, segmenter)(ctx)
-        findings.extend(out.findings)
-        metrics.update(out.metrics)
-        raw_maps.update(out.maps)
-        timings[name] = time.perf_counter() - t1
+    budget = chunked.inspection_budget_bytes(memory_budget_gb)
+    geometry: CellGeometry | None = None
+    raw_maps: dict[str, np.ndarray] = {}
+    if slices_per_chunk is None and chunked.estimated_bytes(volume.shape) <= budget:
+        geometry = measure_geometry(volume, geometry_params(recipe), progress=stage(0.0, 0.6), cancel=cancel)
+        timings["geometry"] = time.perf_counter() - t0
+        findings, metrics, raw_maps = _run_detectors(volume, geometry, recipe, {}, stage(0.6, 0.95), cancel,
+                                                     segmenter, timings)
+        maps = _unrolled_maps(geometry, raw_maps)
+        geometry_json = geometry.to_json()
+        has_roll = bool(geometry.roll_slices)
+    else:
+        findings, metrics, maps, geometry_json = _inspect_chunked(volume, recipe, budget, slices_per_chunk, report,
+                                                                  cancel, segmenter, timings)
+        has_roll = bool(geometry_json.get("roll_slices"))
     for key in REQUIRED_METRICS:
         metrics.setdefault(key, 0 if key == "void_count" else (0.0 if key == "void_total_volume_mm3" else None))
 
@@ -165,14 +182,7 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
         counters[prefix] = counters.get(prefix, 0) + 1
         f.id = f"{prefix}{counters[prefix]}"
         finding_dicts.append(f.to_json())
-    verdict, reasons = decide_verdict(finding_dicts, geometry)
-
-    maps: dict[str, UnrolledMap] = {}
-    if geometry.roll_slices and "cathode_thickness_um" in raw_maps:
-        maps["cathode_thickness_um"] = unroll(geometry, raw_maps["cathode_thickness_um"], "cathode sheet thickness", "µm")
-    if geometry.roll_slices:
-        maps["cu_al_gap_um"] = unroll(geometry, geometry.stacked("cu_al_gap_um"), "Cu–Al gap", "µm")
-        maps["cathode_intensity"] = unroll(geometry, geometry.stacked("sheet_intensity"), "cathode sheet intensity", "a.u.")
+    verdict, reasons = decide_verdict(finding_dicts, geometry, has_roll=has_roll)
     timings["total"] = time.perf_counter() - t0
     report(1.0, f"verdict {verdict}")
 
@@ -195,13 +205,118 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
         "segmenter": segmenter,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "geometry": geometry.to_json(),
+        "geometry": geometry_json,
         "metrics": metrics,
         "limits": _limits(recipe),
         "findings": finding_dicts,
         "timings_s": timings,
     }
     return Inspection(result=_clean(result), volume=volume, geometry=geometry, maps=maps, raw_maps=raw_maps)
+
+
+def _run_detectors(volume: Volume, geometry: CellGeometry, recipe: Recipe, reference: dict[str, float],
+                   progress: Progress, cancel: Callable[[], bool] | None, segmenter: str,
+                   timings: dict[str, float]) -> tuple[list, dict[str, Any], dict[str, np.ndarray]]:
+    """Every detector of the recipe on one volume (or chunk) and its geometry."""
+    findings, metrics, raw_maps = [], {}, {}
+    n_det = max(len(recipe.detectors), 1)
+    for i, name in enumerate(recipe.detectors):
+        t1 = time.perf_counter()
+        ctx = DetectorContext(volume=volume, geometry=geometry, rules=recipe.rules.get(name, {}), cell=recipe.cell,
+                              progress=lambda f, m, i=i: progress((i + f) / n_det, m), cancel=cancel,
+                              segmenter=segmenter, reference=reference)
+        out = detector_for(name, segmenter)(ctx)
+        findings.extend(out.findings)
+        metrics.update(out.metrics)
+        raw_maps.update(out.maps)
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t1
+    return findings, metrics, raw_maps
+
+
+def _unrolled_maps(geometry: CellGeometry, raw_maps: dict[str, np.ndarray]) -> dict[str, UnrolledMap]:
+    maps: dict[str, UnrolledMap] = {}
+    if geometry.roll_slices and "cathode_thickness_um" in raw_maps:
+        maps["cathode_thickness_um"] = unroll(geometry, raw_maps["cathode_thickness_um"], "cathode sheet thickness", "µm")
+    if geometry.roll_slices:
+        maps["cu_al_gap_um"] = unroll(geometry, geometry.stacked("cu_al_gap_um"), "Cu–Al gap", "µm")
+        maps["cathode_intensity"] = unroll(geometry, geometry.stacked("sheet_intensity"), "cathode sheet intensity", "a.u.")
+    return maps
+
+
+def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chunk: int | None, report: Progress,
+                     cancel: Callable[[], bool] | None, segmenter: str, timings: dict[str, float]):
+    """Inspect a chunk of slices at a time (see :mod:`core.chunked`)."""
+    from core import chunked
+
+    t0 = time.perf_counter()
+    params = geometry_params(recipe)
+    report(0.0, "roll frame from slices across the volume")
+    prior, sample_geometry, reference, ends = chunked.measure_prior(volume, params, cancel=cancel)
+    prior_json = sample_geometry.to_json()
+    del sample_geometry
+    timings["prior"] = time.perf_counter() - t0
+    plan = chunked.plan_chunks(volume.shape, volume.spacing_um[0], budget, slices_per_chunk, centre_on=ends)
+    every = max(1, int(math.ceil(volume.shape[0] / chunked.MAP_ROWS)))
+    can_z = evenly(list(range(volume.shape[0])), 24)
+    findings: list = []
+    per_chunk_metrics: list[tuple[dict[str, Any], float, float]] = []
+    geometry_parts: list[dict[str, Any]] = []
+    map_parts: list[dict[str, UnrolledMap]] = []
+    skipped: list[int] = []
+    for n, c in enumerate(plan):
+        lo_f, hi_f = 0.05 + 0.9 * n / len(plan), 0.05 + 0.9 * (n + 1) / len(plan)
+
+        def stage(a: float, b: float, lo_f: float = lo_f, hi_f: float = hi_f, n: int = n) -> Progress:
+            return lambda frac, m: report(lo_f + (hi_f - lo_f) * (a + (b - a) * frac), f"chunk {n + 1}/{len(plan)}: {m}")
+
+        index = np.arange(c.view_lo, c.view_hi)
+        sub = chunked._sub_volume(volume, index, volume.spacing_um[0])
+        t1 = time.perf_counter()
+        # The can on the chunk's share of the 24 slices a whole-volume inspection measures.
+        can_slices = [z - c.view_lo for z in can_z if c.core_lo <= z < c.core_hi]
+        geometry = measure_geometry(sub, params, progress=stage(0.0, 0.6), cancel=cancel,
+                                    prior=prior.shifted(c.view_lo) if prior is not None else None,
+                                    can_slices=can_slices if prior is not None else None)
+        timings["geometry"] = timings.get("geometry", 0.0) + time.perf_counter() - t1
+        here = dict(reference)
+        for key in ("roll_first_slice", "roll_last_slice"):  # where the whole roll is, in this chunk's numbers
+            if key in here:
+                here[key] -= c.view_lo
+        here.update(core_first_slice=float(c.core_lo - c.view_lo), core_last_slice=float(c.core_hi - 1 - c.view_lo))
+        found, metrics, raw_maps = _run_detectors(sub, geometry, recipe, here, stage(0.6, 1.0), cancel,
+                                                  segmenter, timings)
+        core_lo, core_hi = c.core_lo - c.view_lo, c.core_hi - c.view_lo
+        for f in found:
+            if core_lo <= f.centroid_zyx_px[0] < core_hi:
+                chunked.shift_finding(f, c.view_lo)
+                findings.append(f)
+        own_rolls = [z for z in geometry.roll_slices if core_lo <= z < core_hi]
+        skipped += [z + c.view_lo for z in range(core_lo, core_hi) if z not in set(own_rolls)]
+        per_chunk_metrics.append((metrics, float(len(own_rolls)), (c.core_hi - c.core_lo) / (c.view_hi - c.view_lo)))
+        part = geometry.to_json()
+        part["roll_slices"] = len(own_rolls)
+        part["roll_slice_range"] = [own_rolls[0] + c.view_lo, own_rolls[-1] + c.view_lo] if own_rolls else None
+        part["skipped_slices"] = (core_hi - core_lo) - len(own_rolls)
+        geometry_parts.append(part)
+        map_parts.append(chunked.chunk_maps(geometry, raw_maps, (core_lo, core_hi), every, c.view_lo))
+        del geometry, raw_maps, sub
+    findings = chunked.merge_cut_findings(findings, [c.core_lo for c in plan[1:]],
+                                          recipe.rules.get("delamination", {}), volume.spacing_um[0])
+    metrics = chunked.merge_metrics(per_chunk_metrics)
+    chunked.recount(metrics, findings)
+    for part in geometry_parts:  # chunk-local slice numbers: replaced by the volume's below
+        part["notes"] = [n for n in part.get("notes", []) if "without jelly roll skipped" not in n]
+    geometry_json = chunked.merge_geometry_json(geometry_parts, prior_json)
+    if skipped:
+        geometry_json["notes"].append(f"{len(skipped)} slice(s) without jelly roll skipped ({_spans(skipped)}): "
+                                      "cap, headspace, tabs or roll ends")
+    spans = ", ".join(f"{c.core_lo}–{c.core_hi - 1}" for c in plan)
+    geometry_json["notes"] = list(geometry_json.get("notes", [])) + [
+        f"inspected in {len(plan)} chunks of slices ({spans}) with a halo of "
+        f"{plan[0].core_lo - plan[0].view_lo if len(plan) == 1 else plan[1].core_lo - plan[1].view_lo} slices, "
+        f"memory budget {budget / 2**30:.2f} GB; medians and percentiles are slice-weighted means of the chunks'"]
+    maps = chunked.stitch_maps(map_parts, volume.spacing_um[0])
+    return findings, metrics, maps, geometry_json
 
 
 def load_schema() -> dict[str, Any]:

@@ -54,9 +54,9 @@ def _angles(rng: np.random.Generator, n: int) -> list[float]:
     return [float((base + i * step + rng.uniform(-0.15, 0.15) * step) % 360) for i in range(n)]
 
 
-def defective_conditions(seed: int):
+def defective_conditions(seed: int, n_slices: int = 8):
     """A cell with two voids, two deflections and a thinned patch at random places."""
-    spec, artifacts = random_conditions(seed)
+    spec, artifacts = random_conditions(seed, n_slices=n_slices)
     rng = np.random.default_rng(2000 + seed)
     v = spec.voxel_size_um
     n = spec.windings

@@ -27,6 +27,9 @@ class DetectorContext:
     progress: Callable[[float, str], None] | None = None
     cancel: Callable[[], bool] | None = None
     segmenter: str = "classic"  # "onnx": model-based variants (core.segment) where there are any
+    # Values measured on the whole volume when it is inspected a chunk at a time (core.chunked),
+    # e.g. "cathode_sheet_thickness_median_um"; detectors use them instead of their own.
+    reference: dict[str, float] = field(default_factory=dict)
 
     def report(self, fraction: float, message: str) -> None:
         if self.progress is not None:

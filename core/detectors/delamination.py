@@ -79,6 +79,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     n_t = t.size
     thickness = g.stacked("sheet_thickness_um")[:, :n_k]
     nominal = float(np.nanmedian(thickness)) if np.isfinite(thickness).any() else float(ctx.cell.get("cathode_sheet_um", 135.0))
+    nominal = float(ctx.reference.get("cathode_sheet_thickness_median_um", nominal))
     step_um = 0.5 * px
     reach_um = nominal / 2 + 2.5 * px
     depth = np.arange(-reach_um, reach_um + step_um / 2, step_um)
@@ -136,6 +137,11 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     total_volume = 0.0
     dz_um = g.spacing_um[0]
     zs_all = np.array([s.z for s in rolls], float)
+    # Inspected a chunk at a time (core.chunked), a void cut by the chunk's edge is measured
+    # here only in the chunk's own slices; the part beyond is its neighbour's, and the two add up.
+    own = None
+    if "core_first_slice" in ctx.reference:
+        own = (zs_all >= ctx.reference["core_first_slice"]) & (zs_all <= ctx.reference["core_last_slice"])
     structure = np.ones((3, 3, 3), bool)
     # Sheets end and begin at the seam (ray index jumps there): not a place to look for voids.
     near_seam = np.array([near_layer_ends(s, 4.0) for s in rolls])
@@ -171,6 +177,11 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         r_k = np.nanmedian(centers[:, k]) if np.isfinite(centers[:, k]).any() else 5000.0
         for lab in range(1, n + 1):
             zi, ti, di = np.nonzero(labels == lab)
+            if own is not None:  # one chunk of a volume: measure the part in its own slices
+                mine = own[zi]
+                if not mine.any():
+                    continue
+                zi, ti, di = zi[mine], ti[mine], di[mine]
             # Integrate the deficit over whole columns (all depths) of the region's footprint,
             # widened by two samples along the arc: the blur of a thin void spreads there.
             foot = np.zeros((len(rolls), n_t), bool)

@@ -48,12 +48,13 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     if values.size == 0:
         out.metrics.update({k: None for k in keys})
         return out
-    median = float(np.median(values))
+    # The cell's median: measured on the whole volume when this is one chunk of it.
+    median = float(ctx.reference.get("cathode_sheet_thickness_median_um", np.median(values)))
     out.metrics.update(
         cathode_sheet_thickness_mean_um=float(values.mean()),
         cathode_sheet_thickness_std_um=float(values.std()),
         cathode_sheet_thickness_cv=float(values.std() / values.mean()),
-        cathode_sheet_thickness_median_um=median,
+        cathode_sheet_thickness_median_um=float(np.median(values)),
     )
     t = rolls[0].t_rad
     n_t = t.size
@@ -107,9 +108,8 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
                        "height_span_um": float((zs.max() - zs.min() + 1) * dz_um)},
             ))
     findings.sort(key=lambda f: -abs(f.value))
-    findings += _uncoated_zone_findings(g, rolls)
-    out.findings = findings
     out.metrics["cathode_thickness_patch_count"] = len(findings)
+    out.findings = findings + _uncoated_zone_findings(g, rolls)
     out.metrics["cathode_thickness_max_deviation_pct"] = (
         float(100 * np.nanmax(np.abs(deviation))) if np.isfinite(deviation).any() else None)
     if not math.isfinite(out.metrics["cathode_sheet_thickness_cv"] or 0.0):

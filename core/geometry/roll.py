@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,7 @@ class CellGeometry:
     slices: list[SliceRoll] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     uncoated_zones: list[UncoatedZone] = field(default_factory=list)
+    can_inner_um: float = math.nan
 
     # ------------------------------------------------------------------ summaries
     @property
@@ -178,12 +180,66 @@ class CellGeometry:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
 
+@dataclass
+class RollPrior:
+    """What the whole volume says about the roll, for tracing it one chunk of slices at a time.
+
+    Found once on slices spread over the whole volume (:func:`roll_prior`); each chunk then
+    traces its slices in the same frame and judges its sheets against the same interior, so
+    a chunk through the roll's end does not take the end for the interior.
+    """
+
+    axis: CellAxis
+    can_inner_um: float
+    roll_offset_yx_px: tuple[float, float]
+    ovality: float
+    ovality_angle_deg: float
+    pitch_um: float
+    direction: int
+    seam_deg: float
+    windings: int
+    interior: tuple[float, float, float]  # sheet thickness, intensity, coverage of the interior
+    winding_interior: tuple[np.ndarray, np.ndarray]  # per winding: thickness, intensity
+    # Uncoated strips seen over the whole height (a chunk may be too short to tell them).
+    uncoated_zones: list[UncoatedZone] = field(default_factory=list)
+
+    def shifted(self, z0: int) -> RollPrior:
+        """The same prior for a chunk whose first slice is slice ``z0`` of the volume."""
+        c0, d = self.axis.center0_yx_px, self.axis.drift_yx_px_per_slice
+        axis = CellAxis((c0[0] + d[0] * z0, c0[1] + d[1] * z0), d, self.axis.tilt_deg, self.axis.residual_rms_px)
+        return replace(self, axis=axis)
+
+
+def roll_prior(geometry: CellGeometry, z_of_slice: np.ndarray) -> RollPrior | None:
+    """The :class:`RollPrior` of a geometry measured on a sample of a volume's slices.
+
+    ``z_of_slice[i]`` is the volume's slice index of the sample's slice ``i`` (evenly spaced).
+    None when the sample shows no roll.
+    """
+    rolls = [s for s in geometry.slices if s.is_roll]
+    if not rolls or not math.isfinite(geometry.pitch_um):
+        return None
+    step = float(z_of_slice[1] - z_of_slice[0]) if len(z_of_slice) > 1 else 1.0
+    a = geometry.axis
+    c0 = a.center_at(-z_of_slice[0] / step)  # the sample's axis at volume slice 0
+    axis = CellAxis(c0, (a.drift_yx_px_per_slice[0] / step, a.drift_yx_px_per_slice[1] / step), a.tilt_deg,
+                    a.residual_rms_px)
+    seam = common_seam([s.seam_deg for s in rolls])
+    k_max = max(s.windings for s in rolls)
+    return RollPrior(
+        axis=axis, can_inner_um=geometry.can_inner_um, roll_offset_yx_px=geometry.roll_offset_yx_px,
+        ovality=geometry.ovality, ovality_angle_deg=geometry.ovality_angle_deg, pitch_um=geometry.pitch_um,
+        direction=geometry.direction, seam_deg=seam if seam is not None else math.nan, windings=geometry.windings,
+        interior=_interior_reference(rolls), winding_interior=_winding_reference(rolls, k_max),
+        uncoated_zones=list(geometry.uncoated_zones))
+
+
 def _check_cancel(cancel: Callable[[], bool] | None) -> None:
     if cancel is not None and cancel():
         raise Cancelled("cancelled")
 
 
-def _evenly(items: list[int], n: int) -> list[int]:
+def evenly(items: list[int], n: int) -> list[int]:
     if len(items) <= n:
         return list(items)
     idx = np.linspace(0, len(items) - 1, n).round().astype(int)
@@ -192,7 +248,8 @@ def _evenly(items: list[int], n: int) -> list[int]:
 
 def measure_geometry(volume: Volume, params: GeometryParams | None = None,
                      progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
-                     threads: int | None = None) -> CellGeometry:
+                     threads: int | None = None, prior: RollPrior | None = None,
+                     can_slices: list[int] | None = None) -> CellGeometry:
     """Find the can, the axis, the roll frame and trace the layers of every slice.
 
     Parameters
@@ -205,6 +262,11 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
         Checked between slices; raises :class:`core.errors.Cancelled` when it returns True.
     threads : int, optional
         Slices traced in parallel (default: the number of CPUs, at most 8).
+    prior : RollPrior, optional
+        The roll's frame, seam and interior from the whole volume (chunked inspection): the
+        axis, frame and pitch are taken from it instead of from this volume's slices.
+    can_slices : list of int, optional
+        Slices to measure the can on (default: 24 spread over the volume).
 
     Raises
     ------
@@ -221,51 +283,29 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
     report = progress or (lambda f, m: None)
 
     # 1. The can on a subset of slices, and the axis through their centres.
-    can_z = _evenly(list(range(nz)), 24)
+    can_z = evenly(list(range(nz)), 24) if can_slices is None else list(can_slices)
     cans = []
     for i, z in enumerate(can_z):
         _check_cancel(cancel)
         cans.append(detect_can(volume.slice(z), pixel_um, z, params.max_can_wall_um))
-        report(0.1 * (i + 1) / len(can_z), f"can: slice {z}")
+        report(0.1 * (i + 1) / max(len(can_z), 1), f"can: slice {z}")
     found = [c for c in cans if c.found]
-    if not found:
-        raise InputError(volume.source or "volume", "no cylindrical can found in any slice; is this a cell volume?")
-    axis = fit_axis(np.array([c.z for c in found]), np.array([c.center_yx_px for c in found]), sz, pixel_um)
-    can_inner = float(np.median([c.inner_radius_um if math.isfinite(c.inner_radius_um)
-                                 else c.outer_radius_um - params.max_can_wall_um for c in found]))
-    geometry = CellGeometry(volume.spacing_um, volume.shape, pixel_um, cans, axis, notes=notes)
-
-    # 2. The roll frame (centre offset, ovality), pitch and direction from a few slices.
-    candidates = []
-    frame_z = _evenly([c.z for c in found], 6)
-    for i, z in enumerate(frame_z):
-        _check_cancel(cancel)
-        frame, pitch, direction, score = refine_frame(volume.slice(z), pixel_um, EllipticFrame(axis.center_at(z)),
-                                                      can_inner, params)
-        report(0.1 + 0.1 * (i + 1) / len(frame_z), f"roll frame: slice {z}")
-        if math.isfinite(pitch):
-            candidates.append((score, z, frame, pitch, direction))
-    # Only the slices that show layers most clearly set the frame (not caps or tabs).
-    best_score = max((c[0] for c in candidates), default=0.0)
-    candidates = [c for c in candidates if c[0] >= 0.6 * best_score]
-    offsets, ovals, pitches, directions = [], [], [], []
-    for _score, z, frame, pitch, direction in candidates:
-        cy, cx = axis.center_at(z)
-        offsets.append((frame.center_yx_px[0] - cy, frame.center_yx_px[1] - cx))
-        ovals.append(frame.ovality * np.exp(2j * frame.alpha_rad))
-        pitches.append(pitch)
-        directions.append(direction)
-    if not pitches:
-        notes.append("no slice shows wound layers: no jelly roll in this volume")
-        geometry.slices = [SliceRoll(z=z, is_roll=False, note="no jelly roll") for z in range(nz)]
-        return geometry
-    off = np.median(np.array(offsets), axis=0)
-    oval = complex(np.median(np.real(ovals)), np.median(np.imag(ovals)))
-    geometry.roll_offset_yx_px = (float(off[0]), float(off[1]))
-    geometry.ovality = abs(oval)
-    geometry.ovality_angle_deg = math.degrees(np.angle(oval) / 2) % 180.0
-    geometry.pitch_um = float(np.median(pitches))
-    geometry.direction = 1 if sum(directions) >= 0 else -1
+    if prior is not None:
+        geometry = CellGeometry(volume.spacing_um, volume.shape, pixel_um, cans, prior.axis, notes=notes,
+                                roll_offset_yx_px=prior.roll_offset_yx_px, ovality=prior.ovality,
+                                ovality_angle_deg=prior.ovality_angle_deg, pitch_um=prior.pitch_um,
+                                direction=prior.direction, can_inner_um=prior.can_inner_um)
+        can_inner = prior.can_inner_um
+    else:
+        if not found:
+            raise InputError(volume.source or "volume", "no cylindrical can found in any slice; is this a cell volume?")
+        axis = fit_axis(np.array([c.z for c in found]), np.array([c.center_yx_px for c in found]), sz, pixel_um)
+        can_inner = float(np.median([c.inner_radius_um if math.isfinite(c.inner_radius_um)
+                                     else c.outer_radius_um - params.max_can_wall_um for c in found]))
+        geometry = CellGeometry(volume.spacing_um, volume.shape, pixel_um, cans, axis, notes=notes,
+                                can_inner_um=can_inner)
+        if not _find_frame(volume, geometry, params, can_inner, report, cancel):
+            return geometry
 
     # 3. Every slice's layers about the common frame.
     n_angles = angles_for_radius(can_inner / pixel_um - CAN_EDGE_MARGIN_PX, params)
@@ -292,21 +332,25 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
             report(0.2 + 0.8 * done / nz, f"layers: slice {done}/{nz}")
     _agree_on_seam(slices, lambda z, seam: analyze_slice(
         volume.slice(z), z, pixel_um, geometry.frame_at(z), can_inner, params, pitch_um=geometry.pitch_um,
-        direction=geometry.direction, n_angles=n_angles, grids=grids, seam_deg=seam))
+        direction=geometry.direction, n_angles=n_angles, grids=grids, seam_deg=seam),
+        common=prior.seam_deg if prior is not None else None)
     geometry.slices = slices
     rolls = [s for s in slices if s.is_roll]
     if rolls:
-        typical = int(np.median([s.windings for s in rolls]))
+        typical = prior.windings if prior is not None else int(np.median([s.windings for s in rolls]))
         for s in rolls:
             if abs(s.windings - typical) > max(2, 0.1 * typical):
                 s.is_roll = False
                 s.note = f"{s.windings} windings traced against {typical} elsewhere (roll end or tabs): skipped"
-    _skip_roll_ends(slices)
+    _skip_roll_ends(slices, reference=prior.interior if prior is not None else None)
     rolls = [s for s in slices if s.is_roll]
-    geometry.uncoated_zones = find_uncoated_zones(rolls, sz)
+    if prior is not None and all(zone.n_angles == n_angles for zone in prior.uncoated_zones):
+        geometry.uncoated_zones = list(prior.uncoated_zones)  # seen over the whole height
+    else:
+        geometry.uncoated_zones = find_uncoated_zones(rolls, sz)
     # The sheet tapers into the strip over about a pitch of arc: not measured there either.
     apply_uncoated_zones(rolls, geometry.uncoated_zones, geometry.pitch_um)
-    _mask_sheet_ends(slices, sz)
+    _mask_sheet_ends(slices, sz, reference=prior.winding_interior if prior is not None else None)
     _mask_electrode_ends(rolls, geometry.pitch_um)
     for zone in geometry.uncoated_zones:
         notes.append(f"uncoated cathode (tab window?) in winding {zone.winding}: {zone.arc_length_mm:.1f} mm of arc "
@@ -318,43 +362,84 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
     return geometry
 
 
+def _find_frame(volume: Volume, geometry: CellGeometry, params: GeometryParams, can_inner: float,
+                report: Progress, cancel: Callable[[], bool] | None) -> bool:
+    """Set the roll frame (centre offset, ovality), pitch and direction from a few slices.
+
+    Returns False (and marks every slice) when no slice shows wound layers.
+    """
+    axis, pixel_um, notes, nz = geometry.axis, geometry.pixel_um, geometry.notes, volume.shape[0]
+    found = [c for c in geometry.cans if c.found]
+    candidates = []
+    frame_z = evenly([c.z for c in found], 6)
+    for i, z in enumerate(frame_z):
+        _check_cancel(cancel)
+        frame, pitch, direction, score = refine_frame(volume.slice(z), pixel_um, EllipticFrame(axis.center_at(z)),
+                                                      can_inner, params)
+        report(0.1 + 0.1 * (i + 1) / len(frame_z), f"roll frame: slice {z}")
+        if math.isfinite(pitch):
+            candidates.append((score, z, frame, pitch, direction))
+    # Only the slices that show layers most clearly set the frame (not caps or tabs).
+    best_score = max((c[0] for c in candidates), default=0.0)
+    candidates = [c for c in candidates if c[0] >= 0.6 * best_score]
+    offsets, ovals, pitches, directions = [], [], [], []
+    for _score, z, frame, pitch, direction in candidates:
+        cy, cx = axis.center_at(z)
+        offsets.append((frame.center_yx_px[0] - cy, frame.center_yx_px[1] - cx))
+        ovals.append(frame.ovality * np.exp(2j * frame.alpha_rad))
+        pitches.append(pitch)
+        directions.append(direction)
+    if not pitches:
+        notes.append("no slice shows wound layers: no jelly roll in this volume")
+        geometry.slices = [SliceRoll(z=z, is_roll=False, note="no jelly roll") for z in range(nz)]
+        return False
+    off = np.median(np.array(offsets), axis=0)
+    oval = complex(np.median(np.real(ovals)), np.median(np.imag(ovals)))
+    geometry.roll_offset_yx_px = (float(off[0]), float(off[1]))
+    geometry.ovality = abs(oval)
+    geometry.ovality_angle_deg = math.degrees(np.angle(oval) / 2) % 180.0
+    geometry.pitch_um = float(np.median(pitches))
+    geometry.direction = 1 if sum(directions) >= 0 else -1
+    return True
+
+
+def common_seam(seams_deg: list[float] | np.ndarray, tolerance_deg: float = 10.0) -> float | None:
+    """The seam angle most slices agree with (within the tolerance), or None without a majority."""
+    seams = np.array([v for v in seams_deg if math.isfinite(v)], float)
+    if seams.size == 0:
+        return None
+    diff = np.abs((seams[:, None] - seams[None, :] + 180.0) % 360.0 - 180.0)
+    support = (diff <= tolerance_deg).sum(axis=1)
+    best = int(np.argmax(support))
+    if support[best] <= seams.size // 2:
+        return None
+    close = seams[diff[best] <= tolerance_deg]
+    return math.degrees(np.angle(np.exp(1j * np.radians(close)).mean())) % 360.0
+
+
 def _agree_on_seam(slices: list[SliceRoll], retrace: Callable[[int, float], SliceRoll],
-                   tolerance_deg: float = 10.0) -> None:
-    """Re-trace the slices whose seam disagrees with the roll's.
+                   tolerance_deg: float = 10.0, common: float | None = None) -> None:
+    """Re-trace the slices whose seam disagrees with the roll's (``common``, or the majority's).
 
     The innermost turn starts at the electrode's inner end, a straight edge along the axis:
     the same angle in every slice. A slice where the step fit picked another feature (seen
     on a real 21700: the other electrode's start, 137° away, in one slice of 27) would index
     every winding differently from its neighbours; it is traced again with the common seam.
     """
-    seams = np.array([s.seam_deg for s in slices if s.is_roll and math.isfinite(s.seam_deg)])
-    if seams.size < 3:
-        return
-    # The seam most slices agree with (within the tolerance), averaged over those slices.
-    diff = np.abs((seams[:, None] - seams[None, :] + 180.0) % 360.0 - 180.0)
-    support = (diff <= tolerance_deg).sum(axis=1)
-    best = int(np.argmax(support))
-    if support[best] <= seams.size // 2:
-        return  # no majority: nothing to agree on
-    close = seams[diff[best] <= tolerance_deg]
-    common = math.degrees(np.angle(np.exp(1j * np.radians(close)).mean())) % 360.0
+    seams = [s.seam_deg for s in slices if s.is_roll and math.isfinite(s.seam_deg)]
+    if common is None or not math.isfinite(common):
+        if len(seams) < 3:
+            return
+        common = common_seam(seams, tolerance_deg)
+        if common is None:
+            return  # no majority: nothing to agree on
     for i, s in enumerate(slices):
         if s.is_roll and math.isfinite(s.seam_deg) and abs((s.seam_deg - common + 180.0) % 360.0 - 180.0) > tolerance_deg:
             slices[i] = retrace(s.z, common)
 
 
-def _skip_roll_ends(slices: list[SliceRoll], tolerance: float = 0.2) -> None:
-    """Skip slices through the ends of the roll, where the electrode sheets stop.
-
-    Near the top and bottom of a jelly roll the cathode ends before the anode (the anode
-    overhang) and tabs cross the layers: the slice still shows windings, but its cathode
-    sheets are missing or cut. Such slices differ from the roll's interior in sheet
-    thickness or brightness by more than ``tolerance``; they are left to end-of-roll checks
-    (overhang) instead of the electrode detectors.
-    """
-    rolls = [s for s in slices if s.is_roll]
-    if len(rolls) < 4:
-        return
+def _interior_reference(rolls: list[SliceRoll]) -> tuple[float, float, float]:
+    """Median sheet thickness, intensity and coverage of the roll's interior (middle half)."""
     stats = []
     for s in rolls:
         k = s.windings
@@ -362,14 +447,53 @@ def _skip_roll_ends(slices: list[SliceRoll], tolerance: float = 0.2) -> None:
         inten = s.sheet_intensity[:k]
         stats.append((float(np.nanmedian(thick)) if np.isfinite(thick).any() else math.nan,
                       float(np.nanmedian(inten)) if np.isfinite(inten).any() else math.nan,
-                      float(np.isfinite(thick).mean())))
-    arr = np.array(stats)
-    # The interior: the middle half of the roll's slices.
+                      float(np.isfinite(thick).mean()) if thick.size else 0.0))
+    arr = np.array(stats).reshape(-1, 3)
     n = len(rolls)
     middle = arr[n // 4: n - n // 4] if n >= 8 else arr
-    ref_t, ref_i = np.nanmedian(middle[:, 0]), np.nanmedian(middle[:, 1])
-    ref_cov = np.nanmedian(middle[:, 2])
-    for s, (thick, inten, cov) in zip(rolls, arr, strict=True):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return (float(np.nanmedian(middle[:, 0])), float(np.nanmedian(middle[:, 1])), float(np.nanmedian(middle[:, 2])))
+
+
+def _winding_reference(rolls: list[SliceRoll], k_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per winding, the median sheet thickness and intensity over the roll's interior."""
+    n = len(rolls)
+    middle = rolls[n // 4: n - n // 4] if n >= 8 else rolls
+    ref_t, ref_i = np.full(k_max, np.nan), np.full(k_max, np.nan)
+    for k in range(k_max):
+        def stat(s: SliceRoll, name: str, k: int = k) -> float:
+            arr = getattr(s, name)
+            if k >= arr.shape[0] or not np.isfinite(arr[k]).any():
+                return math.nan
+            return float(np.nanmedian(arr[k]))
+
+        vals_t = [v for v in (stat(s, "sheet_thickness_um") for s in middle) if math.isfinite(v)]
+        vals_i = [v for v in (stat(s, "sheet_intensity") for s in middle) if math.isfinite(v)]
+        ref_t[k] = np.median(vals_t) if vals_t else math.nan
+        ref_i[k] = np.median(vals_i) if vals_i else math.nan
+    return ref_t, ref_i
+
+
+def _skip_roll_ends(slices: list[SliceRoll], tolerance: float = 0.2,
+                    reference: tuple[float, float, float] | None = None) -> None:
+    """Skip slices through the ends of the roll, where the electrode sheets stop.
+
+    Near the top and bottom of a jelly roll the cathode ends before the anode (the anode
+    overhang) and tabs cross the layers: the slice still shows windings, but its cathode
+    sheets are missing or cut. Such slices differ from the roll's interior (``reference``,
+    or the middle half of these slices) in sheet thickness or brightness by more than
+    ``tolerance``; they are left to end-of-roll checks (overhang) instead of the electrode
+    detectors.
+    """
+    rolls = [s for s in slices if s.is_roll]
+    if len(rolls) < 4 and reference is None:
+        return
+    if not rolls:
+        return
+    ref_t, ref_i, ref_cov = reference if reference is not None else _interior_reference(rolls)
+    for s in rolls:
+        thick, inten, cov = _interior_reference([s])
         off_t = abs(thick / ref_t - 1) if math.isfinite(thick) else 1.0
         off_i = abs(inten / ref_i - 1) if math.isfinite(inten) and ref_i else 1.0
         if off_t > tolerance or off_i > tolerance or cov < 0.6 * ref_cov:
@@ -379,23 +503,24 @@ def _skip_roll_ends(slices: list[SliceRoll], tolerance: float = 0.2) -> None:
 
 
 def _mask_sheet_ends(slices: list[SliceRoll], slice_um: float, tolerance: float = 0.25,
-                     end_band_um: float = 300.0, sectors: int = 36) -> None:
+                     end_band_um: float = 300.0, sectors: int = 36,
+                     reference: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Set aside the cathode sheets of single windings where they end (roll ends are not flat).
 
     The outer windings of a roll may stop a slice or two before the inner ones, and a sheet's
     edge wanders along the arc. A sheet whose median brightness or thickness in a slice
-    differs from the same winding's interior by more than ``tolerance`` is not measured
-    there: neither a void nor a thin patch. Within ``end_band_um`` of a roll end seen in the
-    volume (a slice beyond it is not roll), the same test runs per angular sector, for the
-    edges that stop part of the way round (measured on a real 21700: outer sheets thin by
-    30–40 % over 10–30 mm of arc in the first 4 slices below the cathode's edge).
+    differs from the same winding's interior (``reference``, or the middle half of these
+    slices) by more than ``tolerance`` is not measured there: neither a void nor a thin
+    patch. Within ``end_band_um`` of a roll end seen in the volume (a slice beyond it is not
+    roll), the same test runs per angular sector, for the edges that stop part of the way
+    round (measured on a real 21700: outer sheets thin by 30–40 % over 10–30 mm of arc in
+    the first 4 slices below the cathode's edge).
     """
     rolls = [s for s in slices if s.is_roll]
-    if len(rolls) < 4:
+    if not rolls or (len(rolls) < 4 and reference is None):
         return
     k_max = max(s.windings for s in rolls)
-    n = len(rolls)
-    middle = rolls[n // 4: n - n // 4] if n >= 8 else rolls
+    ref_thick, ref_inten = reference if reference is not None else _winding_reference(rolls, k_max)
     z_of = {s.z: i for i, s in enumerate(slices)}
     band = max(1, int(math.ceil(end_band_um / slice_um)))
     near_end = []
@@ -404,23 +529,17 @@ def _mask_sheet_ends(slices: list[SliceRoll], slice_um: float, tolerance: float 
         below = any(not slices[j].is_roll for j in range(max(0, i - band), i))
         above = any(not slices[j].is_roll for j in range(i + 1, min(len(slices), i + band + 1)))
         near_end.append(below or above)
-    for k in range(k_max):
-        def stat(s: SliceRoll, name: str, k: int = k) -> float:
-            arr = getattr(s, name)
-            if k >= arr.shape[0] or not np.isfinite(arr[k]).any():
-                return math.nan
-            return float(np.nanmedian(arr[k]))
-
-        ref_i = np.nanmedian([stat(s, "sheet_intensity") for s in middle])
-        ref_t = np.nanmedian([stat(s, "sheet_thickness_um") for s in middle])
+    for k in range(min(k_max, len(ref_thick))):
+        ref_i, ref_t = float(ref_inten[k]), float(ref_thick[k])
         if not (math.isfinite(ref_i) and math.isfinite(ref_t)) or ref_i == 0 or ref_t == 0:
             continue
         for s, at_end in zip(rolls, near_end, strict=True):
-            if k >= s.sheet_thickness_um.shape[0]:
+            if k >= s.sheet_thickness_um.shape[0] or not np.isfinite(s.sheet_thickness_um[k]).any():
                 continue
-            i_k, t_k = stat(s, "sheet_intensity"), stat(s, "sheet_thickness_um")
-            if not (math.isfinite(i_k) and math.isfinite(t_k)):
+            if not np.isfinite(s.sheet_intensity[k]).any():
                 continue
+            i_k = float(np.nanmedian(s.sheet_intensity[k]))
+            t_k = float(np.nanmedian(s.sheet_thickness_um[k]))
             if abs(i_k / ref_i - 1) > tolerance or abs(t_k / ref_t - 1) > tolerance:
                 blank_sheet(s, k, edges=True)
                 continue
@@ -430,7 +549,7 @@ def _mask_sheet_ends(slices: list[SliceRoll], slice_um: float, tolerance: float 
             bounds = np.linspace(0, n_t, sectors + 1).astype(int)
             for a, b in zip(bounds[:-1], bounds[1:], strict=True):
                 th, it = s.sheet_thickness_um[k, a:b], s.sheet_intensity[k, a:b]
-                if np.isfinite(th).sum() < 0.3 * (b - a):
+                if np.isfinite(th).sum() < 0.3 * (b - a) or not np.isfinite(it).any():
                     continue
                 if (abs(np.nanmedian(th) / ref_t - 1) > tolerance
                         or abs(np.nanmedian(it) / ref_i - 1) > tolerance):

@@ -48,6 +48,7 @@ class UncoatedZone:
     radius_um: float = math.nan
     start: int = 0
     stop: int = 0
+    n_angles: int = 0  # of the slices it was found in (positions count in these)
 
     def to_json(self) -> dict:
         return {"winding": self.winding, "start_deg": round(self.start_deg, 1), "end_deg": round(self.end_deg, 1),
@@ -151,7 +152,7 @@ def find_uncoated_zones(rolls: list[SliceRoll], slice_um: float, min_height_um: 
             end_deg=float(np.degrees(t[order_mid[run[-1] % n_t]])),
             arc_length_mm=arc_um / 1000, height_mm=len(rolls) * slice_um / 1000,
             slice_fraction=float(fraction[run][core].mean()), radius_um=radius,
-            start=int(run[0]), stop=int(run[-1]) + 1))
+            start=int(run[0]), stop=int(run[-1]) + 1, n_angles=n_t))
     return zones
 
 

@@ -1,0 +1,432 @@
+"""Out-of-core inspection: a volume larger than the memory budget, one chunk of slices at a time.
+
+The whole volume is never held: its slices are read on demand (Zarr, HDF5, memmap and TIFF
+stacks are lazy) and the inspection state — every slice's traced layers, the detectors'
+per-slice arrays — grows with the number of slices inspected at once. So:
+
+1. A *prior* is measured once on up to 16 slices spread over the volume: the can axis, the
+   roll's frame, pitch, winding direction and seam, the interior's sheet thickness and
+   brightness (:class:`core.geometry.roll.RollPrior`). Every chunk traces its slices in that
+   frame and judges its sheets against that interior, so a chunk through the roll's end
+   does not take the end for the interior, and the cathode's reference thickness is the
+   same in every chunk.
+2. The slices are cut into chunks sized from the budget, each read with a halo of slices on
+   either side (smoothing and 3-D labelling see across the cut). Each chunk is inspected by
+   the same geometry and detectors as a whole volume.
+3. A chunk keeps the findings centred in its own slices (the halo's belong to its
+   neighbour); a finding cut by a chunk boundary and seen by both is merged into one.
+   Metrics are merged by their kind (max, min, sum, slice-weighted mean, pooled std);
+   medians and percentiles are slice-weighted means of the chunks' (an approximation, noted
+   in the result). Unrolled maps are stitched, thinned in height to at most
+   :data:`MAP_ROWS` rows.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.geometry.maps import UnrolledMap, unroll
+from core.geometry.roll import CellGeometry, RollPrior, measure_geometry, roll_prior
+from core.io.volume import Volume
+
+# Inspection state per voxel of a slice, measured with tracemalloc on generated 18650 and
+# 21700 cells of 400–1000 px (benchmarks/memory_bench.py): 7–9 bytes. With a margin:
+BYTES_PER_SLICE_VOXEL = 10.0
+# Fixed costs: the unwrap grid, the prior, the result; independent of the number of slices.
+FIXED_BYTES_PER_SLICE_VOXEL = 24.0
+DEFAULT_BUDGET_GB = 2.0
+MAP_ROWS = 256
+SAMPLE_SLICES = 16
+# Slices read beyond a chunk on either side: the detectors smooth over ~1 slice (3σ) and
+# close gaps of one; 100 µm or 4 slices, whichever is more.
+HALO_UM = 100.0
+
+
+def inspection_budget_bytes(explicit_gb: float | None = None) -> int:
+    """Memory the inspection state may use: ``explicit_gb``, $CELLQC_INSPECTION_BUDGET_GB, or 2 GB."""
+    if explicit_gb is None:
+        env = os.environ.get("CELLQC_INSPECTION_BUDGET_GB")
+        explicit_gb = float(env) if env else DEFAULT_BUDGET_GB
+    if not (math.isfinite(explicit_gb) and explicit_gb > 0):
+        raise ValueError(f"memory budget must be a positive number of GB, got {explicit_gb!r}")
+    return int(explicit_gb * 2**30)
+
+
+def estimated_bytes(shape: tuple[int, int, int], n_slices: int | None = None) -> float:
+    """Estimated peak inspection state for ``n_slices`` slices (default: all) of a volume."""
+    nz, ny, nx = shape
+    n = nz if n_slices is None else n_slices
+    return (n * BYTES_PER_SLICE_VOXEL + FIXED_BYTES_PER_SLICE_VOXEL) * ny * nx
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Slices ``core_lo..core_hi-1`` are this chunk's; it reads ``view_lo..view_hi-1``."""
+
+    view_lo: int
+    core_lo: int
+    core_hi: int
+    view_hi: int
+
+
+def plan_chunks(shape: tuple[int, int, int], spacing_z_um: float, budget_bytes: int,
+                slices_per_chunk: int | None = None, centre_on: list[tuple[int, int]] | None = None) -> list[Chunk]:
+    """Cut the slices into chunks whose inspection state fits ``budget_bytes``.
+
+    ``centre_on``: the roll's ends, as (slice, +1 when the roll lies above it in slice numbers
+    else -1); each gets a chunk of its own, so what is measured across an end (the anode
+    overhang) is seen whole by one chunk.
+    """
+    nz = shape[0]
+    halo = max(4, int(math.ceil(HALO_UM / spacing_z_um)))
+    if slices_per_chunk is None:
+        per_slice = BYTES_PER_SLICE_VOXEL * shape[1] * shape[2]
+        fixed = FIXED_BYTES_PER_SLICE_VOXEL * shape[1] * shape[2]
+        fits = int((budget_bytes - fixed) // per_slice) if budget_bytes > fixed else 0
+        slices_per_chunk = fits - 2 * halo
+        if slices_per_chunk < max(4, halo):
+            raise MemoryError(f"a memory budget of {budget_bytes / 2**30:.2f} GB holds {max(fits, 0)} slices of "
+                              f"{shape[1]} × {shape[2]}; at least {max(4, halo) + 2 * halo} are needed")
+    size = max(1, slices_per_chunk)
+    halo = min(halo, max(1, size // 2))
+    cuts = set(range(size, nz, size))
+    for end, inward in sorted(centre_on or []):
+        # A quarter of the chunk beyond the end, three quarters into the roll: the overhang
+        # detector compares the end with the roll's interior.
+        lo = end - size // 4 if inward > 0 else end - (3 * size) // 4
+        hi = lo + size
+        if all(c <= lo or c >= hi for c in cuts) and lo >= 0 and hi <= nz:
+            continue  # already placed so
+        cuts = {c for c in cuts if not lo < c < hi} | {c for c in (lo, hi) if 0 < c < nz}
+    bounds = [0, *sorted(cuts), nz]
+    # Fill gaps the moves opened so that no chunk exceeds the size.
+    filled = [0]
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        n = max(1, int(math.ceil((b - a) / size)))
+        filled += [a + round(i * (b - a) / n) for i in range(1, n)] + [b]
+    return [Chunk(max(0, lo - halo), lo, hi, min(nz, hi + halo))
+            for lo, hi in zip(filled[:-1], filled[1:], strict=True) if hi > lo]
+
+
+def roll_ends(volume: Volume, sample: CellGeometry, index: np.ndarray, prior: RollPrior | None,
+              params, cancel: Callable[[], bool] | None = None) -> list[tuple[int, int]]:
+    """Slices where the roll begins and ends, found to the slice by bisection between the
+    sample's slices (each probe traces one slice), each with the side the roll is on (+1:
+    higher slice numbers)."""
+    if prior is None:
+        return []
+    from core.geometry.layers import analyze_slice
+    from core.geometry.unwrap import EllipticFrame
+
+    def present(z: int) -> bool:
+        if cancel is not None and cancel():
+            from core.errors import Cancelled
+
+            raise Cancelled("cancelled")
+        cy, cx = prior.axis.center_at(z)
+        frame = EllipticFrame((cy + prior.roll_offset_yx_px[0], cx + prior.roll_offset_yx_px[1]), prior.ovality,
+                              math.radians(prior.ovality_angle_deg))
+        s = analyze_slice(volume.slice(z), z, sample.pixel_um, frame, prior.can_inner_um, params,
+                          pitch_um=prior.pitch_um, direction=prior.direction)
+        return s.is_roll or s.windings > 0
+
+    seen = [s.is_roll or s.windings > 0 for s in sample.slices]
+    ends = []
+    for i in range(len(seen) - 1):
+        if seen[i] == seen[i + 1]:
+            continue
+        lo, hi = int(index[i]), int(index[i + 1])  # present(lo) == seen[i], present(hi) == seen[i + 1]
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if present(mid) == seen[i]:
+                lo = mid
+            else:
+                hi = mid
+        ends.append((hi, 1) if seen[i + 1] else (lo, -1))
+    return ends
+
+
+def roll_span(sample: CellGeometry, ends: list[tuple[int, int]], nz: int) -> tuple[int, int] | None:
+    """First and last slice showing the roll (its ends, or the volume's ends when it runs on)."""
+    seen = [s.is_roll or s.windings > 0 for s in sample.slices]
+    if not any(seen):
+        return None
+    first = 0 if seen[0] else min((z for z, _ in ends), default=0)
+    last = nz - 1 if seen[-1] else max((z for z, _ in ends), default=nz - 1)
+    return first, last
+
+
+class _Slices:
+    """A lazy (z, y, x) view of some slices of another array: ``index[i]`` is slice ``i``."""
+
+    def __init__(self, base: Any, index: np.ndarray):
+        self.base = base
+        self.index = np.asarray(index, dtype=np.int64)
+        self.shape = (int(self.index.size), int(base.shape[1]), int(base.shape[2]))
+        self.dtype = base.dtype
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, int | np.integer):
+            return np.asarray(self.base[int(self.index[key])])
+        if isinstance(key, slice):
+            return np.stack([np.asarray(self.base[int(z)]) for z in self.index[key]])
+        if isinstance(key, tuple) and key and isinstance(key[0], int | np.integer):
+            return np.asarray(self.base[(int(self.index[key[0]]),) + key[1:]])
+        raise TypeError(f"unsupported index {key!r}")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+def _sub_volume(volume: Volume, index: np.ndarray, spacing_z_um: float) -> Volume:
+    return Volume(_Slices(volume.array, index), (spacing_z_um, volume.spacing_um[1], volume.spacing_um[2]),
+                  cell_id=volume.cell_id, source=volume.source, modality=volume.modality)
+
+
+def measure_prior(volume: Volume, params, cancel: Callable[[], bool] | None = None
+                  ) -> tuple[RollPrior | None, CellGeometry, dict[str, float], list[tuple[int, int]]]:
+    """The roll prior, the geometry of the sample it came from, detector references and the
+    slices where the roll begins and ends."""
+    nz = volume.shape[0]
+    step = max(1, int(math.ceil(nz / SAMPLE_SLICES)))
+    index = np.arange(0, nz, step)
+    sample = _sub_volume(volume, index, volume.spacing_um[0] * step)
+    geometry = measure_geometry(sample, params, cancel=cancel)
+    prior = roll_prior(geometry, index)
+    thickness = geometry.stacked("sheet_thickness_um")
+    thickness = thickness[:, : geometry.windings] if thickness.size else thickness
+    reference = {}
+    if thickness.size and np.isfinite(thickness).any():
+        reference["cathode_sheet_thickness_median_um"] = float(np.nanmedian(thickness))
+    ends = roll_ends(volume, geometry, index, prior, params, cancel)
+    span = roll_span(geometry, ends, nz)
+    if span is not None:
+        reference.update(roll_first_slice=float(span[0]), roll_last_slice=float(span[1]))
+    return prior, geometry, reference, ends
+
+
+def shift_finding(finding, dz: int) -> None:
+    """Move a finding from a chunk's slice indices to the volume's (messages too)."""
+    c = finding.centroid_zyx_px
+    finding.centroid_zyx_px = (c[0] + dz, c[1], c[2])
+    b = finding.bbox_zyx_px
+    finding.bbox_zyx_px = (b[0] + dz, b[1], b[2], b[3] + dz, b[4], b[5])
+    finding.message = re.sub(r"\bslice (\d+)", lambda m: f"slice {int(m.group(1)) + dz}", finding.message)
+
+
+# Metrics that count or add up findings: recomputed from the merged findings (a chunk's
+# own count includes its halo's).
+_COUNTED = {"void_count": "delamination", "collector_deflection_count": "collector_deflection",
+            "cathode_thickness_patch_count": "electrode_thickness", "foreign_particle_count": "foreign_particle",
+            "winding_quality_count": "winding_quality", "anode_overhang_count": "anode_overhang",
+            "can_metrology_count": "can_metrology"}
+
+
+def recount(metrics: dict[str, Any], findings: list) -> None:
+    """Set the finding counts and the total void volume from the merged findings."""
+    for key, detector in _COUNTED.items():
+        if key in metrics:
+            metrics[key] = sum(1 for f in findings if f.detector == detector
+                               and (f.extra or {}).get("kind") != "uncoated_zone")
+    voids = [f.value for f in findings if f.detector == "delamination"]
+    if "void_total_volume_mm3" in metrics:
+        metrics["void_total_volume_mm3"] = float(sum(voids))
+    if "void_max_volume_mm3" in metrics:
+        metrics["void_max_volume_mm3"] = float(max(voids)) if voids else None
+
+
+def merge_cut_findings(findings: list, boundaries: list[int], void_rules: dict[str, float] | None = None,
+                       slice_um: float = 1.0) -> list:
+    """Join findings of one detector and winding that a chunk boundary cut in two.
+
+    Two findings are one when both touch the same boundary (their boxes reach it) and their
+    boxes overlap in y and x. The union of the boxes is kept with the larger part's centroid
+    and value, except for voids: each chunk measured the part in its own slices, so their
+    volumes add up, and the whole void is judged again by ``void_rules`` (the recipe's
+    delamination rules).
+    """
+    merged = list(findings)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(merged)):
+            for j in range(i + 1, len(merged)):
+                a, b = merged[i], merged[j]
+                if a.detector != b.detector or a.winding != b.winding or a.unit != b.unit:
+                    continue
+                ba, bb = a.bbox_zyx_px, b.bbox_zyx_px
+                at_cut = any(min(ba[3], bb[3]) >= z - 1 and max(ba[0], bb[0]) <= z for z in boundaries)
+                overlap_yx = ba[1] <= bb[4] and bb[1] <= ba[4] and ba[2] <= bb[5] and bb[2] <= ba[5]
+                touch_z = ba[0] <= bb[3] and bb[0] <= ba[3]
+                if not (at_cut and overlap_yx and touch_z):
+                    continue
+                keep, other = (a, b) if abs(a.value) >= abs(b.value) else (b, a)
+                keep.bbox_zyx_px = tuple(min(x, y) for x, y in zip(ba[:3], bb[:3], strict=True)) + tuple(
+                    max(x, y) for x, y in zip(ba[3:], bb[3:], strict=True))
+                if keep.detector == "delamination" and void_rules is not None:
+                    _join_void(keep, other, void_rules, slice_um)
+                else:
+                    sev_rank = {"fail": 0, "review": 1, "info": 2}
+                    if sev_rank.get(other.severity, 3) < sev_rank.get(keep.severity, 3):
+                        keep.severity, keep.rule = other.severity, other.rule
+                merged[i] = keep
+                del merged[j]
+                changed = True
+                break
+            if changed:
+                break
+    return merged
+
+
+def _join_void(keep, other, rules: dict[str, float], slice_um: float) -> None:
+    """Add ``other``'s part to the void ``keep`` and judge the whole again."""
+    volume = keep.value + other.value
+    height = (keep.bbox_zyx_px[3] - keep.bbox_zyx_px[0]) * slice_um
+    arc = max(float((keep.extra or {}).get("arc_length_um", 0.0)), float((other.extra or {}).get("arc_length_um", 0.0)))
+    keep.extra = {**(keep.extra or {}), "height_um": height, "arc_length_um": arc}
+    fail_volume = float(rules.get("fail_volume_mm3", 0.001))
+    fail_length = float(rules.get("fail_length_um", 300.0))
+    review_volume = float(rules.get("review_volume_mm3", 0.0002))
+    length = max(arc, height)
+    if volume >= fail_volume or length >= fail_length:
+        keep.severity = "fail"
+        keep.rule = (f"void {volume:.4f} mm³ ≥ {fail_volume:g} mm³" if volume >= fail_volume
+                     else f"void {length:.0f} µm long ≥ {fail_length:.0f} µm")
+    elif volume >= review_volume:
+        keep.severity, keep.rule = "review", f"void {volume:.4f} mm³ ≥ {review_volume:g} mm³"
+    keep.message = re.sub(r"[0-9.]+ mm³, [0-9]+ µm × [0-9]+ µm",
+                          f"{volume:.4f} mm³, {arc:.0f} µm × {height:.0f} µm", keep.message)
+    keep.value = volume
+
+
+_SUM = re.compile(r"(_count|_samples|_total_volume_mm3|_fitted|_measured)$")
+_MAX = re.compile(r"(_max|_max_um|_max_mm3|_p99_um|_max_deviation_pct|_max_diameter_um)$|_max_")
+_MIN = re.compile(r"(_min|_min_um)$|_min_")
+
+
+def merge_metrics(per_chunk: list[tuple[dict[str, Any], float, float]]) -> dict[str, Any]:
+    """Merge the chunks' metrics: (metrics, roll slices of its own, fraction of its view that is its own)."""
+    keys: list[str] = []
+    for metrics, _w, _own in per_chunk:
+        keys += [k for k in metrics if k not in keys]
+    out: dict[str, Any] = {}
+    for key in keys:
+        pairs = [(m[key], w) for m, w, _own in per_chunk if key in m and isinstance(m[key], int | float)
+                 and not isinstance(m[key], bool) and m[key] is not None and math.isfinite(m[key])]
+        if not pairs:
+            out[key] = next((m[key] for m, _w, _own in per_chunk if key in m), None)
+            continue
+        vals = np.array([p[0] for p in pairs], float)
+        weights = np.array([max(p[1], 0.0) for p in pairs], float)
+        if weights.sum() == 0:
+            weights = np.ones_like(vals)
+        if _SUM.search(key):
+            # Counted over the chunk's view (halo included): scaled to its own slices.
+            total = float(np.sum(vals * np.array([own for m, _w, own in per_chunk if key in m and
+                                                  isinstance(m[key], int | float) and m[key] is not None
+                                                  and math.isfinite(m[key])])))
+            total = round(total)
+            out[key] = int(total) if all(isinstance(p[0], int) for p in pairs) else float(total)
+        elif _MIN.search(key):
+            out[key] = float(vals.min())
+        elif _MAX.search(key):
+            out[key] = float(vals.max())
+        elif key.endswith("_std_um"):
+            mean_key = key.replace("_std_um", "_mean_um")
+            means = np.array([m.get(mean_key, np.nan) for m, _w, _own in per_chunk if key in m], float)
+            if means.size == vals.size and np.isfinite(means).all():
+                grand = np.average(means, weights=weights)
+                out[key] = float(np.sqrt(np.average(vals**2 + means**2, weights=weights) - grand**2))
+            else:
+                out[key] = float(np.average(vals, weights=weights))
+        else:
+            out[key] = float(np.average(vals, weights=weights))
+    if out.get("cathode_sheet_thickness_mean_um") and out.get("cathode_sheet_thickness_std_um") is not None:
+        out["cathode_sheet_thickness_cv"] = out["cathode_sheet_thickness_std_um"] / out["cathode_sheet_thickness_mean_um"]
+    return out
+
+
+def chunk_maps(geometry: CellGeometry, raw_maps: dict[str, np.ndarray], core: tuple[int, int],
+               every: int, z_offset: int) -> dict[str, UnrolledMap]:
+    """The unrolled maps of one chunk: its own slices (``core``, chunk indices), every
+    ``every``-th slice of the volume, rows indexed by the volume's slices."""
+    rolls = [s for s in geometry.slices if s.is_roll]
+    if not rolls:
+        return {}
+    sources = {"cu_al_gap_um": (geometry.stacked("cu_al_gap_um"), "Cu–Al gap", "µm"),
+               "cathode_intensity": (geometry.stacked("sheet_intensity"), "cathode sheet intensity", "a.u.")}
+    if "cathode_thickness_um" in raw_maps:
+        sources["cathode_thickness_um"] = (raw_maps["cathode_thickness_um"], "cathode sheet thickness", "µm")
+    out = {}
+    for key, (arr, name, unit) in sources.items():
+        umap = unroll(geometry, arr, name, unit)
+        keep = (umap.z_index >= core[0]) & (umap.z_index < core[1]) & ((umap.z_index + z_offset) % every == 0)
+        z = umap.z_index[keep] + z_offset
+        out[key] = UnrolledMap(umap.values[keep], umap.arc_mm, z, z * geometry.spacing_um[0] / 1000.0, umap.winding,
+                               name, unit)
+    return out
+
+
+def stitch_maps(parts: list[dict[str, UnrolledMap]], spacing_z_um: float) -> dict[str, UnrolledMap]:
+    """Stack the chunks' maps in height on the longest chunk's arc grid."""
+    out = {}
+    keys = {k for p in parts for k in p}
+    for key in keys:
+        maps = [p[key] for p in parts if key in p and p[key].values.shape[0]]
+        if not maps:
+            continue
+        ref = max(maps, key=lambda m: m.arc_mm.size)
+        rows, z_index = [], []
+        for m in maps:
+            for row, z in zip(m.values, m.z_index, strict=True):
+                ok = np.isfinite(row)
+                if ok.sum() >= 2 and m.arc_mm.size:
+                    vals = np.interp(ref.arc_mm, m.arc_mm[ok], row[ok], left=np.nan, right=np.nan)
+                    nearest = np.clip(np.searchsorted(m.arc_mm, ref.arc_mm), 0, m.arc_mm.size - 1)
+                    vals = np.where(ok[nearest], vals, np.nan)
+                else:
+                    vals = np.full(ref.arc_mm.size, np.nan)
+                rows.append(vals.astype(np.float32))
+                z_index.append(int(z))
+        z = np.array(z_index)
+        out[key] = UnrolledMap(np.array(rows), ref.arc_mm, z, z * spacing_z_um / 1000.0, ref.winding, ref.name, ref.unit)
+    return out
+
+
+def merge_geometry_json(parts: list[dict[str, Any]], prior_json: dict[str, Any]) -> dict[str, Any]:
+    """The ``geometry`` block of a chunked inspection from its chunks' blocks."""
+    out = dict(prior_json)
+    if not parts:
+        return out
+
+    def values(key: str) -> list[float]:
+        return [p[key] for p in parts if isinstance(p.get(key), int | float) and p.get(key) is not None]
+
+    for key in ("can_outer_radius_um", "can_inner_radius_um", "roll_inner_radius_um", "roll_outer_radius_um",
+                "can_outer_diameter_mm", "can_wall_mean_um", "can_ovality"):
+        vals = values(key)
+        out[key] = float(np.median(vals)) if vals else out.get(key)
+    for key, func in (("can_wall_min_um", min), ("can_dent_max_um", max)):
+        vals = values(key)
+        out[key] = float(func(vals)) if vals else out.get(key)
+    windings = values("windings")
+    out["windings"] = int(np.median(windings)) if windings else out.get("windings")
+    out["roll_slices"] = int(sum(values("roll_slices")))
+    out["skipped_slices"] = int(sum(values("skipped_slices")))
+    ranges = [p["roll_slice_range"] for p in parts if p.get("roll_slice_range")]
+    out["roll_slice_range"] = [min(r[0] for r in ranges), max(r[1] for r in ranges)] if ranges else None
+    notes: list[str] = []
+    for p in parts:
+        for note in p.get("notes", []):
+            if note not in notes:
+                notes.append(note)
+    out["notes"] = notes
+    # Uncoated strips come from the prior (seen over the whole height), kept from prior_json.
+    return out
