@@ -18,7 +18,9 @@ volume of ``--extrapolate-gb`` GB would need if the growth stays linear. A pipel
 memory is bounded shows a flat peak; a growing one shows which arrays to stream.
 
 Run: ``.venv/bin/python benchmarks/memory_bench.py [--slices 48 192] [--format zarr|npy]
-[--budget-mb 128] [--trace] [--keep DIR]``
+[--budget-mb 128] [--inspection-budget-gb 2] [--kind 18650|21700] [--trace] [--keep DIR]``.
+The issue's case, a Zarr volume over 4 GB inspected under the default 2 GB budget:
+``--kind 21700 --voxel-size 10 --slices 480`` (4.4 GB of uint16).
 """
 
 from __future__ import annotations
@@ -61,13 +63,14 @@ class TiledVolume:
         return out[rest] if rest else out
 
 
-def make_input(folder: Path, nz: int, fmt: str, voxel_um: float, distinct: int, seed: int = 7) -> Path:
+def make_input(folder: Path, nz: int, fmt: str, voxel_um: float, distinct: int, seed: int = 7,
+               kind: str = "18650") -> Path:
     """Write a ``nz``-slice uint16 cell volume as Zarr or .npy; returns its path."""
     from core.io import write_zarr
     from core.io.volume import Volume
     from core.phantom import Artifacts, CellSpec, default_defects, make_cell
 
-    spec = CellSpec(kind="18650", voxel_size_um=voxel_um, n_slices=distinct)
+    spec = CellSpec(kind=kind, voxel_size_um=voxel_um, n_slices=distinct)
     cell = make_cell(spec, default_defects(spec, np.random.default_rng(seed)), Artifacts(), seed=seed,
                      cell_id=f"MEM-{nz}")
     v = cell.volume.array
@@ -124,7 +127,7 @@ def _top_sites(snapshot: Any, n: int = 8) -> list[dict[str, Any]]:
     return [{"where": w, "mb": round(b / MB, 1), "blocks": c} for w, (b, c) in ranked]
 
 
-def child(path: str, trace: bool, voxel_um: float) -> None:
+def child(path: str, trace: bool, voxel_um: float, recipe: str | None = None) -> None:
     """Inspect ``path`` in this process and print one JSON line of memory numbers."""
     import resource
     import tracemalloc
@@ -169,7 +172,7 @@ def child(path: str, trace: bool, voxel_um: float) -> None:
     if trace:
         tracemalloc.start(8)
     t0 = time.perf_counter()
-    inspection = inspect_volume(volume, None, progress=progress)
+    inspection = inspect_volume(volume, recipe, progress=progress)
     elapsed = time.perf_counter() - t0
     out = {
         "voxels": int(np.prod(volume.shape)),
@@ -181,6 +184,8 @@ def child(path: str, trace: bool, voxel_um: float) -> None:
         "peak_rss_mb": round(maxrss_mb(), 1),
         "stage_rss_mb": {k: round(v, 1) for k, v in stage_peaks.items()},
         "geometry_arrays_mb": round(_array_bytes(inspection.geometry) / MB, 2),
+        "chunked": any("chunks" in n for n in inspection.result["geometry"].get("notes", [])),
+        "findings": len(inspection.result["findings"]),
         "maps_mb": round((_array_bytes(inspection.maps) + _array_bytes(inspection.raw_maps)) / MB, 2),
     }
     if trace:
@@ -192,11 +197,13 @@ def child(path: str, trace: bool, voxel_um: float) -> None:
     print(json.dumps(out))
 
 
-def run_child(path: Path, trace: bool, voxel_um: float) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", str(path), "--voxel-size", str(voxel_um)]
+def run_child(path: Path, trace: bool, voxel_um: float, recipe: str, budget_gb: float | None) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", str(path), "--voxel-size", str(voxel_um), "--recipe", recipe]
     if trace:
         cmd.append("--trace")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    if budget_gb is not None:
+        env["CELLQC_INSPECTION_BUDGET_GB"] = str(budget_gb)
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"child failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -214,10 +221,14 @@ def main() -> None:
     parser.add_argument("--extrapolate-gb", type=float, default=4.0)
     parser.add_argument("--trace", action="store_true", help="tracemalloc attribution (slower) on the smallest size")
     parser.add_argument("--keep", help="write the volumes here and keep them")
+    parser.add_argument("--kind", choices=("18650", "21700"), default="18650")
+    parser.add_argument("--inspection-budget-gb", type=float, default=None,
+                        help="the inspection's memory budget (chunked above it; default 2 GB)")
+    parser.add_argument("--recipe", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.trace, args.voxel_size)
+        child(args.child, args.trace, args.voxel_size, args.recipe)
         return
 
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cellqc-mem-"))
@@ -225,15 +236,15 @@ def main() -> None:
     rows = []
     for nz in sorted(args.slices):
         t0 = time.perf_counter()
-        path = make_input(folder, nz, args.format, args.voxel_size, args.distinct)
+        path = make_input(folder, nz, args.format, args.voxel_size, args.distinct, kind=args.kind)
         made = time.perf_counter() - t0
-        row = run_child(path, False, args.voxel_size)
+        row = run_child(path, False, args.voxel_size, f"{args.kind}-nmc", args.inspection_budget_gb)
         row["nz"], row["write_s"] = nz, round(made, 1)
         rows.append(row)
         print(f"{args.format} {nz:5d} slices: volume {row['volume_bytes'] / MB:8.1f} MB, "
               f"peak RSS {row['peak_rss_mb']:8.1f} MB (after imports and open: {row['base_rss_mb']:.1f} MB), "
               f"kept geometry arrays {row['geometry_arrays_mb']:.1f} MB, maps {row['maps_mb']:.1f} MB, "
-              f"{row['elapsed_s']:.0f} s, {row['verdict']}", flush=True)
+              f"{row['elapsed_s']:.0f} s, {row['verdict']}{' (chunked)' if row['chunked'] else ''}", flush=True)
         print(f"      RSS by stage (MB): {row['stage_rss_mb']}", flush=True)
         if not args.keep:  # one volume on disk at a time
             import shutil
@@ -259,8 +270,8 @@ def main() -> None:
               f"({'bounded' if abs(per_slice) < 0.05 * slice_mb else 'NOT bounded'})")
     if args.trace:
         small = sorted(args.slices)[0]
-        path = make_input(folder, small, args.format, args.voxel_size, args.distinct)
-        row = run_child(path, True, args.voxel_size)
+        path = make_input(folder, small, args.format, args.voxel_size, args.distinct, kind=args.kind)
+        row = run_child(path, True, args.voxel_size, f"{args.kind}-nmc", args.inspection_budget_gb)
         print()
         print(f"tracemalloc, {small} slices: traced peak {row['traced_peak_mb']} MB; the largest heap seen "
               f"between stages was {row['traced_at_mb']} MB at '{row['traced_at_stage']}', held by:")

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import InputError
 from core.geometry.maps import UnrolledMap, unroll
 from core.geometry.roll import CellGeometry, RollPrior, measure_geometry, roll_prior
 from core.io.volume import Volume
@@ -50,13 +51,25 @@ HALO_UM = 100.0
 
 
 def inspection_budget_bytes(explicit_gb: float | None = None) -> int:
-    """Memory the inspection state may use: ``explicit_gb``, $CELLQC_INSPECTION_BUDGET_GB, or 2 GB."""
+    """Memory the inspection state may use: ``explicit_gb``, $CELLQC_INSPECTION_BUDGET_GB, or 2 GB.
+
+    Raises
+    ------
+    InputError
+        When the budget is not a positive number of GB.
+    """
+    source = "--memory-gb"
+    value: Any = explicit_gb
     if explicit_gb is None:
-        env = os.environ.get("CELLQC_INSPECTION_BUDGET_GB")
-        explicit_gb = float(env) if env else DEFAULT_BUDGET_GB
-    if not (math.isfinite(explicit_gb) and explicit_gb > 0):
-        raise ValueError(f"memory budget must be a positive number of GB, got {explicit_gb!r}")
-    return int(explicit_gb * 2**30)
+        source = "CELLQC_INSPECTION_BUDGET_GB"
+        value = os.environ.get(source) or DEFAULT_BUDGET_GB
+    try:
+        gb = float(value)
+    except (TypeError, ValueError):
+        gb = math.nan
+    if not (math.isfinite(gb) and gb > 0):
+        raise InputError(source, f"memory budget must be a positive number of GB, got {value!r}")
+    return int(gb * 2**30)
 
 
 def estimated_bytes(shape: tuple[int, int, int], n_slices: int | None = None) -> float:
@@ -92,8 +105,9 @@ def plan_chunks(shape: tuple[int, int, int], spacing_z_um: float, budget_bytes: 
         fits = int((budget_bytes - fixed) // per_slice) if budget_bytes > fixed else 0
         slices_per_chunk = fits - 2 * halo
         if slices_per_chunk < max(4, halo):
-            raise MemoryError(f"a memory budget of {budget_bytes / 2**30:.2f} GB holds {max(fits, 0)} slices of "
-                              f"{shape[1]} × {shape[2]}; at least {max(4, halo) + 2 * halo} are needed")
+            raise InputError("--memory-gb", f"a memory budget of {budget_bytes / 2**30:.2f} GB holds {max(fits, 0)} "
+                             f"slices of {shape[1]} × {shape[2]}; at least {max(4, halo) + 2 * halo} are needed "
+                             f"({estimated_bytes(shape, max(4, halo) + 2 * halo) / 2**30:.2f} GB)")
     size = max(1, slices_per_chunk)
     halo = min(halo, max(1, size // 2))
     cuts = set(range(size, nz, size))

@@ -90,6 +90,7 @@ def inspect_and_file(
     progress: Callable[[float, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     segmenter: str = "classic",
+    memory_budget_gb: float | None = None,
 ) -> tuple[Inspection, int | None]:
     """Read ``path``, inspect it, and write what was asked for.
 
@@ -113,7 +114,7 @@ def inspect_and_file(
             voxel_size_um=volume.voxel_size_um, modality=volume.modality)
     try:
         inspection = inspect_volume(volume, recipe_obj, cell_id=cell_id, progress=progress, cancel=cancel,
-                                    operator=operator, segmenter=segmenter)
+                                    operator=operator, segmenter=segmenter, memory_budget_gb=memory_budget_gb)
         if json_out is not None:
             write_json_atomic(inspection.result, json_out)
         if db is not None:

@@ -8,7 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from core.chunked import estimated_bytes, merge_metrics, plan_chunks
+from core.chunked import estimated_bytes, inspection_budget_bytes, merge_metrics, plan_chunks
+from core.errors import InputError
 from core.inspect import inspect_volume, validate_result
 from core.io import read_volume
 from core.phantom import make_cell
@@ -36,8 +37,19 @@ def test_budget_sets_the_chunk_size_and_refuses_too_little():
     views = max(c.view_hi - c.view_lo for c in plan)
     assert estimated_bytes(shape, views) <= 2 * 2**30
     assert len(plan) > 10
-    with pytest.raises(MemoryError, match="budget"):
+    with pytest.raises(InputError, match="memory budget of 0.10 GB holds"):
         plan_chunks(shape, 10.0, 100 * 2**20)
+
+
+def test_bad_budget_is_a_one_line_input_error(monkeypatch, capsys):
+    from qc_app.cli import main
+
+    assert main(["inspect", "nothing.tif", "--memory-gb", "-1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--memory-gb" in err
+    monkeypatch.setenv("CELLQC_INSPECTION_BUDGET_GB", "lots")
+    with pytest.raises(InputError, match="CELLQC_INSPECTION_BUDGET_GB"):
+        inspection_budget_bytes()
 
 
 def test_metrics_merge_by_kind():

@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--segmenter", choices=("classic", "onnx"), default="classic",
                    help="void detection: classic image analysis (default) or the learned ONNX segmenter "
                         "(models/layerseg_card.md)")
+    p.add_argument("--memory-gb", type=float, default=None,
+                   help="memory the inspection may use (default: $CELLQC_INSPECTION_BUDGET_GB or 2); a larger "
+                        "volume is inspected in chunks of slices")
     add_user_arguments(p, operator_alias=True,
                        help="who inspects (filed with the inspection); with --db only, and required "
                             "with the password once the log has users")
@@ -53,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from core.store import default_db_path
     from qc_app.auth import login_to_log, user_name
 
+    from core.chunked import inspection_budget_bytes
+
+    inspection_budget_bytes(args.memory_gb)  # a bad budget is refused before anything is read
     db = default_db_path() if args.db == "default" else args.db
     if db is not None:  # who files it: checked before anything is read or written
         operator = login_to_log(db, args, "inspect")
@@ -64,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         args.volume, voxel_size=args.voxel_size, dataset=args.dataset, recipe=args.recipe,
         cell_id=args.cell_id, json_out=args.json_out, report_out=args.report, maps_dir=args.maps, db_path=db,
         operator=operator, progress=None if args.quiet else progress_printer(),
-        segmenter=args.segmenter)
+        segmenter=args.segmenter, memory_budget_gb=args.memory_gb)
     print_summary(inspection.result, iid)
     return VERDICT_EXIT[inspection.verdict]
 
