@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,7 +226,11 @@ def _run_detectors(volume: Volume, geometry: CellGeometry, recipe: Recipe, refer
         ctx = DetectorContext(volume=volume, geometry=geometry, rules=recipe.rules.get(name, {}), cell=recipe.cell,
                               progress=lambda f, m, i=i: progress((i + f) / n_det, m), cancel=cancel,
                               segmenter=segmenter, reference=reference)
-        out = detector_for(name, segmenter)(ctx)
+        with warnings.catch_warnings():
+            # NaN is "not measured here" throughout (a sheet set aside, a collector lost in
+            # noise): medians over all-NaN columns are expected, not news for the operator.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out = detector_for(name, segmenter)(ctx)
         findings.extend(out.findings)
         metrics.update(out.metrics)
         raw_maps.update(out.maps)
@@ -250,6 +255,7 @@ def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chu
 
     t0 = time.perf_counter()
     params = geometry_params(recipe)
+    chunked.plan_chunks(volume.shape, volume.spacing_um[0], budget, slices_per_chunk)  # too small a budget: say so now
     report(0.0, "roll frame from slices across the volume")
     prior, sample_geometry, reference, ends = chunked.measure_prior(volume, params, cancel=cancel)
     prior_json = sample_geometry.to_json()

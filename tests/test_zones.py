@@ -107,3 +107,34 @@ def test_a_slice_with_a_stray_seam_is_retraced_with_the_common_one():
     assert [c[0] for c in calls] == [4]
     assert calls[0][1] == pytest.approx(15.0, abs=1.0)
     assert math.isclose(slices[4].seam_deg, calls[0][1])
+
+
+@pytest.mark.parametrize("seed", [2, 9])
+def test_defects_near_the_roll_end_are_not_taken_for_its_edge(seed):
+    """Three cap/headspace slices above the roll: voids and the thin patch in the first slices of
+    the roll (within the end band) are still found; only sheet edges running out of the end
+    are set aside."""
+    from dataclasses import replace
+
+    from core.inspect import inspect_volume
+    from core.phantom import make_cell
+    from tests.synthetic import angle_diff, defective_conditions
+
+    spec, defects, artifacts = defective_conditions(seed, n_slices=12)
+    spec = replace(spec, headspace_slices=3)  # the roll starts at slice 3
+    v = spec.voxel_size_um
+    # Within the end band (300 µm) but with normal sheet between them and the end: slices 6–9.
+    defects = [replace(d, z_center=7.5, **({"height_span_um": 4 * v} if d.kind == "collector_deflection"
+                                            else {"height_um": 4 * v})) for d in defects]
+    cell = make_cell(spec, defects, artifacts, seed=seed)
+    ins = inspect_volume(cell.volume, "21700-nmc" if spec.kind == "21700" else "18650-nmc")
+    found = ins.result["findings"]
+    for d in defects:
+        if d.kind == "delamination":
+            hits = [f for f in found if f["detector"] == "delamination" and f["severity"] == "fail"
+                    and f["winding"] == d.winding and angle_diff(f["angle_deg"], d.angle_deg) < 10]
+            assert hits, (d, [f["message"] for f in found])
+        if d.kind == "coating_patch":
+            hits = [f for f in found if f["detector"] == "electrode_thickness" and f["severity"] != "info"
+                    and abs(f["winding"] - d.winding) <= 1 and angle_diff(f["angle_deg"], d.angle_deg) < 15]
+            assert hits, (d, [f["message"] for f in found])

@@ -511,49 +511,66 @@ def _mask_sheet_ends(slices: list[SliceRoll], slice_um: float, tolerance: float 
     edge wanders along the arc. A sheet whose median brightness or thickness in a slice
     differs from the same winding's interior (``reference``, or the middle half of these
     slices) by more than ``tolerance`` is not measured there: neither a void nor a thin
-    patch. Within ``end_band_um`` of a roll end seen in the volume (a slice beyond it is not
-    roll), the same test runs per angular sector, for the edges that stop part of the way
-    round (measured on a real 21700: outer sheets thin by 30–40 % over 10–30 mm of arc in
-    the first 4 slices below the cathode's edge).
+    patch. From a roll end seen in the volume (the slice beyond it is not roll) inwards, up to
+    ``end_band_um``, the same test runs per angular sector, for the edges that stop part of
+    the way round (measured on a real 21700: outer sheets thin by 30–40 % over 10–30 mm of arc
+    in the first 4 slices below the cathode's edge). A sector is set aside only while it is
+    off in every slice between it and the end: an edge runs out of the end, while a void or a
+    thin patch near the end, with normal sheet between it and the end, stays a finding.
     """
     rolls = [s for s in slices if s.is_roll]
     if not rolls or (len(rolls) < 4 and reference is None):
         return
     k_max = max(s.windings for s in rolls)
     ref_thick, ref_inten = reference if reference is not None else _winding_reference(rolls, k_max)
-    z_of = {s.z: i for i, s in enumerate(slices)}
-    band = max(1, int(math.ceil(end_band_um / slice_um)))
-    near_end = []
+    n_k = min(k_max, len(ref_thick))
+    usable = np.array([math.isfinite(ref_inten[k]) and math.isfinite(ref_thick[k]) and ref_inten[k] != 0
+                       and ref_thick[k] != 0 for k in range(n_k)], bool)
     for s in rolls:
-        i = z_of[s.z]
-        below = any(not slices[j].is_roll for j in range(max(0, i - band), i))
-        above = any(not slices[j].is_roll for j in range(i + 1, min(len(slices), i + band + 1)))
-        near_end.append(below or above)
-    for k in range(min(k_max, len(ref_thick))):
-        ref_i, ref_t = float(ref_inten[k]), float(ref_thick[k])
-        if not (math.isfinite(ref_i) and math.isfinite(ref_t)) or ref_i == 0 or ref_t == 0:
-            continue
-        for s, at_end in zip(rolls, near_end, strict=True):
-            if k >= s.sheet_thickness_um.shape[0] or not np.isfinite(s.sheet_thickness_um[k]).any():
-                continue
-            if not np.isfinite(s.sheet_intensity[k]).any():
+        for k in range(min(n_k, s.sheet_thickness_um.shape[0])):
+            if not usable[k] or not np.isfinite(s.sheet_thickness_um[k]).any() or not np.isfinite(s.sheet_intensity[k]).any():
                 continue
             i_k = float(np.nanmedian(s.sheet_intensity[k]))
             t_k = float(np.nanmedian(s.sheet_thickness_um[k]))
-            if abs(i_k / ref_i - 1) > tolerance or abs(t_k / ref_t - 1) > tolerance:
+            if abs(i_k / ref_inten[k] - 1) > tolerance or abs(t_k / ref_thick[k] - 1) > tolerance:
                 blank_sheet(s, k, edges=True)
+
+    def sector_off(s: SliceRoll, bounds: np.ndarray) -> np.ndarray:
+        """(windings, sectors): off the interior by more than the tolerance, or set aside."""
+        off = np.zeros((n_k, sectors), bool)
+        for k in range(min(n_k, s.sheet_thickness_um.shape[0])):
+            if not usable[k]:
                 continue
-            if not at_end:
-                continue
-            n_t = s.t_rad.size
-            bounds = np.linspace(0, n_t, sectors + 1).astype(int)
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            for j, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
                 th, it = s.sheet_thickness_um[k, a:b], s.sheet_intensity[k, a:b]
                 if np.isfinite(th).sum() < 0.3 * (b - a) or not np.isfinite(it).any():
+                    off[k, j] = True  # nothing measured: the sheet has ended (or was set aside)
                     continue
-                if (abs(np.nanmedian(th) / ref_t - 1) > tolerance
-                        or abs(np.nanmedian(it) / ref_i - 1) > tolerance):
-                    blank_sheet(s, k, slice(a, b))
+                off[k, j] = (abs(np.nanmedian(th) / ref_thick[k] - 1) > tolerance
+                             or abs(np.nanmedian(it) / ref_inten[k] - 1) > tolerance)
+        return off
+
+    band = max(1, int(math.ceil(end_band_um / slice_um)))
+    for i, s in enumerate(slices):
+        if not s.is_roll:
+            continue
+        # A roll end: the slice before (walk up) or after (walk down) is not roll.
+        for step, beyond in ((1, i - 1), (-1, i + 1)):
+            if not (0 <= beyond < len(slices)) or slices[beyond].is_roll:
+                continue
+            connected = np.ones((n_k, sectors), bool)  # at the end itself every sector touches it
+            for d in range(band):
+                j = i + step * d
+                if not (0 <= j < len(slices)) or not slices[j].is_roll:
+                    break
+                here = slices[j]
+                bounds = np.linspace(0, here.t_rad.size, sectors + 1).astype(int)
+                connected &= sector_off(here, bounds)
+                if not connected.any():
+                    break
+                for k, sec in zip(*np.nonzero(connected), strict=True):
+                    if k < here.sheet_thickness_um.shape[0]:
+                        blank_sheet(here, int(k), slice(bounds[sec], bounds[sec + 1]))
 
 
 def _mask_electrode_ends(rolls: list[SliceRoll], arc_um: float) -> None:
