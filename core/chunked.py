@@ -199,7 +199,8 @@ class _Slices:
         return self.shape[0]
 
 
-def _sub_volume(volume: Volume, index: np.ndarray, spacing_z_um: float) -> Volume:
+def sub_volume(volume: Volume, index: np.ndarray, spacing_z_um: float) -> Volume:
+    """The slices ``index`` of ``volume`` as a lazy volume with slice spacing ``spacing_z_um``."""
     return Volume(_Slices(volume.array, index), (spacing_z_um, volume.spacing_um[1], volume.spacing_um[2]),
                   cell_id=volume.cell_id, source=volume.source, modality=volume.modality)
 
@@ -211,7 +212,7 @@ def measure_prior(volume: Volume, params, cancel: Callable[[], bool] | None = No
     nz = volume.shape[0]
     step = max(1, int(math.ceil(nz / SAMPLE_SLICES)))
     index = np.arange(0, nz, step)
-    sample = _sub_volume(volume, index, volume.spacing_um[0] * step)
+    sample = sub_volume(volume, index, volume.spacing_um[0] * step)
     geometry = measure_geometry(sample, params, cancel=cancel)
     prior = roll_prior(geometry, index)
     thickness = geometry.stacked("sheet_thickness_um")

@@ -276,7 +276,7 @@ def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chu
             return lambda frac, m: report(lo_f + (hi_f - lo_f) * (a + (b - a) * frac), f"chunk {n + 1}/{len(plan)}: {m}")
 
         index = np.arange(c.view_lo, c.view_hi)
-        sub = chunked._sub_volume(volume, index, volume.spacing_um[0])
+        sub = chunked.sub_volume(volume, index, volume.spacing_um[0])
         t1 = time.perf_counter()
         # The can on the chunk's share of the 24 slices a whole-volume inspection measures.
         can_slices = [z - c.view_lo for z in can_z if c.core_lo <= z < c.core_hi]
@@ -297,7 +297,8 @@ def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chu
                 chunked.shift_finding(f, c.view_lo)
                 findings.append(f)
         own_rolls = [z for z in geometry.roll_slices if core_lo <= z < core_hi]
-        skipped += [z + c.view_lo for z in range(core_lo, core_hi) if z not in set(own_rolls)]
+        own = set(own_rolls)
+        skipped += [z + c.view_lo for z in range(core_lo, core_hi) if z not in own]
         per_chunk_metrics.append((metrics, float(len(own_rolls)), (c.core_hi - c.core_lo) / (c.view_hi - c.view_lo)))
         part = geometry.to_json()
         part["roll_slices"] = len(own_rolls)
@@ -316,11 +317,13 @@ def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chu
     if skipped:
         geometry_json["notes"].append(f"{len(skipped)} slice(s) without jelly roll skipped ({_spans(skipped)}): "
                                       "cap, headspace, tabs or roll ends")
-    spans = ", ".join(f"{c.core_lo}–{c.core_hi - 1}" for c in plan)
+    sizes = [c.core_hi - c.core_lo for c in plan]
+    spans = (", ".join(f"{c.core_lo}–{c.core_hi - 1}" for c in plan) if len(plan) <= 8
+             else f"{min(sizes)}–{max(sizes)} slices each")
+    halo = max(max(c.core_lo - c.view_lo, c.view_hi - c.core_hi) for c in plan)
     geometry_json["notes"] = list(geometry_json.get("notes", [])) + [
-        f"inspected in {len(plan)} chunks of slices ({spans}) with a halo of "
-        f"{plan[0].core_lo - plan[0].view_lo if len(plan) == 1 else plan[1].core_lo - plan[1].view_lo} slices, "
-        f"memory budget {budget / 2**30:.2f} GB; medians and percentiles are slice-weighted means of the chunks'"]
+        f"inspected in {len(plan)} chunks of slices ({spans}) with a halo of up to {halo} slices, memory budget "
+        f"{budget / 2**30:.2f} GB; medians and percentiles are slice-weighted means of the chunks'"]
     maps = chunked.stitch_maps(map_parts, volume.spacing_um[0])
     return findings, metrics, maps, geometry_json
 
