@@ -38,6 +38,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, float | None, float | None]]] = {
         "fail_length_um": (float, 0.0, None),
         "review_volume_mm3": (float, 0.0, None),
         "min_volume_mm3": (float, 0.0, None),
+        "merge_gap_um": (float, 0.0, None),  # model path (core.segment.voids) only
     },
     "rules.collector_deflection": {
         "fail_um": (float, 0.0, None),

@@ -26,7 +26,7 @@ class DetectorContext:
     cell: dict[str, Any]
     progress: Callable[[float, str], None] | None = None
     cancel: Callable[[], bool] | None = None
-    segmenter: str = "classic"  # "onnx": model-based variants (core.segment) where there are any
+    segmenter: str = "classic"  # "onnx" / "classic+onnx": model-based variants or second opinion (core.segment)
     # Values measured on the whole volume when it is inspected a chunk at a time (core.chunked),
     # e.g. "cathode_sheet_thickness_median_um"; detectors use them instead of their own.
     reference: dict[str, float] = field(default_factory=dict)

@@ -1,19 +1,32 @@
 """Delamination voids found by the learned segmenter (``cellqc inspect --segmenter onnx``).
 
-Every roll slice is unwrapped about the roll frame the geometry stage measured, and the
-network gives, per polar sample, the probability of each class. A void is a connected region
-(through slices, along the arc and in radius; the angle wraps) where "electrolyte/void" is the
-likeliest class, next to cathode sheet and within the roll: the gap between the roll and the can, the mandrel
-hole and a thinned coating (which the network labels separator) are not voids. Its volume is
-the sum of the void probability over the region (the network was trained on partial-volume
-fractions, so the probabilities integrate to a volume) times each sample's physical volume.
-The winding, side and depth from the Al foil come from the classic layer tracking (Cu radii and
-cathode sheet bounds) at the void's angle. Thresholds are the recipe's (``[rules.delamination]``).
+**Where** is the model's: every roll slice is unwrapped about the roll frame the geometry stage
+measured, and the network gives, per polar sample, the probability of each class. Void samples
+(void probability > 0.5) inside a cathode sheet are grouped into connected regions (through
+slices, along the arc and in radius; the angle wraps). A sheet is the band of its nominal
+thickness about its centre line, found as the classic detector finds it (the midpoint of the
+collectors either side, which a void does not move); the seam, collector contacts and sheets
+the geometry set aside (electrode ends, tab windows) are not looked into, as in the classic
+detector. Regions of one sheet whose gaps along the arc and in height are at most
+``merge_gap_um`` (recipe ``[rules.delamination]``, default :data:`MERGE_GAP_UM`) are one void:
+the network can break one void into fragments.
+
+**How much** is the image's: next to a void the separator is just as dark, and the network
+labels it void too, so counting labelled samples overestimates a void by about half. The volume
+integrates the intensity deficit against the sheet's expected profile across depth (the median
+over angles and slices), as a fraction of the coating's contrast above the gas level of the
+mandrel hole, over whole columns of the region's footprint — the classic detector's measure
+(:mod:`core.detectors.delamination`), inside the model's region instead of a threshold on the
+deficit. Lengths count columns where the deficit is at least half a voxel thick; a region whose
+deficit is below ``min_volume_mm3`` is no void (a dark separator or an electrolyte gap the
+network mistook). Winding, side and depth from the Al foil come from the sheet's centre line.
+Thresholds are the recipe's (``[rules.delamination]``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -25,12 +38,18 @@ from core.detectors.base import (
     box_and_centroid,
     polar_angle_deg,
 )
+from core.detectors.collector_deflection import smooth_path_residual
+from core.detectors.delamination import _centre_from_collectors, _hole_level
 from core.geometry.layers import near_layer_ends
 from core.segment.model import LayerSegmenter, get_segmenter
 from core.segment.slices import segment_roll_slice
 
 NAME = "delamination"
 VOID, CATHODE = 1, 4
+# Fragments of one sheet closer than this along the arc and in height are one void (µm).
+MERGE_GAP_UM = 200.0
+# Degrees either side of the seam and the roll's outer end not looked into (as the classic detector).
+SEAM_DEG = 4.0
 
 
 def label_periodic(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
@@ -61,52 +80,78 @@ def label_periodic(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray,
     return labels, int(labels.max())
 
 
-def sheet_bands(s, t: np.ndarray, rho_um: np.ndarray, half_um: float,
-                window_deg: float = 61.0) -> tuple[np.ndarray, np.ndarray]:
-    """Which cathode sheet each polar sample of slice ``s`` lies in (-1: none), and the sheets'
-    centre lines (windings × angles of ``t``, µm).
+@dataclass
+class Sheets:
+    """The cathode sheets of the roll slices on the geometry's angles."""
 
-    The stack is symmetric about the cathode sheet (Cu | anode | separator | sheet | separator
-    | anode | Cu), so sheet k is centred midway between collectors k and k + 1 — collectors a
-    void does not move. Each collector's path is a running median over ``window_deg`` (a
-    deflected stretch is shorter) and is not used near the seam or the roll's outer end,
-    where the ray index of every layer changes.
-    """
-    n_rho, n_t = rho_um.size, t.size
-    labels = np.full((n_rho, n_t), -1, np.int16)
-    cu = np.asarray(s.cu_radius_um, float)
-    if cu.ndim != 2 or cu.shape[0] == 0 or s.t_rad.size == 0:
-        return labels, np.full((0, n_t), np.nan)
-    n_geo = s.t_rad.size
-    win = max(3, int(round(window_deg / 360.0 * n_geo)) | 1)
-    smooth = np.full_like(cu, np.nan)
-    idx = np.arange(n_geo)
-    for k in range(cu.shape[0]):
-        row = cu[k]
-        ok = np.isfinite(row)
-        if ok.sum() < n_geo // 4:
+    t: np.ndarray  # geometry angles (radians, n_t)
+    centres: np.ndarray  # (slices, windings, n_t) µm from the roll centre; NaN where unknown
+    usable: np.ndarray  # (slices, windings, n_t): a centre, and not seam, contact or set aside
+    nominal_um: float  # sheet thickness
+
+    def angle_index(self, t: np.ndarray) -> np.ndarray:
+        """Nearest geometry angle of angles ``t`` (radians)."""
+        n = self.t.size
+        return np.rint((np.asarray(t) - self.t[0]) / (2 * np.pi) * n).astype(int) % n
+
+
+def sheet_geometry(ctx: DetectorContext, rolls) -> Sheets:
+    """Sheet centre lines and where to look, as the classic delamination detector has them."""
+    g = ctx.geometry
+    n_k = g.windings
+    t = rolls[0].t_rad
+    n_t = t.size
+    thickness = g.stacked("sheet_thickness_um")[:, :n_k]
+    nominal = (float(np.nanmedian(thickness)) if np.isfinite(thickness).any()
+               else float(ctx.cell.get("cathode_sheet_um", 135.0)))
+    nominal = float(ctx.reference.get("cathode_sheet_thickness_median_um", nominal))
+    centres = np.full((len(rolls), n_k, n_t), np.nan, np.float32)
+    usable = np.zeros((len(rolls), n_k, n_t), bool)
+    idx = np.arange(n_t)
+    for i, s in enumerate(rolls):
+        measured_mid = 0.5 * (s.sheet_inner_um[:n_k] + s.sheet_outer_um[:n_k]).astype(float)
+        if measured_mid.ndim != 2 or measured_mid.shape[0] == 0:
             continue
-        filled = np.interp(idx, idx[ok], row[ok], period=n_geo)
-        smooth[k] = ndimage.median_filter(filled, size=win, mode="wrap")
-    pitch = s.pitch_um if math.isfinite(s.pitch_um) else float(np.nanmedian(np.diff(smooth, axis=0)))
-    nxt = np.vstack([smooth[1:], smooth[-1:] + pitch])
-    mid_geo = 0.5 * (smooth + nxt)
-    ends = near_layer_ends(s, window_deg / 2)
-    mid_geo[:, ends] = np.nan
-    # Onto the segmenter's angles (nearest geometry angle).
-    j = np.rint((t - s.t_rad[0]) / (2 * np.pi) * n_geo).astype(int) % n_geo
-    mid = mid_geo[:, j]
+        seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
+        mid = measured_mid - smooth_path_residual(measured_mid, t, seam, s.direction)
+        mid = _centre_from_collectors(s, measured_mid, mid)
+        k_here = min(n_k, mid.shape[0])
+        for k in range(k_here):
+            row = mid[k]
+            ok = np.isfinite(row)
+            if ok.sum() >= 8 and not ok.all():
+                row = np.interp(idx, idx[ok], row[ok], period=n_t)
+            centres[i, k] = row
+        use = np.isfinite(centres[i])
+        use[:, near_layer_ends(s, SEAM_DEG)] = False
+        if s.sheet_cu_contact.size:
+            touching = ndimage.binary_dilation(s.sheet_cu_contact[:n_k], structure=np.ones((1, 9), bool))
+            use[: touching.shape[0]] &= ~touching
+        if s.sheet_excluded.size:
+            m = min(n_k, s.sheet_excluded.shape[0])
+            use[:m] &= ~s.sheet_excluded[:m]
+        usable[i] = use
+    return Sheets(t=t, centres=centres, usable=usable, nominal_um=nominal)
+
+
+def sheet_index(sheets: Sheets, i: int, t: np.ndarray, rho_um: np.ndarray) -> np.ndarray:
+    """Which cathode sheet each polar sample (rho, t) of roll slice ``i`` lies in (-1: none,
+    or a place not looked into)."""
+    n_rho = rho_um.size
+    out = np.full((n_rho, t.size), -1, np.int16)
+    j = sheets.angle_index(t)
+    c = sheets.centres[i][:, j]
+    use = sheets.usable[i][:, j]
+    half = sheets.nominal_um / 2
     d_rho = float(rho_um[1] - rho_um[0])
-    for k in range(mid.shape[0]):
-        ok = np.isfinite(mid[k])
-        if not ok.any():
+    r = np.arange(n_rho)[:, None]
+    for k in range(c.shape[0]):
+        if not use[k].any():
             continue
-        lo = np.ceil((mid[k] - half_um - rho_um[0]) / d_rho)
-        hi = np.floor((mid[k] + half_um - rho_um[0]) / d_rho)
-        r = np.arange(n_rho)[:, None]
-        sel = ok[None, :] & (r >= lo[None, :]) & (r <= hi[None, :])
-        labels[sel] = k
-    return labels, mid
+        lo = np.ceil((np.where(use[k], c[k], np.nan) - half - rho_um[0]) / d_rho)
+        hi = np.floor((c[k] + half - rho_um[0]) / d_rho)
+        out[(r >= lo[None, :]) & (r <= hi[None, :])] = k
+    return out
 
 
 def void_probability(ctx: DetectorContext, segmenter: LayerSegmenter | None = None):
@@ -133,14 +178,132 @@ def void_probability(ctx: DetectorContext, segmenter: LayerSegmenter | None = No
     return rolls, t, rho_um, np.stack(pv), np.stack(pc)
 
 
-def detect(ctx: DetectorContext) -> DetectorOutput:
-    """The model-based delamination detector; see the module docstring."""
+@dataclass
+class _Profiles:
+    """Intensity across sheet k along its normal, at every geometry angle of every roll slice."""
+
+    depth: np.ndarray  # µm from the sheet's centre (n_d)
+    values: dict[int, np.ndarray]  # winding → (slices, n_t, n_d) float16
+    dark: float  # gas level (mandrel hole)
+
+
+def _sheet_profiles(ctx: DetectorContext, rolls, sheets: Sheets, windings: list[int]) -> _Profiles:
+    """Sample the image along the normals of the given sheets (as the classic detector does)."""
+    px = ctx.geometry.pixel_um
+    step_um = 0.5 * px
+    reach_um = sheets.nominal_um / 2 + 2.5 * px
+    depth = np.arange(-reach_um, reach_um + step_um / 2, step_um)
+    t = sheets.t
+    # float16 as in the classic detector: a long volume has many slices.
+    values = {k: np.full((len(rolls), t.size, depth.size), np.nan, np.float16) for k in windings}
+    darks = []
+    for i, s in enumerate(rolls):
+        ctx.check_cancel()
+        image = ctx.volume.slice(s.z)
+        darks.append(_hole_level(image, s.frame, s.roll_inner_radius_um / px))
+        cy, cx = s.frame.center_yx_px
+        dir_y, dir_x = s.frame.to_yx(t, np.ones_like(t))
+        dir_y, dir_x = (dir_y - cy).astype(np.float32), (dir_x - cx).astype(np.float32)
+        c = sheets.centres[i, windings]  # (n_w, n_t)
+        rho = ((c[:, :, None] + depth[None, None, :]) / px).astype(np.float32)
+        y = cy + rho * dir_y[None, :, None]
+        x = cx + rho * dir_x[None, :, None]
+        ok = np.isfinite(rho)
+        sampled = ndimage.map_coordinates(image, [np.where(ok, y, 0), np.where(ok, x, 0)], order=1, mode="nearest")
+        sampled = np.where(ok, sampled, np.nan)
+        for n, k in enumerate(windings):
+            values[k][i] = sampled[n]
+        ctx.report(0.8 + 0.1 * (i + 1) / len(rolls), f"delamination (model): profiles, slice {s.z}")
+    finite = [d for d in darks if math.isfinite(d)]
+    if finite:
+        dark = float(np.median(finite))
+    else:
+        dark = float(np.nanpercentile(np.concatenate([v[:, ::8].ravel() for v in values.values()]), 1))
+    return _Profiles(depth=depth, values=values, dark=dark)
+
+
+@dataclass
+class ModelVoid:
+    """One void of the model: its samples on the polar grid, its sheet, and its footprint on
+    the sheet (slices × angles: the fragments and the gaps between them)."""
+
+    winding: int
+    zi: np.ndarray
+    ri: np.ndarray
+    ti: np.ndarray
+    footprint: np.ndarray  # (slices, n_t) bool
+
+
+def _closing(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Binary closing of a (slices, angles) mask by a rectangle: the angle wraps, the slices end
+    (nothing grows beyond the first and last slice)."""
+    pad = size[0]
+    m = np.pad(mask.astype(np.uint8), ((pad, pad), (0, 0)))
+    m = ndimage.maximum_filter(m, size=size, mode=("constant", "wrap"))
+    m = ndimage.minimum_filter(m, size=size, mode=("constant", "wrap"))
+    return m[pad:pad + mask.shape[0]] > 0
+
+
+def model_regions(ctx: DetectorContext, sheets: Sheets, t: np.ndarray, rho_um: np.ndarray,
+                  p_void: np.ndarray) -> list[ModelVoid]:
+    """Void regions of the model inside the sheets, fragments of one sheet merged."""
+    g = ctx.geometry
+    sheet = np.stack([sheet_index(sheets, i, t, rho_um) for i in range(p_void.shape[0])])
+    mask = (p_void > 0.5) & (sheet >= 0)
+    labels, n = label_periodic(mask, np.ones((3, 3, 3), bool))
+    if n == 0:
+        return []
+    zi, ri, ti = np.nonzero(labels)
+    lab = labels[zi, ri, ti]
+    k_of = sheet[zi, ri, ti]
+    # Each region's sheet: where most of its samples are (regions do not cross bands).
+    counts = np.zeros((n + 1, int(k_of.max()) + 1), np.int64)
+    np.add.at(counts, (lab, k_of), 1)
+    region_k = counts.argmax(axis=1)
+    first = np.zeros(n + 1, np.int64)
+    u, i0 = np.unique(lab, return_index=True)
+    first[u] = i0
+    gap_um = float(ctx.rules.get("merge_gap_um", MERGE_GAP_UM))
+    dz_um = g.spacing_um[0]
+    d_t = 2 * np.pi / t.size
+    group = np.zeros(n + 1, np.int64)  # region → merged void
+    n_groups = 0
+    footprints: list[np.ndarray] = []
+    for k in np.unique(region_k[1:]):
+        regions = np.nonzero(region_k == k)[0]
+        regions = regions[regions > 0]
+        sel = np.isin(lab, regions)
+        foot = np.zeros((p_void.shape[0], t.size), bool)  # (z, angle) footprint on the sheet
+        foot[zi[sel], ti[sel]] = True
+        r_k = float(np.nanmedian(sheets.centres[:, k])) if np.isfinite(sheets.centres[:, k]).any() else 5000.0
+        half_t = int(math.ceil(gap_um / 2 / max(r_k * d_t, 1e-6)))
+        half_z = int(math.ceil(gap_um / 2 / dz_um))
+        size = (2 * half_z + 1, 2 * half_t + 1)
+        grown = ndimage.maximum_filter(foot.astype(np.uint8), size=size, mode=("constant", "wrap"))
+        merged, n_m = label_periodic(grown > 0, np.ones((3, 3), bool))
+        # The fragments and the gaps between them along the arc and in height (the void goes on
+        # there, unseen): closings along each axis alone, which do not fill a void's corners.
+        closed = foot | _closing(foot, (1, size[1])) | _closing(foot, (size[0], 1))
+        a = first[regions]  # one sample of each region: all of it lies in one merged patch
+        group[regions] = n_groups + merged[zi[a], ti[a]]
+        footprints += [closed & (merged == m) for m in range(1, n_m + 1)]
+        n_groups += n_m
+    out = []
+    gl = group[lab]
+    order = np.argsort(gl, kind="stable")
+    bounds = np.searchsorted(gl[order], np.arange(1, n_groups + 2))
+    for m in range(n_groups):
+        idx = order[bounds[m]:bounds[m + 1]]
+        if idx.size:
+            out.append(ModelVoid(int(region_k[lab[idx[0]]]), zi[idx], ri[idx], ti[idx], footprints[m]))
+    return out
+
+
+def find_voids(ctx: DetectorContext, rolls, t: np.ndarray, rho_um: np.ndarray, p_void: np.ndarray,
+               source: str = "onnx") -> DetectorOutput:
+    """Findings from the model's void probabilities (see the module docstring)."""
     g = ctx.geometry
     out = DetectorOutput()
-    rolls = [s for s in g.slices if s.is_roll]
-    if not rolls:
-        out.metrics.update(void_count=0, void_total_volume_mm3=0.0, void_max_volume_mm3=None)
-        return out
     fail_volume = float(ctx.rules.get("fail_volume_mm3", 0.001))
     fail_length = float(ctx.rules.get("fail_length_um", 300.0))
     review_volume = float(ctx.rules.get("review_volume_mm3", 0.0002))
@@ -148,58 +311,79 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     al_um = float(ctx.cell.get("al_foil_um", 15.0))
     px = g.pixel_um
     dz_um = g.spacing_um[0]
-    rolls, t, rho_um, p_void, p_cath = void_probability(ctx)
-    n_t = t.size
-    d_rho = float(rho_um[1] - rho_um[0])
-    d_t = 2 * np.pi / n_t
-    # Physical volume of one sample (µm³): arc × radial step × slice spacing, the ellipse's
-    # area element (1 - e²) included.
-    sample_um3 = (rho_um * d_t * d_rho * dz_um * (1 - g.ovality**2))[None, :, None]
-    nominal = float(ctx.cell.get("cathode_sheet_um", 135.0))
-    thickness = g.stacked("sheet_thickness_um")
-    if np.isfinite(thickness).any():
-        nominal = float(np.nanmedian(thickness))
-    sheet = np.full(p_void.shape, -1, np.int16)  # winding of the cathode sheet a sample is in
-    mids = []
-    for i, s in enumerate(rolls):
-        sheet[i], mid = sheet_bands(s, t, rho_um, nominal / 2)
-        mids.append(mid)
-    in_sheet = sheet >= 0
-    mask = (p_void > 0.5) & in_sheet
-    structure = np.ones((3, 3, 3), bool)
-    labels, n = label_periodic(mask, structure)
-    zs_all = np.array([s.z for s in rolls], float)
-    grow = np.zeros((3, 3, 3), bool)
-    grow[1, 1, :] = grow[1, :, 1] = grow[:, 1, 1] = True
+    sheets = sheet_geometry(ctx, rolls)
+    voids = model_regions(ctx, sheets, t, rho_um, p_void)
     findings: list[Finding] = []
     total = 0.0
-    for lab in range(1, n + 1):
-        region = labels == lab
-        zi, ri, ti = np.nonzero(region)
-        # The void's probability over the region and its rim, inside the sheet only: next to
-        # a void the separator is just as dark, and there the network cannot tell them apart.
-        grown = ndimage.binary_dilation(region, structure=grow) & in_sheet
-        gz, gr, gt = np.nonzero(grown)
-        volume_mm3 = float((p_void[gz, gr, gt] * sample_um3[0, gr, 0]).sum() * 1e-9)
+    if voids:
+        prof = _sheet_profiles(ctx, rolls, sheets, sorted({v.winding for v in voids}))
+    zs_all = np.array([s.z for s in rolls], float)
+    own = None  # one chunk of a volume (core.chunked): measure the part in its own slices
+    if "core_first_slice" in ctx.reference:
+        own = (zs_all >= ctx.reference["core_first_slice"]) & (zs_all <= ctx.reference["core_last_slice"])
+    n_geo = sheets.t.size
+    d_geo = 2 * np.pi / n_geo
+    seg_of_geo = np.rint((sheets.t - t[0]) / (2 * np.pi) * t.size).astype(int) % t.size
+    coating = (sheets.nominal_um - al_um) / 2
+    expected: dict[int, tuple] = {}
+    for v in voids:
+        ctx.check_cancel()
+        k = v.winding
+        if own is not None and not own[v.zi].any():
+            continue
+        if k not in expected:
+            prof_k = prof.values[k].astype(np.float32)
+            if not np.isfinite(prof_k).any():
+                continue
+            exp_k = np.nanmedian(prof_k, axis=(0, 1))
+            interior = np.abs(prof.depth) <= sheets.nominal_um / 2 - max(0.75 * px, 10.0)
+            peak = float(np.nanmax(exp_k[interior])) if np.isfinite(exp_k[interior]).any() else float(np.nanmax(exp_k))
+            contrast = peak - prof.dark
+            # The share of the coating missing, smoothed a little as in the classic detector:
+            # noise alone makes single samples half dark.
+            frac = (exp_k[None, None, :] - prof_k) / np.maximum(exp_k - prof.dark, 0.3 * contrast)[None, None, :]
+            frac = ndimage.gaussian_filter(np.where(np.isfinite(frac), frac, 0.0), (0, 0.7, 0.7),
+                                           mode=("nearest", "wrap", "nearest"))
+            expected[k] = (exp_k, contrast, frac)
+        exp_k, contrast, frac_s = expected[k]
+        if not contrast > 0 or not np.isfinite(exp_k).any():
+            continue
+        # The region's footprint on the sheet (slices × geometry angles), widened by two
+        # samples along the arc as the classic detector does (the blur of a thin void).
+        foot = v.footprint[:, seg_of_geo]
+        foot = ndimage.binary_dilation(foot, structure=np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], bool),
+                                       iterations=2)
+        foot &= np.isfinite(sheets.centres[:, k])
+        if own is not None:
+            foot &= own[:, None]
+        cz, ct = np.nonzero(foot)
+        if cz.size == 0:
+            continue
+        cols = prof.values[k][cz, ct].astype(np.float32)  # (n_cols, n_d)
+        deficit = np.where(np.isfinite(cols), exp_k[None, :] - cols, 0.0)
+        column_um3 = sheets.centres[cz, k, ct] * d_geo * (0.5 * px) * dz_um  # arc × depth step × slice
+        volume_mm3 = float((deficit.sum(axis=1) / contrast * column_um3).sum() * 1e-9)
         if volume_mm3 < min_volume:
             continue
-        w = p_void[zi, ri, ti]
-        zs = zs_all[zi]
-        ys = np.empty(zi.size)
-        xs = np.empty(zi.size)
-        for k in np.unique(zi):
-            sel = zi == k
-            ys[sel], xs[sel] = rolls[k].frame.to_yx(t[ti[sel]], rho_um[ri[sel]] / px)
-        centroid, box = box_and_centroid(zs, ys, xs, w)
-        winding = int(np.bincount(sheet[zi, ri, ti], weights=w).argmax())
-        mid = np.array([mids[a][winding, b] for a, b in zip(zi, ti, strict=True)])
-        rho_c = float(np.average(rho_um[ri], weights=w))
-        side = "outer" if float(np.average(rho_um[ri] - mid, weights=w)) > 0 else "inner"
-        depth_from_al = max(0.0, float(np.min(np.abs(rho_um[ri] - mid))) - al_um / 2)
-        cols = np.zeros((len(rolls), n_t))
-        np.add.at(cols, (gz, gt), p_void[gz, gr, gt] * d_rho)
-        arc_um = len(np.unique(ti)) * d_t * rho_c
-        height = (zs.max() - zs.min() + 1) * dz_um
+        # Depth of the model's samples from the sheet's centre (the Al foil).
+        j = sheets.angle_index(t[v.ti])
+        depth = rho_um[v.ri] - sheets.centres[v.zi, k, j]
+        # A void opens inside the coating and reaches its inner half: there the image must show
+        # a sample with more than half its coating missing. A coating thinned at its surface
+        # only darkens the outer rim (the thickness detector's business), and a sheet beside a
+        # deflected collector sits off the collectors' midpoint, dark on one rim only.
+        inner_half = np.abs(prof.depth) <= al_um / 2 + 0.5 * coating
+        if not (frac_s[cz, ct][:, inner_half] > 0.5).any():
+            continue
+        # Net missing coating per column: a sheet that only sits off the centre line (beside a
+        # deflected collector) is darker on one side and brighter on the other; a void is not.
+        col_thick = np.clip(deficit.sum(axis=1) / contrast, 0, None) * 0.5 * px
+        solid = col_thick >= 0.5 * px
+        if not solid.any():
+            solid = col_thick >= col_thick.max()
+        r_cols = float(np.nanmedian(sheets.centres[cz, k, ct]))
+        arc_um = float(len(np.unique(ct[solid])) * d_geo * r_cols)
+        height = float((zs_all[cz[solid]].max() - zs_all[cz[solid]].min() + 1) * dz_um)
         length = max(arc_um, height)
         if volume_mm3 >= fail_volume or length >= fail_length:
             severity = "fail"
@@ -209,19 +393,42 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             severity, rule = "review", f"void {volume_mm3:.4f} mm³ ≥ {review_volume:g} mm³"
         else:
             severity, rule = "info", ""
+        w = p_void[v.zi, v.ri, v.ti]
+        zs = zs_all[v.zi]
+        ys = np.empty(v.zi.size)
+        xs = np.empty(v.zi.size)
+        for z in np.unique(v.zi):
+            sel = v.zi == z
+            ys[sel], xs[sel] = rolls[z].frame.to_yx(t[v.ti[sel]], rho_um[v.ri[sel]] / px)
+        centroid, box = box_and_centroid(zs, ys, xs, w)
+        side = "outer" if float(np.average(depth, weights=w)) > 0 else "inner"
+        depth_from_al = max(0.0, float(np.min(np.abs(depth))) - al_um / 2)
+        thickness = float(col_thick.max())
         total += volume_mm3
-        where = f"winding {winding}" if winding is not None else "the roll"
         findings.append(Finding(
             detector=NAME, severity=severity, centroid_zyx_px=centroid, bbox_zyx_px=box, value=volume_mm3,
-            unit="mm³", winding=winding, angle_deg=polar_angle_deg(g, *centroid), rule=rule,
-            message=(f"void in the {side} cathode coating of {where}: {volume_mm3:.4f} mm³, "
-                     f"{arc_um:.0f} µm × {height:.0f} µm × {float(cols.max()):.0f} µm (model)"),
-            extra={"arc_length_um": arc_um, "height_um": height, "thickness_um": float(cols.max()),
-                   "side": side, "depth_from_al_um": depth_from_al, "segmenter": "onnx"},
+            unit="mm³", winding=k, angle_deg=polar_angle_deg(g, *centroid), rule=rule,
+            message=(f"void in the {side} cathode coating of winding {k}: {volume_mm3:.4f} mm³, "
+                     f"{arc_um:.0f} µm × {height:.0f} µm × {thickness:.0f} µm (model)"),
+            extra={"arc_length_um": arc_um, "height_um": height, "thickness_um": thickness,
+                   "side": side, "depth_from_al_um": depth_from_al, "segmenter": source},
         ))
     findings.sort(key=lambda f: -f.value)
     out.findings = findings
     out.metrics.update(void_count=len(findings), void_total_volume_mm3=total,
                        void_max_volume_mm3=max((f.value for f in findings), default=None))
+    return out
+
+
+def detect(ctx: DetectorContext) -> DetectorOutput:
+    """The model-based delamination detector; see the module docstring."""
+    rolls = [s for s in ctx.geometry.slices if s.is_roll]
+    if not rolls:
+        out = DetectorOutput()
+        out.metrics.update(void_count=0, void_total_volume_mm3=0.0, void_max_volume_mm3=None)
+        return out
+    rolls, t, rho_um, p_void, p_cathode = void_probability(ctx)
+    del p_cathode
+    out = find_voids(ctx, rolls, t, rho_um, p_void)
     ctx.report(1.0, "delamination (model): done")
     return out

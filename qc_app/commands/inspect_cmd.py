@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.segment import DEFAULT_SEGMENTER, SEGMENTERS
 from qc_app.auth import add_user_arguments
 from qc_app.cli import VERDICT_EXIT, progress_printer, register
 
@@ -25,9 +26,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--maps", help="folder for the unrolled electrode maps (.npz + .png) and a traced-layer overlay")
     p.add_argument("--db", help="SQLite log file (default: none; $CELLQC_HOME/cellqc.db with --db default)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.add_argument("--segmenter", choices=("classic", "onnx"), default="classic",
-                   help="void detection: classic image analysis (default) or the learned ONNX segmenter "
-                        "(models/layerseg_card.md)")
+    p.add_argument("--segmenter", choices=SEGMENTERS, default=DEFAULT_SEGMENTER,
+                   help="void detection: classic image analysis (default), the learned ONNX segmenter, or "
+                        "classic+onnx: classic decides, the model's view is added to each void finding and "
+                        "its own finds are listed as info (models/layerseg_card.md)")
     p.add_argument("--memory-gb", type=float, default=None,
                    help="memory the inspection may use (default: $CELLQC_INSPECTION_BUDGET_GB or 2); a larger "
                         "volume is inspected in chunks of slices")
@@ -51,12 +53,11 @@ def print_summary(result: dict, inspection_id: int | None = None, out=None) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.chunked import inspection_budget_bytes
     from core.errors import InputError
     from core.filing import inspect_and_file
     from core.store import default_db_path
     from qc_app.auth import login_to_log, user_name
-
-    from core.chunked import inspection_budget_bytes
 
     inspection_budget_bytes(args.memory_gb)  # a bad budget is refused before anything is read
     db = default_db_path() if args.db == "default" else args.db
