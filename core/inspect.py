@@ -132,8 +132,9 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
     cancel : callable() -> bool, optional
         Polled between slices; raises :class:`core.errors.Cancelled`.
     operator : str, optional
-    segmenter : {"classic", "onnx"}
-        "onnx" runs the learned segmenter's detector variants (``core.segment``).
+    segmenter : {"classic", "onnx", "classic+onnx"}
+        "onnx" runs the learned segmenter's detector variants (``core.segment``);
+        "classic+onnx" keeps the classic verdict and adds the model's second opinion.
     memory_budget_gb : float, optional
         Memory the inspection state may use (default: $CELLQC_INSPECTION_BUDGET_GB or 2 GB).
         A volume whose inspection would need more is inspected a chunk of slices at a time
