@@ -64,8 +64,8 @@ class TiledVolume:
 
 
 def make_input(folder: Path, nz: int, fmt: str, voxel_um: float, distinct: int, seed: int = 7,
-               kind: str = "18650") -> Path:
-    """Write a ``nz``-slice uint16 cell volume as Zarr or .npy; returns its path."""
+               kind: str = "18650", dtype: str = "uint16") -> Path:
+    """Write a ``nz``-slice uint16 (or float32) cell volume as Zarr or .npy; returns its path."""
     from core.io import write_zarr
     from core.io.volume import Volume
     from core.phantom import Artifacts, CellSpec, default_defects, make_cell
@@ -75,14 +75,14 @@ def make_input(folder: Path, nz: int, fmt: str, voxel_um: float, distinct: int, 
                      cell_id=f"MEM-{nz}")
     v = cell.volume.array
     lo, hi = float(np.percentile(v, 0.01)), float(np.percentile(v, 99.99))
-    base = np.clip((v - lo) / (hi - lo) * 60000 + 1000, 0, 65535).astype(np.uint16)
+    base = np.clip((v - lo) / (hi - lo) * 60000 + 1000, 0, 65535).astype(dtype)
     tiled = TiledVolume(base, nz)
     if fmt == "zarr":
         path = folder / f"cell_{nz}.zarr"
         write_zarr(Volume(tiled, (voxel_um,) * 3, cell_id=f"MEM-{nz}"), path)
     else:
         path = folder / f"cell_{nz}.npy"
-        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint16, shape=tiled.shape)
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=base.dtype, shape=tiled.shape)
         for z0 in range(0, nz, 32):
             out[z0:z0 + 32] = tiled[z0:z0 + 32]
         out.flush()
@@ -222,6 +222,7 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help="tracemalloc attribution (slower) on the smallest size")
     parser.add_argument("--keep", help="write the volumes here and keep them")
     parser.add_argument("--kind", choices=("18650", "21700"), default="18650")
+    parser.add_argument("--dtype", choices=("uint16", "float32"), default="uint16")
     parser.add_argument("--inspection-budget-gb", type=float, default=None,
                         help="the inspection's memory budget (chunked above it; default 2 GB)")
     parser.add_argument("--recipe", default=None, help=argparse.SUPPRESS)
@@ -236,7 +237,8 @@ def main() -> None:
     rows = []
     for nz in sorted(args.slices):
         t0 = time.perf_counter()
-        path = make_input(folder, nz, args.format, args.voxel_size, args.distinct, kind=args.kind)
+        path = make_input(folder, nz, args.format, args.voxel_size, args.distinct, kind=args.kind,
+                          dtype=args.dtype)
         made = time.perf_counter() - t0
         row = run_child(path, False, args.voxel_size, f"{args.kind}-nmc", args.inspection_budget_gb)
         row["nz"], row["write_s"] = nz, round(made, 1)
@@ -270,7 +272,8 @@ def main() -> None:
               f"({'bounded' if abs(per_slice) < 0.05 * slice_mb else 'NOT bounded'})")
     if args.trace:
         small = sorted(args.slices)[0]
-        path = make_input(folder, small, args.format, args.voxel_size, args.distinct, kind=args.kind)
+        path = make_input(folder, small, args.format, args.voxel_size, args.distinct, kind=args.kind,
+                          dtype=args.dtype)
         row = run_child(path, True, args.voxel_size, f"{args.kind}-nmc", args.inspection_budget_gb)
         print()
         print(f"tracemalloc, {small} slices: traced peak {row['traced_peak_mb']} MB; the largest heap seen "

@@ -17,8 +17,8 @@ per-slice arrays — grows with the number of slices inspected at once. So:
    neighbour); a finding cut by a chunk boundary and seen by both is merged into one.
    Metrics are merged by their kind (max, min, sum, slice-weighted mean, pooled std);
    medians and percentiles are slice-weighted means of the chunks' (an approximation, noted
-   in the result). Unrolled maps are stitched, thinned in height to at most
-   :data:`MAP_ROWS` rows.
+   in the result). Unrolled maps are stitched, thinned to at most :data:`MAP_ROWS` rows and
+   :data:`MAP_COLUMNS` columns.
 """
 
 from __future__ import annotations
@@ -37,13 +37,18 @@ from core.geometry.maps import UnrolledMap, unroll
 from core.geometry.roll import CellGeometry, RollPrior, measure_geometry, roll_prior
 from core.io.volume import Volume
 
-# Inspection state per voxel of a slice, measured with tracemalloc on generated 18650 and
-# 21700 cells of 400–1000 px (benchmarks/memory_bench.py): 7–9 bytes. With a margin:
-BYTES_PER_SLICE_VOXEL = 10.0
+# Inspection state per voxel of a slice: 7–9 bytes measured with tracemalloc on generated
+# 18650 and 21700 cells of 400–1000 px, ~11 from the peak RSS of a 21700 at 10 µm (2200 px,
+# benchmarks/memory_bench.py). With a margin:
+BYTES_PER_SLICE_VOXEL = 13.0
 # Fixed costs: the unwrap grid, the prior, the result; independent of the number of slices.
 FIXED_BYTES_PER_SLICE_VOXEL = 24.0
 DEFAULT_BUDGET_GB = 2.0
+# Unrolled maps of a chunked inspection are thinned to at most this many rows (slices) and
+# columns (positions along the sheet): a 21700's cathode is ~0.9 m long, 90 000 columns at
+# 10 µm; three full maps of a few hundred rows would take a quarter of the budget.
 MAP_ROWS = 256
+MAP_COLUMNS = 8192
 SAMPLE_SLICES = 16
 # Slices read beyond a chunk on either side: the detectors smooth over ~1 slice (3σ) and
 # close gaps of one; 100 µm or 4 slices, whichever is more.
@@ -384,8 +389,9 @@ def chunk_maps(geometry: CellGeometry, raw_maps: dict[str, np.ndarray], core: tu
         umap = unroll(geometry, arr, name, unit)
         keep = (umap.z_index >= core[0]) & (umap.z_index < core[1]) & ((umap.z_index + z_offset) % every == 0)
         z = umap.z_index[keep] + z_offset
-        out[key] = UnrolledMap(umap.values[keep], umap.arc_mm, z, z * geometry.spacing_um[0] / 1000.0, umap.winding,
-                               name, unit)
+        cols = slice(None, None, max(1, int(math.ceil(umap.arc_mm.size / MAP_COLUMNS))))
+        out[key] = UnrolledMap(umap.values[keep][:, cols], umap.arc_mm[cols], z, z * geometry.spacing_um[0] / 1000.0,
+                               umap.winding[cols], name, unit)
     return out
 
 
