@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from core.detectors.delamination import judge_void
 from core.errors import InputError
 from core.geometry.maps import UnrolledMap, unroll
 from core.geometry.roll import CellGeometry, RollPrior, measure_geometry, roll_prior
@@ -311,16 +312,9 @@ def _join_void(keep, other, rules: dict[str, float], slice_um: float) -> None:
     height = (keep.bbox_zyx_px[3] - keep.bbox_zyx_px[0]) * slice_um
     arc = max(float((keep.extra or {}).get("arc_length_um", 0.0)), float((other.extra or {}).get("arc_length_um", 0.0)))
     keep.extra = {**(keep.extra or {}), "height_um": height, "arc_length_um": arc}
-    fail_volume = float(rules.get("fail_volume_mm3", 0.001))
-    fail_length = float(rules.get("fail_length_um", 300.0))
-    review_volume = float(rules.get("review_volume_mm3", 0.0002))
-    length = max(arc, height)
-    if volume >= fail_volume or length >= fail_length:
-        keep.severity = "fail"
-        keep.rule = (f"void {volume:.4f} mm³ ≥ {fail_volume:g} mm³" if volume >= fail_volume
-                     else f"void {length:.0f} µm long ≥ {fail_length:.0f} µm")
-    elif volume >= review_volume:
-        keep.severity, keep.rule = "review", f"void {volume:.4f} mm³ ≥ {review_volume:g} mm³"
+    severity, rule = judge_void(volume, max(arc, height), rules)
+    if severity != "info":
+        keep.severity, keep.rule = severity, rule
     keep.message = re.sub(r"[0-9.]+ mm³, [0-9]+ µm × [0-9]+ µm",
                           f"{volume:.4f} mm³, {arc:.0f} µm × {height:.0f} µm", keep.message)
     keep.value = volume

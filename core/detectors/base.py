@@ -208,3 +208,28 @@ class Spiral:
         """Winding index and angle index of positions along the sheet."""
         k = position // self.n_t
         return k, self.order[z, position % self.n_t]
+
+
+def label_periodic(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected components with the last axis periodic (the angle wraps at 360°)."""
+    labels, n = ndimage.label(mask, structure=structure)
+    if n == 0:
+        return labels, 0
+    first, last = labels[..., 0], labels[..., -1]
+    both = (first > 0) & (last > 0)
+    if both.any():
+        parent = np.arange(n + 1)
+
+        def find(a: int) -> int:
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+
+        for a, b in zip(first[both], last[both], strict=True):
+            ra, rb = find(int(a)), find(int(b))
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+        roots = np.array([find(i) for i in range(n + 1)])
+        labels = roots[labels]
+    return labels, int(labels.max())

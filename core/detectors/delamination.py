@@ -21,12 +21,13 @@ from core.detectors.base import (
     DetectorOutput,
     Finding,
     box_and_centroid,
+    label_periodic,
     nan_gaussian,
     points_to_yx,
     polar_angle_deg,
     register,
 )
-from core.detectors.collector_deflection import _label_periodic, smooth_path_residual
+from core.detectors.collector_deflection import smooth_path_residual
 from core.geometry.layers import near_layer_ends
 from core.geometry.unwrap import unwrap
 
@@ -60,6 +61,20 @@ def _centre_from_collectors(s, measured_mid: np.ndarray, fallback: np.ndarray) -
     return out
 
 
+def judge_void(volume_mm3: float, length_um: float, rules: dict[str, float]) -> tuple[str, str]:
+    """Severity and rule text of a void by the recipe's delamination rules (DESIGN.md)."""
+    fail_volume = float(rules.get("fail_volume_mm3", 0.001))
+    fail_length = float(rules.get("fail_length_um", 300.0))
+    review_volume = float(rules.get("review_volume_mm3", 0.0002))
+    if volume_mm3 >= fail_volume:
+        return "fail", f"void {volume_mm3:.4f} mm³ ≥ {fail_volume:g} mm³"
+    if length_um >= fail_length:
+        return "fail", f"void {length_um:.0f} µm long ≥ {fail_length:.0f} µm"
+    if volume_mm3 >= review_volume:
+        return "review", f"void {volume_mm3:.4f} mm³ ≥ {review_volume:g} mm³"
+    return "info", ""
+
+
 @register(NAME)
 def detect(ctx: DetectorContext) -> DetectorOutput:
     """Find voids inside the cathode sheets; see the module docstring."""
@@ -69,9 +84,6 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     if not rolls:
         out.metrics.update(void_count=0, void_total_volume_mm3=0.0, void_max_volume_mm3=None)
         return out
-    fail_volume = float(ctx.rules.get("fail_volume_mm3", 0.001))
-    fail_length = float(ctx.rules.get("fail_length_um", 300.0))
-    review_volume = float(ctx.rules.get("review_volume_mm3", 0.0002))
     min_volume = float(ctx.rules.get("min_volume_mm3", 0.00005))
     px = g.pixel_um
     n_k = g.windings
@@ -172,7 +184,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             continue
         # Bridge one-sample cracks so one void is one finding.
         mask = ndimage.binary_closing(mask, structure=structure) | mask
-        labels, n = _label_periodic(np.moveaxis(mask, 1, 2), structure)  # (z, d, t): angle last
+        labels, n = label_periodic(np.moveaxis(mask, 1, 2), structure)  # (z, d, t): angle last
         labels = np.moveaxis(labels, 2, 1)
         r_k = np.nanmedian(centers[:, k]) if np.isfinite(centers[:, k]).any() else 5000.0
         for lab in range(1, n + 1):
@@ -221,14 +233,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             al_half = float(ctx.cell.get("al_foil_um", 15.0)) / 2
             depth_from_al = max(0.0, float(np.min(np.abs(depth[di]))) - al_half)
             length = max(arc_length, height)
-            if volume_mm3 >= fail_volume or length >= fail_length:
-                severity = "fail"
-                rule = (f"void {volume_mm3:.4f} mm³ ≥ {fail_volume:g} mm³" if volume_mm3 >= fail_volume
-                        else f"void {length:.0f} µm long ≥ {fail_length:.0f} µm")
-            elif volume_mm3 >= review_volume:
-                severity, rule = "review", f"void {volume_mm3:.4f} mm³ ≥ {review_volume:g} mm³"
-            else:
-                severity, rule = "info", ""
+            severity, rule = judge_void(volume_mm3, length, ctx.rules)
             total_volume += volume_mm3
             findings.append(Finding(
                 detector=NAME, severity=severity, centroid_zyx_px=centroid, bbox_zyx_px=box,

@@ -18,12 +18,12 @@ from core.detectors.base import (
     DetectorOutput,
     Finding,
     box_and_centroid,
+    label_periodic,
     nan_gaussian,
     points_to_yx,
     polar_angle_deg,
     register,
 )
-from core.detectors.collector_deflection import _label_periodic
 
 NAME = "electrode_thickness"
 
@@ -75,7 +75,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     zs_all = np.array([s.z for s in rolls], float)
     for sign in (-1, 1):
         mask = sign * dev_filled > review
-        labels, n = _label_periodic(mask, structure)
+        labels, n = label_periodic(mask, structure)
         for lab in range(1, n + 1):
             idx = np.nonzero(labels == lab)
             ii, kk, tt = idx

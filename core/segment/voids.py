@@ -36,10 +36,11 @@ from core.detectors.base import (
     DetectorOutput,
     Finding,
     box_and_centroid,
+    label_periodic,
     polar_angle_deg,
 )
 from core.detectors.collector_deflection import smooth_path_residual
-from core.detectors.delamination import _centre_from_collectors, _hole_level
+from core.detectors.delamination import _centre_from_collectors, _hole_level, judge_void
 from core.geometry.layers import near_layer_ends
 from core.segment.model import LayerSegmenter, get_segmenter
 from core.segment.slices import segment_roll_slice
@@ -50,34 +51,6 @@ VOID, CATHODE = 1, 4
 MERGE_GAP_UM = 200.0
 # Degrees either side of the seam and the roll's outer end not looked into (as the classic detector).
 SEAM_DEG = 4.0
-
-
-def label_periodic(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
-    """Connected components with the last axis periodic (the angle wraps)."""
-    labels, n = ndimage.label(mask, structure=structure)
-    if n == 0:
-        return labels, 0
-    first, last = labels[..., 0], labels[..., -1]
-    both = (first > 0) & (last > 0)
-    if both.any():
-        parent = np.arange(n + 1)
-
-        def find(a: int) -> int:
-            while parent[a] != a:
-                parent[a] = parent[parent[a]]
-                a = parent[a]
-            return a
-
-        for a, b in zip(first[both], last[both], strict=True):
-            ra, rb = find(int(a)), find(int(b))
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-        labels = np.array([find(i) for i in range(n + 1)])[labels]
-        uniq = np.unique(labels)
-        remap = np.zeros(int(uniq.max()) + 1, labels.dtype)
-        remap[uniq] = np.arange(uniq.size)
-        labels = remap[labels]
-    return labels, int(labels.max())
 
 
 @dataclass
@@ -304,9 +277,6 @@ def find_voids(ctx: DetectorContext, rolls, t: np.ndarray, rho_um: np.ndarray, p
     """Findings from the model's void probabilities (see the module docstring)."""
     g = ctx.geometry
     out = DetectorOutput()
-    fail_volume = float(ctx.rules.get("fail_volume_mm3", 0.001))
-    fail_length = float(ctx.rules.get("fail_length_um", 300.0))
-    review_volume = float(ctx.rules.get("review_volume_mm3", 0.0002))
     min_volume = float(ctx.rules.get("min_volume_mm3", 0.00005))
     al_um = float(ctx.cell.get("al_foil_um", 15.0))
     px = g.pixel_um
@@ -385,14 +355,7 @@ def find_voids(ctx: DetectorContext, rolls, t: np.ndarray, rho_um: np.ndarray, p
         arc_um = float(len(np.unique(ct[solid])) * d_geo * r_cols)
         height = float((zs_all[cz[solid]].max() - zs_all[cz[solid]].min() + 1) * dz_um)
         length = max(arc_um, height)
-        if volume_mm3 >= fail_volume or length >= fail_length:
-            severity = "fail"
-            rule = (f"void {volume_mm3:.4f} mm³ ≥ {fail_volume:g} mm³" if volume_mm3 >= fail_volume
-                    else f"void {length:.0f} µm long ≥ {fail_length:.0f} µm")
-        elif volume_mm3 >= review_volume:
-            severity, rule = "review", f"void {volume_mm3:.4f} mm³ ≥ {review_volume:g} mm³"
-        else:
-            severity, rule = "info", ""
+        severity, rule = judge_void(volume_mm3, length, ctx.rules)
         w = p_void[v.zi, v.ri, v.ti]
         zs = zs_all[v.zi]
         ys = np.empty(v.zi.size)
