@@ -42,6 +42,29 @@ def _hole_level(image: np.ndarray, frame, radius_px: float) -> float:
     return float(np.median(annulus))
 
 
+def sheet_centre_lines(s, n_k: int, t: np.ndarray) -> np.ndarray:
+    """Centre lines (the Al foil, elliptical radius µm) of a slice's first ``n_k`` sheets.
+
+    From the smooth path of the measured centres (a void eats into the band and would drag
+    the measured centre with it), better where both collectors around the sheet are traced:
+    their midpoint plus the winding's own offset. A void in the cathode does not move the Cu,
+    and the midpoint follows the layers' real bends (over an electrode's start, beside a tab
+    window), which the smooth path cuts across: a 50 µm bulge would read as a dark inner
+    coating. Short gaps are filled so a void that hides an edge is still sampled.
+    """
+    n_t = t.size
+    measured_mid = 0.5 * (s.sheet_inner_um[:n_k] + s.sheet_outer_um[:n_k]).astype(float)
+    seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
+    mid = measured_mid - smooth_path_residual(measured_mid, t, seam, s.direction)
+    mid = _centre_from_collectors(s, measured_mid, mid)
+    idx = np.arange(n_t)
+    for k in range(mid.shape[0]):
+        ok = np.isfinite(mid[k])
+        if ok.sum() >= 8 and not ok.all():
+            mid[k] = np.interp(idx, idx[ok], mid[k, ok], period=n_t)
+    return mid
+
+
 def _centre_from_collectors(s, measured_mid: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     """Sheet centre lines from the midpoints of the collectors either side, where traced."""
     out = fallback.copy()
@@ -111,25 +134,8 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             touching = s.sheet_cu_contact[:n_k]
             touching = ndimage.binary_dilation(touching, structure=np.ones((1, 9), bool))
             contact[i, : touching.shape[0]] = touching
-        # The sheet's centre line (the Al foil) from the smooth path of the measured centres:
-        # a void eats into the band and would drag the measured centre with it.
-        measured_mid = 0.5 * (s.sheet_inner_um[:n_k] + s.sheet_outer_um[:n_k]).astype(float)  # µm, (k, t)
-        seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
-        mid = measured_mid - smooth_path_residual(measured_mid, t, seam, s.direction)
-        # Better, where both collectors around the sheet are traced: their midpoint (plus the
-        # winding's own offset). A void in the cathode does not move the Cu, and the midpoint
-        # follows the layers' real bends (over an electrode's start, beside a tab window),
-        # which the smooth path cuts across: a 50 µm bulge would read as a dark inner coating.
-        mid = _centre_from_collectors(s, measured_mid, mid)
-        # Fill short gaps in the centre line so a void that hides an edge is still sampled.
-        k_here = min(n_k, mid.shape[0])
-        for k in range(k_here):
-            row = mid[k]
-            ok = np.isfinite(row)
-            if ok.sum() >= 8 and not ok.all():
-                idx = np.arange(n_t)
-                row = np.interp(idx, idx[ok], row[ok], period=n_t)
-            centers[i, k] = row
+        k_here = min(n_k, s.sheet_inner_um.shape[0])
+        centers[i, :k_here] = sheet_centre_lines(s, n_k, t)
         # All sheets of the slice in one gather: a point is centre + rho · (its direction at t),
         # linear in rho for the elliptical frame, so the directions are computed once.
         cy, cx = frame.center_yx_px

@@ -39,8 +39,7 @@ from core.detectors.base import (
     label_periodic,
     polar_angle_deg,
 )
-from core.detectors.collector_deflection import smooth_path_residual
-from core.detectors.delamination import _centre_from_collectors, _hole_level, judge_void
+from core.detectors.delamination import _hole_level, judge_void, sheet_centre_lines
 from core.geometry.layers import near_layer_ends
 from core.segment.model import LayerSegmenter, get_segmenter
 from core.segment.slices import segment_roll_slice
@@ -80,21 +79,11 @@ def sheet_geometry(ctx: DetectorContext, rolls) -> Sheets:
     nominal = float(ctx.reference.get("cathode_sheet_thickness_median_um", nominal))
     centres = np.full((len(rolls), n_k, n_t), np.nan, np.float32)
     usable = np.zeros((len(rolls), n_k, n_t), bool)
-    idx = np.arange(n_t)
     for i, s in enumerate(rolls):
-        measured_mid = 0.5 * (s.sheet_inner_um[:n_k] + s.sheet_outer_um[:n_k]).astype(float)
-        if measured_mid.ndim != 2 or measured_mid.shape[0] == 0:
+        if s.sheet_inner_um.ndim != 2 or s.sheet_inner_um.shape[0] == 0:
             continue
-        seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
-        mid = measured_mid - smooth_path_residual(measured_mid, t, seam, s.direction)
-        mid = _centre_from_collectors(s, measured_mid, mid)
-        k_here = min(n_k, mid.shape[0])
-        for k in range(k_here):
-            row = mid[k]
-            ok = np.isfinite(row)
-            if ok.sum() >= 8 and not ok.all():
-                row = np.interp(idx, idx[ok], row[ok], period=n_t)
-            centres[i, k] = row
+        k_here = min(n_k, s.sheet_inner_um.shape[0])
+        centres[i, :k_here] = sheet_centre_lines(s, n_k, t)
         use = np.isfinite(centres[i])
         use[:, near_layer_ends(s, SEAM_DEG)] = False
         if s.sheet_cu_contact.size:
