@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import pytest
 import zarr
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.errors import InputError, RecipeError
@@ -193,6 +193,17 @@ VOL_VALUE = st.one_of(st.integers(-3, 10**12).map(str), st.floats(allow_nan=True
     voxel=st.sampled_from([None, 0.07, "0.07", "-1", "abc", "1,2"]),
     nonfinite=st.booleans(),
 )
+# Found by a random draw in CI: float sizes used to escape as OverflowError / wrap around.
+@example(info={"NUM_X": "1", "NUM_Y": "1", "NUM_Z": "inf", "voxelSize": "0.07"}, junk="",
+         n_bytes=4, voxel=None, nonfinite=False)
+@example(info={"NUM_X": "1", "NUM_Y": "1", "NUM_Z": "nan"}, junk="", n_bytes=4, voxel=0.07,
+         nonfinite=False)
+@example(info={"NUM_X": "1e400", "NUM_Y": "1", "NUM_Z": "1"}, junk="", n_bytes=4, voxel=0.07,
+         nonfinite=False)
+@example(info={"NUM_X": str(2**40), "NUM_Y": str(2**40), "NUM_Z": str(2**40)}, junk="",
+         n_bytes=4, voxel=0.07, nonfinite=False)
+@example(info={"NUM_X": "1", "NUM_Y": "1", "NUM_Z": "1", "voxelSize": "inf"}, junk="",
+         n_bytes=4, voxel=None, nonfinite=False)
 def test_fuzz_pyhst_vol(info, junk, n_bytes, voxel, nonfinite):
     with tempfile.TemporaryDirectory() as tmp:
         vol = Path(tmp) / "holo.vol"

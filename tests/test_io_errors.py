@@ -553,7 +553,8 @@ def test_minimal_tiff_helper_makes_a_valid_file(tmp_path):
 # ---------------------------------------------------------------- fuzzing
 
 FUZZ = settings(
-    max_examples=150,
+    # derandomize comes from the profile (tests/conftest.py): fixed in CI, random in fuzz.sh.
+    max_examples=int(os.environ.get("CELLQC_FUZZ_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,

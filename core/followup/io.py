@@ -22,6 +22,7 @@ Energies in eV or keV are told apart by their magnitude. Every bad input raises
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -267,15 +268,17 @@ def read_pyhst_vol(path: str | os.PathLike[str], voxel_size: Any = None) -> Volu
     if not info_path.exists():
         raise InputError(vol, f"PyHST2 volume without its {info_path.name} (shape, voxel size)")
     info = read_vol_info(info_path)
-    try:
-        shape = tuple(int(info[k]) for k in ("NUM_Z", "NUM_Y", "NUM_X"))
-    except (KeyError, TypeError, ValueError):
-        raise InputError(info_path, "needs integer NUM_X, NUM_Y and NUM_Z") from None
+    sizes = [info.get(k) for k in ("NUM_Z", "NUM_Y", "NUM_X")]
+    # Whole numbers only: a float size such as 'inf', 'nan' or 1e400 is not a shape.
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+        raise InputError(info_path, "needs integer NUM_X, NUM_Y and NUM_Z")
+    shape = tuple(int(n) for n in sizes)
     if min(shape) <= 0:
         raise InputError(info_path, f"non-positive size NUM_Z,Y,X = {shape}")
     order = str(info.get("BYTEORDER", "LOWBYTEFIRST")).upper()
     dtype = np.dtype(">f4" if order.startswith("HIGH") else "<f4")
-    expected = int(np.prod(shape)) * 4
+    # Python integers: np.prod would wrap around silently for a hostile 1e7 × 1e7 × 1e7.
+    expected = math.prod(shape) * 4
     size = vol.stat().st_size
     if size != expected:
         raise InputError(
@@ -285,7 +288,12 @@ def read_pyhst_vol(path: str | os.PathLike[str], voxel_size: Any = None) -> Volu
         )
     if voxel_size is None:
         size_um = info.get("voxelSize", info.get("VOXEL_SIZE"))
-        if not isinstance(size_um, (int, float)) or not size_um > 0:
+        if (
+            not isinstance(size_um, (int, float))
+            or isinstance(size_um, bool)
+            or not math.isfinite(size_um)
+            or not size_um > 0
+        ):
             raise InputError(info_path, "no voxelSize (µm); pass --voxel-size UM")
         voxel_size = float(size_um)
     array = np.memmap(vol, dtype=dtype, mode="r", shape=shape)
