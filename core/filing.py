@@ -17,7 +17,7 @@ from typing import Any
 from core import __version__
 from core.inspect import Inspection, inspect_volume
 from core.io import read_volume
-from core.recipe import Recipe, load_recipe
+from core.recipe import Recipe, is_auto, load_recipe
 
 
 def write_json_atomic(data: Any, path: str | Path) -> Path:
@@ -99,7 +99,9 @@ def inspect_and_file(
     (Inspection, int or None)
         The inspection and its id in the log (None without ``db_path``).
     """
-    recipe_obj = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    # A named recipe is checked (and a bad one refused) before anything is read; an automatic
+    # choice is made from the cell's can, once the volume is open.
+    recipe_obj = None if is_auto(recipe) else (recipe if isinstance(recipe, Recipe) else load_recipe(recipe))
     options = {"dataset": dataset} if dataset else {}
     volume = read_volume(path, voxel_size=voxel_size, cell_id=cell_id, **options)
     db = inspection_id = None
@@ -108,8 +110,8 @@ def inspect_and_file(
 
         db = open_log(db_path)
         inspection_id = begin_inspection(
-            db, cell_id or volume.cell_id or Path(path).stem, recipe=recipe_obj.name,
-            recipe_hash=recipe_obj.sha256, software_version=__version__, operator=operator,
+            db, cell_id or volume.cell_id or Path(path).stem, recipe=recipe_obj.name if recipe_obj else None,
+            recipe_hash=recipe_obj.sha256 if recipe_obj else None, software_version=__version__, operator=operator,
             source=str(path), shape_zyx=list(volume.shape), spacing_um=list(volume.spacing_um),
             voxel_size_um=volume.voxel_size_um, modality=volume.modality)
     try:
