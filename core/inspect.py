@@ -37,6 +37,7 @@ from core.recipe import (
     select_recipe,
 )
 from core.segment import detector_for
+from core.uncertainty import annotate as annotate_uncertainty
 from resources import RESOURCES_DIR
 
 SCHEMA = "cellqc.inspection/1"
@@ -239,7 +240,9 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
         "findings": finding_dicts,
         "timings_s": timings,
     }
-    return Inspection(result=_clean(result), volume=volume, geometry=geometry, maps=maps, raw_maps=raw_maps)
+    result = _clean(result)
+    annotate_uncertainty(result)  # expanded uncertainties (k = 2) from the validation matrix
+    return Inspection(result=result, volume=volume, geometry=geometry, maps=maps, raw_maps=raw_maps)
 
 
 def choose_recipe(volume: Volume, recipe: Recipe | str | Path | None) -> tuple[Recipe, RecipeSelection]:

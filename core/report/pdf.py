@@ -695,6 +695,8 @@ class _Doc:
             severity = str(f.get("severity") or "info").lower()
             badge = SEVERITY_BADGE.get(severity, (severity, "#EEEEEE", INK))
             value = fmt(f.get("value"))
+            if f.get("uncertainty") is not None:  # expanded, k = 2 (core.uncertainty)
+                value += f" ± {fmt(f.get('uncertainty'))}"
             unit = pretty_unit(f.get("unit"))
             rows.append(
                 [
@@ -760,7 +762,8 @@ class _Doc:
             self.add(self.p("Findings on the slices", "h1"))
             shown = findings[:MAX_FINDING_FIGURES]
             for f in shown:
-                value = f"{fmt(f.get('value'))} {pretty_unit(f.get('unit'))}".strip()
+                plus_minus = f" ± {fmt(f.get('uncertainty'))}" if f.get("uncertainty") is not None else ""
+                value = f"{fmt(f.get('value'))}{plus_minus} {pretty_unit(f.get('unit'))}".strip()
                 title = (
                     f"{f.get('id')} · {metric_label(str(f.get('detector') or ''))[0]} · "
                     f"{str(f.get('severity') or '').lower()} · {value}"
