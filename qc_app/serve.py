@@ -65,7 +65,6 @@ MACHINE_VISION_STATE = {"Idle": "Ready", "Busy": "SingleExecution", "Error": "Er
 #: Event severity (1–1000) by verdict.
 SEVERITY = {"PASS": 100, "REVIEW": 500, "FAIL": 700}
 
-_log = logging.getLogger("cellqc.serve")
 #: The user of the request being processed (set by :class:`StationRuleset` for every request).
 CALLER: contextvars.ContextVar[User | None] = contextvars.ContextVar("cellqc_opcua_caller", default=None)
 
@@ -273,8 +272,8 @@ class StationServer:
         from core.recipe import available_recipes
         from core.store import open_log
 
-        for name in ("asyncua", "asyncua.server", "asyncua.server.uaprocessor"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        # asyncua logs refused requests and a busy port with tracebacks; the station says it in one line.
+        logging.getLogger("asyncua").setLevel(logging.CRITICAL)
         with open_log(self.options.db_path) as db:  # created and migrated before any client
             newest = latest_complete(db)
         server = Server(user_manager=LogUserManager(self.options.db_path, self.note))
@@ -337,7 +336,12 @@ class StationServer:
             self._seen = newest
             self._published.add(newest)
             await self._write_result(await asyncio.to_thread(self._snapshot, newest))
-        await server.start()
+        try:
+            await server.start()
+        except BaseException:  # e.g. the port is taken: leave nothing running
+            self.server = None
+            self._pool.shutdown(wait=False)
+            raise
         self._follower = asyncio.create_task(self._follow_log())
 
     async def stop(self) -> None:

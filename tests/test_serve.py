@@ -420,3 +420,14 @@ def test_plant_network_needs_a_certificate(site: dict[str, Any]) -> None:
         StationServer(options)
     with pytest.raises(InputError, match="OPC UA endpoint"):
         StationServer(ServeOptions(db_path=site["db"], out_dir=site["tmp"], endpoint="http://x/cellqc"))
+
+
+def test_cli_refuses_bad_options_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from qc_app.cli import main
+
+    for args in (["--allow", str(tmp_path / "missing")], ["--endpoint", "http://example/cellqc"],
+                 ["--endpoint", "opc.tcp://192.0.2.7:4840/cellqc"], ["--certificate", str(tmp_path / "c.der")],
+                 ["--follow-interval", "0"]):
+        assert main(["serve", "--db", str(tmp_path / "log.db"), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("cellqc: error:"), err
