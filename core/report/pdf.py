@@ -473,6 +473,8 @@ class _Doc:
 
     # page 1 --------------------------------------------------------------------------
     def summary(self) -> None:
+        from core.report.qr import trace_flowables
+
         r = self.result
         verdict = str(r.get("verdict") or "")
         overrides = list(self.inputs.overrides or [])
@@ -509,6 +511,7 @@ class _Doc:
             self.note("The result gives no reasons for its verdict.")
         self.gap(8)
         self.details()
+        self.add(*trace_flowables(self.inputs, self.width))  # QR: core/report/qr.py
         self.gap(10)
         self.metrics()
         self.gap(10)
