@@ -145,11 +145,13 @@ class ResultSnapshot:
 def measurements_from_result(result: dict[str, Any]) -> tuple[Measurement, ...]:
     """The result's ``metrics`` as measurements (sorted by name; booleans and text left out).
 
-    A metric's uncertainty is read from ``result["uncertainty"][NAME]`` when the result has
+    A metric's uncertainty is read from ``result["uncertainty"]["metrics"][NAME]`` when the result has
     such a mapping (a number, or a mapping with ``value``).
     """
     metrics = result.get("metrics") or {}
-    uncertainties = result.get("uncertainty") if isinstance(result.get("uncertainty"), dict) else {}
+    block = result.get("uncertainty") if isinstance(result.get("uncertainty"), dict) else {}
+    # core.uncertainty.annotate: {"k": 2, "metrics": {name: U}, ...}
+    uncertainties = block.get("metrics") if isinstance(block.get("metrics"), dict) else {}
     out = []
     for name in sorted(metrics):
         value = metrics[name]
