@@ -243,25 +243,6 @@ def shift_finding(finding, dz: int) -> None:
 
 # Metrics that count or add up findings: recomputed from the merged findings (a chunk's
 # own count includes its halo's).
-_COUNTED = {"void_count": "delamination", "collector_deflection_count": "collector_deflection",
-            "cathode_thickness_patch_count": "electrode_thickness", "foreign_particle_count": "foreign_particle",
-            "winding_quality_count": "winding_quality", "anode_overhang_count": "anode_overhang",
-            "can_metrology_count": "can_metrology"}
-
-
-def recount(metrics: dict[str, Any], findings: list) -> None:
-    """Set the finding counts and the total void volume from the merged findings."""
-    for key, detector in _COUNTED.items():
-        if key in metrics:
-            metrics[key] = sum(1 for f in findings if f.detector == detector
-                               and (f.extra or {}).get("kind") != "uncoated_zone")
-    voids = [f.value for f in findings if f.detector == "delamination"]
-    if "void_total_volume_mm3" in metrics:
-        metrics["void_total_volume_mm3"] = float(sum(voids))
-    if "void_max_volume_mm3" in metrics:
-        metrics["void_max_volume_mm3"] = float(max(voids)) if voids else None
-
-
 _SUM = re.compile(r"(_count|_samples|_total_volume_mm3|_fitted|_measured)$")
 _MAX = re.compile(r"(_max|_max_um|_max_mm3|_p99_um|_max_deviation_pct|_max_diameter_um)$|_max_")
 _MIN = re.compile(r"(_min|_min_um)$|_min_")

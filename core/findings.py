@@ -248,3 +248,25 @@ def reasons_by_group(findings: list[dict[str, Any]], groups: list[list[int]]) ->
             text += f"; the same place also seen as {', '.join(others)}"
         reasons.append(text)
     return reasons
+
+
+# Metrics that count a detector's findings (information findings that describe anatomy, such
+# as a tab window, are not defects and are not counted).
+COUNTED_METRICS = {"void_count": "delamination", "collector_deflection_count": "collector_deflection",
+                   "cathode_thickness_patch_count": "electrode_thickness", "foreign_particle_count": "foreign_particle",
+                   "winding_quality_count": "winding_quality", "anode_overhang_count": "anode_overhang",
+                   "can_metrology_count": "can_metrology"}
+
+
+def recount_metrics(metrics: dict[str, Any], findings: list[Finding]) -> None:
+    """Set the finding counts and the void totals from the findings as filed (parts joined),
+    so that a result's metrics and its findings tell one story."""
+    for key, detector in COUNTED_METRICS.items():
+        if key in metrics:
+            metrics[key] = sum(1 for f in findings if f.detector == detector
+                               and (f.extra or {}).get("kind") != "uncoated_zone")
+    voids = [f.value for f in findings if f.detector == "delamination"]
+    if "void_total_volume_mm3" in metrics:
+        metrics["void_total_volume_mm3"] = float(sum(voids))
+    if "void_max_volume_mm3" in metrics:
+        metrics["void_max_volume_mm3"] = float(max(voids)) if voids else None

@@ -22,7 +22,7 @@ import numpy as np
 from core import __version__
 from core.detectors import DetectorContext
 from core.detectors.delamination import judge_void
-from core.findings import link_related, merge_parts, reasons_by_group
+from core.findings import link_related, merge_parts, reasons_by_group, recount_metrics
 from core.geometry.can import probe_can_diameter
 from core.geometry.layers import GeometryParams
 from core.geometry.maps import UnrolledMap, unroll
@@ -201,6 +201,7 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
 
     # One physical defect, one finding: parts of one defect (slices, fragments, chunks) joined.
     findings = merge_parts(findings, volume.spacing_um, recipe.rules, judge_void)
+    recount_metrics(metrics, findings)  # counts and void totals of the defects as filed
     findings.sort(key=lambda f: (_SEVERITY_ORDER.get(f.severity, 3), f.detector, -abs(f.value)))
     counters: dict[str, int] = {}
     finding_dicts = []
@@ -355,7 +356,6 @@ def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chu
         map_parts.append(chunked.chunk_maps(geometry, raw_maps, (core_lo, core_hi), every, c.view_lo))
         del geometry, raw_maps, sub
     metrics = chunked.merge_metrics(per_chunk_metrics)
-    chunked.recount(metrics, findings)
     for part in geometry_parts:  # chunk-local slice numbers: replaced by the volume's below
         part["notes"] = [n for n in part.get("notes", []) if "without jelly roll skipped" not in n]
     geometry_json = chunked.merge_geometry_json(geometry_parts, prior_json)

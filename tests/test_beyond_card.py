@@ -160,7 +160,9 @@ def test_can_dent_finding_sits_at_the_dent(voxel_um, angle_deg, dent_um):
 
 def test_winding_quality_finds_collapse():
     cell, g = _deformed_cell()
-    out = _run("winding_quality", cell, g, {"review_um": 40.0, "fail_um": 80.0})
+    # Winding 1 is within the recipe's inner turns: their (larger, collapse-sized) limits apply.
+    out = _run("winding_quality", cell, g, {"review_um": 40.0, "fail_um": 80.0, "inner_turns": 2,
+                                            "inner_review_um": 40.0, "inner_fail_um": 80.0})
     assert out.metrics["winding_residual_rms_um"] < 15.0
     assert out.findings
     top = out.findings[0]
