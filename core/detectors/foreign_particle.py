@@ -3,7 +3,9 @@
 Metal debris is brighter than anything else in the roll except the Cu foils, which are thin
 sheets. A grey-level opening with a disc of the particle's minimum radius removes thin
 bright lines (foils, their partial-volume halo) and keeps compact bright blobs; blobs brighter
-than the can wall, connected through slices, are measured by their equivalent diameter.
+than the can wall, connected through slices, are measured by their equivalent diameter. A bright
+strip millimetres long (a Ni tab on the anode's end, brighter than the steel can) is a tab,
+not debris: it is counted (``bright_strips_set_aside``), not reported as a particle.
 """
 
 from __future__ import annotations
@@ -74,12 +76,16 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     labels, n = ndimage.label(volume_mask)
     dz = g.spacing_um[0]
     findings = []
+    strips = 0
     zs_all = np.array([s.z for s in rolls], float)
     for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
         zi, yi, xi = np.nonzero(labels[sl] == lab)
         zi, yi, xi = zi + sl[0].start, yi + sl[1].start, xi + sl[2].start
+        if _is_strip(yi, xi, zi, px):
+            strips += 1
+            continue
         # The opening shrinks a sphere's outline by partial volume; add back half a voxel.
         area_px = np.bincount(zi).max()
         eq_d_inplane = 2 * math.sqrt(area_px / math.pi) * px + px
@@ -98,5 +104,26 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     findings.sort(key=lambda f: -f.value)
     out.findings = findings
     out.metrics.update(foreign_particle_count=len(findings),
-                       foreign_particle_max_diameter_um=max((f.value for f in findings), default=None))
+                       foreign_particle_max_diameter_um=max((f.value for f in findings), default=None),
+                       bright_strips_set_aside=strips)
     return out
+
+
+# A tab strip (Ni on the anode, brighter than the steel can) is millimetres wide and tens of µm
+# thick; metal debris is compact, or a flake well under this length.
+STRIP_MIN_LENGTH_UM = 2000.0
+STRIP_MIN_ASPECT = 4.0
+
+
+def _is_strip(yi: np.ndarray, xi: np.ndarray, zi: np.ndarray, px_um: float) -> bool:
+    """True for a bright object that is a tab, not a particle: in its largest slice it is at
+    least :data:`STRIP_MIN_LENGTH_UM` long and :data:`STRIP_MIN_ASPECT` times longer than thick."""
+    z_best = int(np.bincount(zi).argmax())
+    sel = zi == z_best
+    if sel.sum() < 3:
+        return False
+    pts = np.column_stack([yi[sel], xi[sel]]).astype(float)
+    evals = np.sort(np.linalg.eigvalsh(np.cov(pts.T)))
+    length_um = 4.0 * math.sqrt(max(evals[1], 0.0)) * px_um  # ±2σ of a uniform bar ≈ its length
+    aspect = math.sqrt(max(evals[1], 1e-12) / max(evals[0], 1e-12))
+    return length_um >= STRIP_MIN_LENGTH_UM and aspect >= STRIP_MIN_ASPECT

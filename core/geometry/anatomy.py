@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from core.geometry.layers import SliceRoll
-from core.geometry.zones import _along, blank_sheet, sheet_order
+from core.geometry.zones import _along, along_mask_to_sheet, blank_sheet, sheet_order
 
 # A sheet is there where it is at least this fraction of the roll's typical sheet: an absent
 # cathode leaves separators and electrolyte (the band tracer finds nothing, or a sliver).
@@ -84,6 +84,7 @@ class CathodeStretch:
     end_deg: float
     length_mm: float
     radius_um: float
+    ref_seam_deg: float = math.nan  # positions count from this seam (zones.strip_shift)
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "end": self.end, "missing_coating": self.missing_coating,
@@ -91,15 +92,22 @@ class CathodeStretch:
                 "winding_end": self.winding_end, "end_deg": round(self.end_deg, 1),
                 "length_mm": round(self.length_mm, 2)}
 
-    def sheet_mask(self, s: SliceRoll, k_max: int) -> np.ndarray:
-        """(windings, angles) mask of the stretch in slice ``s``."""
+    def sheet_mask(self, s: SliceRoll, k_max: int, margin_um: float = 0.0) -> np.ndarray:
+        """(windings, angles) mask of the stretch in slice ``s``, grown by ``margin_um`` of arc
+        on its side towards the coated strip (where the coating's edge tapers)."""
         n_t = s.t_rad.size
         along = np.zeros(k_max * n_t, bool)
         scale = n_t / self.n_angles if self.n_angles else 1.0
-        along[int(self.start * scale): min(along.size, int(math.ceil(self.stop * scale)))] = True
-        out = np.zeros((k_max, n_t), bool)
-        out[:, sheet_order(s)] = along.reshape(k_max, n_t)
-        return out
+        grow = 0
+        if margin_um > 0 and math.isfinite(self.radius_um) and self.radius_um > 0:
+            grow = int(math.ceil(margin_um / (2 * np.pi * self.radius_um / n_t)))
+        lo, hi = int(self.start * scale), int(math.ceil(self.stop * scale))
+        if self.end == "inner":
+            hi += grow
+        else:
+            lo -= grow
+        along[max(0, lo): min(along.size, hi)] = True
+        return along_mask_to_sheet(s, along, k_max, self.ref_seam_deg)
 
 
 @dataclass
@@ -122,6 +130,9 @@ class CathodeAnatomy:
 
     ends: list[CathodeEnd]
     stretches: list[CathodeStretch]
+    # The coated strip's first and last positions (counted as the stretches count).
+    first: int = 0
+    last: int = -1
 
     def to_json(self) -> dict:
         return {"ends": [e.to_json() for e in self.ends], "stretches": [s.to_json() for s in self.stretches]}
@@ -146,11 +157,16 @@ def find_cathode_anatomy(rolls: list[SliceRoll], slice_um: float, *,
     n_t = rolls[0].t_rad.size
     if any(s.t_rad.size != n_t for s in rolls) or k_max == 0:
         return CathodeAnatomy([], [])
-    thick = np.array([_along(s, s.sheet_thickness_um, k_max) for s in rolls])  # (z, positions)
-    mid = np.array([_along(s, 0.5 * (s.sheet_inner_um + s.sheet_outer_um), k_max) for s in rolls])
-    cu_in = np.array([_along(s, s.cu_radius_um, k_max) for s in rolls])
-    inner_off = np.array([_along(s, s.sheet_inner_um, k_max) for s in rolls]) - cu_in
-    outer_off = np.array([_along(s, s.sheet_outer_um, k_max) for s in rolls]) - cu_in
+    ref = rolls[len(rolls) // 2].seam_deg  # every slice's positions count from this seam
+
+    def along(name: str) -> np.ndarray:
+        return np.array([_along(s, getattr(s, name), k_max, ref) for s in rolls])  # (z, positions)
+
+    thick = along("sheet_thickness_um")
+    cu_in = along("cu_radius_um")
+    inner_edge, outer_edge = along("sheet_inner_um"), along("sheet_outer_um")
+    mid = 0.5 * (inner_edge + outer_edge)
+    inner_off, outer_off = inner_edge - cu_in, outer_edge - cu_in
     if not np.isfinite(thick).any():
         return CathodeAnatomy([], [])
     # The roll's typical sheet: the middle half of the windings (ends and tab windows are a
@@ -206,7 +222,7 @@ def find_cathode_anatomy(rolls: list[SliceRoll], slice_um: float, *,
         stretches.append(CathodeStretch(
             kind=kind, end=end, missing_coating=missing, start=a, stop=b, n_angles=n_t,
             winding_start=ra // n_t, winding_end=(rb - 1) // n_t, start_deg=angle_of(ra), end_deg=angle_of(rb - 1),
-            length_mm=length, radius_um=r_um))
+            length_mm=length, radius_um=r_um, ref_seam_deg=float(ref) if math.isfinite(ref) else math.nan))
 
     # Before the start and after the end: no cathode, wherever the tracer still visits the strip
     # between two collectors (a void search there would find the missing sheet).
@@ -226,7 +242,7 @@ def find_cathode_anatomy(rolls: list[SliceRoll], slice_um: float, *,
         here = thick[:, a:b]
         missing_um = typical - float(np.nanmedian(here)) if np.isfinite(here).any() else math.nan
         stretch("single_sided", end, a, b, _missing_coating(inner_off, outer_off, a, b, present, missing_um))
-    return CathodeAnatomy(ends, stretches)
+    return CathodeAnatomy(ends, stretches, first, last)
 
 
 def _missing_coating(inner_off: np.ndarray, outer_off: np.ndarray, a: int, b: int, present: np.ndarray,
@@ -261,11 +277,13 @@ def _missing_coating(inner_off: np.ndarray, outer_off: np.ndarray, a: int, b: in
     return "unknown"
 
 
-def apply_cathode_anatomy(rolls: list[SliceRoll], anatomy: CathodeAnatomy) -> None:
-    """Set the sheet aside over every anatomy stretch in every slice (not measured, no voids)."""
+def apply_cathode_anatomy(rolls: list[SliceRoll], anatomy: CathodeAnatomy, margin_um: float = 0.0) -> None:
+    """Set the sheet aside over every anatomy stretch in every slice (not measured, no voids),
+    and ``margin_um`` of arc beyond, where the coating's edge tapers (a generated cell's
+    outer coating ending at 270° read as a 0.0008 mm³ "void" at 271°)."""
     for st in anatomy.stretches:
         for s in rolls:
             k_max = s.sheet_thickness_um.shape[0]
-            mask = st.sheet_mask(s, k_max)
+            mask = st.sheet_mask(s, k_max, margin_um)
             for k in np.nonzero(mask.any(axis=1))[0]:
                 blank_sheet(s, int(k), mask[k])

@@ -148,7 +148,12 @@ def detect_can(image: np.ndarray, pixel_um: float, z: int = 0, max_wall_um: floa
         if above.size == 0:
             continue
         last = int(above[-1])
-        lo = max(last - wall_samples, 0)
+        # The wall is the outermost bright run: a bright tab just inside the can, with dark
+        # gap between, must not be taken for the wall's peak (it read as a 1 mm "dent").
+        first = last
+        while first > 0 and p[first - 1] > high and last - first < wall_samples:
+            first -= 1
+        lo = max(first - 1, 0)
         peak = lo + int(np.argmax(p[lo:last + 1]))
         level_out = 0.5 * (p[peak] + background)
         r_out = _crossing(p, peak, level_out, +1)

@@ -371,18 +371,18 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
                 s.note = f"{s.windings} windings traced against {typical} elsewhere (roll end or tabs): skipped"
     _skip_roll_ends(slices, reference=prior.interior if prior is not None else None)
     rolls = [s for s in slices if s.is_roll]
-    if prior is not None and all(zone.n_angles == n_angles for zone in prior.uncoated_zones):
-        geometry.uncoated_zones = list(prior.uncoated_zones)  # seen over the whole height
-    else:
-        geometry.uncoated_zones = find_uncoated_zones(rolls, sz)
-    # The sheet tapers into the strip over about a pitch of arc: not measured there either.
-    apply_uncoated_zones(rolls, geometry.uncoated_zones, geometry.pitch_um)
-    # The cathode's ends and one-sided stretches, seen over the whole height (anatomy).
+    # The cathode's ends and one-sided stretches, and the uncoated tab window between its ends,
+    # seen over the whole height (anatomy; a chunk takes them from the whole volume's prior).
     if prior is not None and prior.cathode_anatomy is not None and prior.anatomy_angles == n_angles:
         geometry.cathode_anatomy = prior.cathode_anatomy
+        geometry.uncoated_zones = list(prior.uncoated_zones)
     else:
         geometry.cathode_anatomy = find_cathode_anatomy(rolls, sz)
-    apply_cathode_anatomy(rolls, geometry.cathode_anatomy)
+        a = geometry.cathode_anatomy
+        geometry.uncoated_zones = find_uncoated_zones(rolls, sz, within=(a.first, a.last) if a.last >= a.first else None)
+    # The sheet tapers into the strip over about a pitch of arc: not measured there either.
+    apply_uncoated_zones(rolls, geometry.uncoated_zones, geometry.pitch_um)
+    apply_cathode_anatomy(rolls, geometry.cathode_anatomy, margin_um=geometry.pitch_um)
     _mask_sheet_ends(slices, sz, reference=prior.winding_interior if prior is not None else None)
     _mask_electrode_ends(rolls, geometry.pitch_um)
     geometry.coating_edges = _mask_coating_edges(slices, sz, params.coating_edge_band_um)

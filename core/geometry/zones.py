@@ -50,6 +50,7 @@ class UncoatedZone:
     start: int = 0
     stop: int = 0
     n_angles: int = 0  # of the slices it was found in (positions count in these)
+    ref_seam_deg: float = math.nan  # positions count from this seam (see strip_shift)
 
     def to_json(self) -> dict:
         return {"winding": self.winding, "start_deg": round(self.start_deg, 1), "end_deg": round(self.end_deg, 1),
@@ -64,9 +65,7 @@ class UncoatedZone:
             grow = int(math.ceil(margin_um / (2 * np.pi * self.radius_um / n_t)))
         along = np.zeros(k_max * n_t, bool)
         along[max(0, self.start - grow): min(along.size, self.stop + grow)] = True
-        out = np.zeros((k_max, n_t), bool)
-        out[:, sheet_order(s)] = along.reshape(k_max, n_t)
-        return out
+        return along_mask_to_sheet(s, along, k_max, self.ref_seam_deg)
 
 
 def sheet_order(s: SliceRoll) -> np.ndarray:
@@ -79,15 +78,51 @@ def sheet_order(s: SliceRoll) -> np.ndarray:
     return np.argsort((s.direction * (s.t_rad - seam)) % (2 * np.pi), kind="stable")
 
 
-def _along(s: SliceRoll, values: np.ndarray, k_max: int) -> np.ndarray:
-    """(windings, angles) → positions along the sheet (NaN-padded to ``k_max`` windings)."""
+def strip_shift(s: SliceRoll, ref_seam_deg: float) -> int:
+    """Samples to add to slice ``s``'s strip positions to count them from ``ref_seam_deg``.
+
+    Each slice counts positions from its own seam; the seam is traced in every slice and
+    agrees only to a few degrees (±6° seen on generated cells), so the same physical place
+    has positions a few samples apart in two slices. Counted from one reference seam they
+    are the same: a zone found over the height then sits where it is in every slice.
+    """
+    if not (math.isfinite(ref_seam_deg) and math.isfinite(s.seam_deg)):
+        return 0
+    off_deg = (s.direction * (s.seam_deg - ref_seam_deg) + 180.0) % 360.0 - 180.0
+    return int(round(off_deg / 360.0 * s.t_rad.size))
+
+
+def _shift(along: np.ndarray, shift: int, fill) -> np.ndarray:
+    """``out[p + shift] = along[p]`` (positions beyond either end are dropped, gaps filled)."""
+    if shift == 0:
+        return along
+    out = np.full_like(along, fill)
+    if shift > 0:
+        out[shift:] = along[:-shift]
+    else:
+        out[:shift] = along[-shift:]
+    return out
+
+
+def _along(s: SliceRoll, values: np.ndarray, k_max: int, ref_seam_deg: float = math.nan) -> np.ndarray:
+    """(windings, angles) → positions along the sheet (NaN-padded to ``k_max`` windings),
+    counted from ``ref_seam_deg`` when given (:func:`strip_shift`)."""
     out = np.full((k_max, s.t_rad.size), np.nan, np.float32)
     out[: values.shape[0]] = values[:k_max]
-    return out[:, sheet_order(s)].reshape(-1)
+    return _shift(out[:, sheet_order(s)].reshape(-1), strip_shift(s, ref_seam_deg), np.nan)
 
 
-def find_uncoated_zones(rolls: list[SliceRoll], slice_um: float, min_height_um: float = 1000.0,
-                        min_arc_um: float = 2000.0) -> list[UncoatedZone]:
+def along_mask_to_sheet(s: SliceRoll, along: np.ndarray, k_max: int, ref_seam_deg: float = math.nan) -> np.ndarray:
+    """The inverse of :func:`_along` for a mask: positions (from ``ref_seam_deg``) → (windings, angles)."""
+    n_t = s.t_rad.size
+    mine = _shift(along, -strip_shift(s, ref_seam_deg), False)
+    out = np.zeros((k_max, n_t), bool)
+    out[:, sheet_order(s)] = mine.reshape(k_max, n_t)
+    return out
+
+
+def find_uncoated_zones(rolls: list[SliceRoll], slice_um: float, min_height_um: float = 0.0,
+                        min_arc_um: float = 2000.0, within: tuple[int, int] | None = None) -> list[UncoatedZone]:
     """Find cathode stretches that are uncoated over the roll's height.
 
     Parameters
@@ -98,9 +133,15 @@ def find_uncoated_zones(rolls: list[SliceRoll], slice_um: float, min_height_um: 
         Slice spacing.
     min_height_um : float
         Height of roll that must be seen before a stretch can be called uncoated over its
-        height (a short stack cannot tell a strip from a large void).
+        height. None by default: a stretch reduced to its foil (both coatings gone) over
+        ``min_arc_um`` is no void, however few slices show it (a 12 mm tab window in a
+        12-slice volume was a "0.29 mm³ void").
     min_arc_um : float
         Shortest uncoated stretch along the arc (tab windows are several millimetres wide).
+    within : (int, int), optional
+        First and last position of the coated cathode strip (counted from the middle slice's
+        seam, :func:`core.geometry.anatomy.find_cathode_anatomy`): beyond its ends the strip
+        is the anode alone, which is no tab window.
 
     Returns
     -------
@@ -108,19 +149,25 @@ def find_uncoated_zones(rolls: list[SliceRoll], slice_um: float, min_height_um: 
     """
     if not rolls or len(rolls) * slice_um < min_height_um:
         return []
+    # (However short the stack: a void never takes both coatings off over millimetres of arc.)
     k_max = max(s.sheet_thickness_um.shape[0] for s in rolls)
     n_t = rolls[0].t_rad.size
-    thick = np.array([_along(s, s.sheet_thickness_um, k_max) for s in rolls])  # (z, positions)
-    mid = np.array([_along(s, 0.5 * (s.sheet_inner_um + s.sheet_outer_um), k_max) for s in rolls])
+    order_mid = sheet_order(rolls[len(rolls) // 2])
+    ref_seam = rolls[len(rolls) // 2].seam_deg  # positions of every slice count from this seam
+    thick = np.array([_along(s, s.sheet_thickness_um, k_max, ref_seam) for s in rolls])  # (z, positions)
+    mid = np.array([_along(s, 0.5 * (s.sheet_inner_um + s.sheet_outer_um), k_max, ref_seam) for s in rolls])
     known = np.isfinite(thick)
     seen = known.sum(axis=0)
     enough = seen >= MIN_SLICE_FRACTION * len(rolls)
-    # Each winding against its own typical thickness (inner turns may differ).
+    # Each winding against its own typical thickness (inner turns may differ), from its coated
+    # part: a 15 mm window is 40 % of an inner turn and would pull a plain median down.
     ref = np.full(k_max * n_t, np.nan)
     for k in range(k_max):
         block = thick[:, k * n_t:(k + 1) * n_t]
         if np.isfinite(block).any():
-            ref[k * n_t:(k + 1) * n_t] = np.nanmedian(block)
+            rough = np.nanmedian(block)
+            coated = block[np.isfinite(block) & (block > UNCOATED_FRACTION * rough)]
+            ref[k * n_t:(k + 1) * n_t] = np.median(coated) if coated.size else rough
     with np.errstate(invalid="ignore"):
         def over_height(level: float) -> np.ndarray:
             thin = known & (thick < level * ref[None, :])
@@ -136,10 +183,14 @@ def find_uncoated_zones(rolls: list[SliceRoll], slice_um: float, min_height_um: 
     gap = np.ones(2 * max(int(n_t / 360), 1) + 1, bool)
     strip = ndimage.binary_closing(strip, gap)
     edges = ndimage.binary_closing(edges | strip, gap)
+    if within is not None:
+        inside = np.zeros(edges.size, bool)
+        inside[max(0, within[0]): max(0, within[1] + 1)] = True
+        edges &= inside
+        strip &= inside
     labels, count = ndimage.label(edges)
     zones = []
     t = rolls[0].t_rad
-    order_mid = sheet_order(rolls[len(rolls) // 2])
     for lab in range(1, count + 1):
         run = np.nonzero(labels == lab)[0]
         core = strip[run]
@@ -153,7 +204,8 @@ def find_uncoated_zones(rolls: list[SliceRoll], slice_um: float, min_height_um: 
             end_deg=float(np.degrees(t[order_mid[run[-1] % n_t]])),
             arc_length_mm=arc_um / 1000, height_mm=len(rolls) * slice_um / 1000,
             slice_fraction=float(fraction[run][core].mean()), radius_um=radius,
-            start=int(run[0]), stop=int(run[-1]) + 1, n_angles=n_t))
+            start=int(run[0]), stop=int(run[-1]) + 1, n_angles=n_t,
+            ref_seam_deg=float(ref_seam) if math.isfinite(ref_seam) else math.nan))
     return zones
 
 
