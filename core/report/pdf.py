@@ -9,10 +9,8 @@ users or files is escaped before it reaches reportlab's mark-up.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -901,6 +899,11 @@ def _page_decorator(
         footer_left = f"Inspection #{inputs.inspection_id} · " + footer_left
     if not invariant:
         footer_left += " · printed " + datetime.now().astimezone().strftime("%Y-%m-%d %H:%M")
+    anchor_line = None
+    if inputs.audit_head is not None:
+        from core.report.anchor import audit_anchor_footer
+
+        anchor_line = audit_anchor_footer(inputs.audit_head)
 
     def decorate(canvas: Any, doc: Any) -> None:
         from reportlab.lib import colors
@@ -924,6 +927,9 @@ def _page_decorator(
         canvas.setFont(fonts["regular"], 7)
         canvas.setFillColor(colors.HexColor(MUTED))
         canvas.drawString(left, bottom, footer_left)
+        if anchor_line is not None:
+            canvas.setFont(fonts["regular"], 6)
+            canvas.drawString(left, bottom - 9, anchor_line)
         canvas.restoreState()
 
     return decorate
@@ -956,6 +962,14 @@ def _numbered_canvas(font: str, x_right: float, y: float) -> type:
             super().save()
 
     return NumberedCanvas
+
+
+def _anchor_keywords(inputs: ReportInputs) -> str:
+    if inputs.audit_head is None:
+        return ""
+    from core.report.anchor import audit_anchor_keywords
+
+    return audit_anchor_keywords(inputs.audit_head)
 
 
 def build_pdf(inputs: ReportInputs, *, invariant: bool = False, compress: bool = True) -> bytes:
@@ -995,6 +1009,7 @@ def build_pdf(inputs: ReportInputs, *, invariant: bool = False, compress: bool =
         author=str(r.get("operator") or "cellqc"),
         subject=f"Cell {r.get('cell_id')} verdict {verdict}",
         creator=f"cellqc {r.get('software_version') or ''}".strip(),
+        keywords=_anchor_keywords(inputs),
         invariant=1 if invariant else 0,
         pageCompression=1 if compress else 0,
         **margins,
@@ -1014,48 +1029,16 @@ def build_pdf(inputs: ReportInputs, *, invariant: bool = False, compress: bool =
 
 
 def write_atomic(data: bytes, path: str | os.PathLike[str]) -> str:
-    """Write bytes to a temporary file beside ``path``, flush to disk, then rename.
+    """Write the PDF's bytes atomically (:func:`core.fileio.atomic_write`).
 
     A crash at any point leaves either the previous file or no file under ``path``,
-    never a truncated one; the temporary file is removed on errors.
-
-    Parameters
-    ----------
-    data : bytes
-        The whole file.
-    path : str or os.PathLike
-        The final name; its folder is created when missing.
+    never a truncated one; a folder, device or FIFO at ``path`` is refused.
 
     Returns
     -------
     str
         sha256 hex digest of ``data``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        try:
-            fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            pass
-        else:
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-    return hashlib.sha256(data).hexdigest()
+    from core.fileio import atomic_write
+
+    return atomic_write(path, data)

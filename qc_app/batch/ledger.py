@@ -19,7 +19,6 @@ was inspected to completion with the same recipe hash is not inspected again.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,9 +43,10 @@ InTransaction = Callable[[Database, int | None], None]
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe version of a cell id (letters, digits, ``-_.``; others become ``_``)."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
-    return cleaned[:120] or "cell"
+    """A file-name-safe version of a cell id (:func:`core.text.file_name_part`)."""
+    from core.text import file_name_part
+
+    return file_name_part(text)
 
 
 def output_paths(out_dir: str | os.PathLike[str] | None, cell_id: str, inspection_id: int | None,
