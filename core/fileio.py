@@ -94,10 +94,13 @@ def fsync_folder(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def _open_exclusive(tmp: Path, mode: int) -> int:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    flags |= getattr(os, "O_NOFOLLOW", 0)
-    return os.open(tmp, flags, mode)
+def _opener(mode: int):
+    """``open(..., opener=)`` creating the file with ``mode`` and never through a link."""
+
+    def opener(name: str, flags: int) -> int:
+        return os.open(name, flags | getattr(os, "O_NOFOLLOW", 0), mode)
+
+    return opener
 
 
 @contextlib.contextmanager
@@ -146,13 +149,13 @@ def atomic_writer(
     path = check_output_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(path, suffix)
-    fd = _open_exclusive(tmp, mode)
+    # "x": created here, exclusively (handle.name is the path: some writers need it)
+    handle: IO[Any] = (
+        open(tmp, "x", encoding=encoding, newline=newline, opener=_opener(mode))  # noqa: SIM115
+        if text
+        else open(tmp, "xb", opener=_opener(mode))  # noqa: SIM115
+    )
     try:
-        handle: IO[Any]
-        if text:
-            handle = os.fdopen(fd, "w", encoding=encoding, newline=newline)
-        else:
-            handle = os.fdopen(fd, "wb")
         with handle:
             yield handle
             handle.flush()

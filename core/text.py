@@ -27,7 +27,7 @@ MAX_CELL_ID_LEN = 128
 #: Longest file-name piece made from a cell id (bytes are ASCII, so also characters).
 MAX_NAME_PART_LEN = 64
 
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def printable(value: object, limit: int | None = None) -> str:
@@ -43,8 +43,8 @@ def printable(value: object, limit: int | None = None) -> str:
     Returns
     -------
     str
-        Only printable characters (``str.isprintable``) and ASCII spaces; a backslash is
-        doubled so the escaping cannot be faked.
+        Only printable characters (``str.isprintable``) and ASCII spaces. (A backslash is
+        kept as it is: text that merely looks like an escape is harmless.)
     """
     text = "" if value is None else str(value)
     out = []

@@ -167,9 +167,15 @@ def inputs_from_log(db: Database, inspection_id: int, *, load_volume: bool = Tru
     -------
     ReportInputs
     """
+    from core.errors import InputError
     from core.store import get_result, overrides_for
+    from core.store.log import inspection_record_problem
 
     result = get_result(db, inspection_id)
+    problem = inspection_record_problem(db, inspection_id)
+    if problem is not None:  # never print a verdict the audit chain does not back
+        raise InputError(f"inspection {inspection_id}", f"its record differs from the audit chain "
+                         f"({problem}); run `cellqc audit verify` and tell QA")
     inputs = ReportInputs(
         result=result,
         inspection_id=int(inspection_id),

@@ -720,6 +720,53 @@ def check_records(db: Database) -> list[str]:
     return problems
 
 
+def inspection_record_problem(db: Database, inspection_id: int) -> str | None:
+    """Why one inspection's verdict cannot be trusted, or None when its audit entries hold.
+
+    A fast check of one inspection (not the whole chain), made before its report is printed
+    again: the ``inspection.complete`` audit row must be a keyed row that verifies and agree
+    with the row's verdict and result hash, and each override must match its own verifying
+    ``verdict.override`` row. (Rows filed before the log was keyed are checked against their
+    plain hash only.)
+
+    Raises
+    ------
+    core.store.keys.AuditKeyError
+        The audit key is missing or is another log's.
+    """
+    import json
+
+    from core.store.audit import audit_key_of, row_verifies
+
+    key = audit_key_of(db)
+    row = get_inspection(db, inspection_id)
+    if row["status"] != "complete":
+        return None
+    entries = list(db.query(
+        "SELECT * FROM audit WHERE action = 'inspection.complete' AND entity_id = ?"
+        " ORDER BY id DESC LIMIT 1", [str(int(inspection_id))]))
+    if not entries:
+        return "no audit entry records its completion"
+    if not row_verifies(db, entries[0], key):
+        return "its audit entry does not verify with the audit key"
+    audited = json.loads(entries[0]["details"])
+    actual = hashlib.sha256((row["result_json"] or "").encode("utf-8")).hexdigest()
+    if audited.get("verdict") != row["verdict"] or audited.get("result_sha256") not in (
+            actual, None) or row["result_sha256"] != actual:
+        return "its verdict or result differs from its audit entry"
+    for override in overrides_for(db, inspection_id):
+        found = list(db.query(
+            "SELECT * FROM audit WHERE action = 'verdict.override' AND entity_id = ?",
+            [str(override["id"])]))
+        if not found or not row_verifies(db, found[0], key):
+            return f"override {override['id']} has no verifying audit entry"
+        details = json.loads(found[0]["details"])
+        if (details.get("new_verdict"), details.get("reason"), found[0]["actor"]) != (
+                override["new_verdict"], override["reason"], override["user"]):
+            return f"override {override['id']} differs from its audit entry"
+    return None
+
+
 def _check_overrides(db: Database) -> list[str]:
     """Every override must be the one its ``verdict.override`` audit row records."""
     import json
