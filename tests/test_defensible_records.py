@@ -327,7 +327,13 @@ def test_reports_and_results_carry_the_chain_head(tmp_path, capsys, tiny_cell):
                  "--quiet"])
     assert code in (0, 1, 3)
     capsys.readouterr()
-    head = json.loads(js.read_text())["audit_head"]
+    exported = json.loads(js.read_text())
+    head = exported["audit_head"]
+    jsonschema = pytest.importorskip("jsonschema")
+    import resources
+
+    schema = json.loads(resources.read_text("schema", "inspection.schema.json"))
+    jsonschema.validate(exported, schema)
     with open_log(log) as db:
         row = db.conn.execute("SELECT hash, action FROM audit WHERE id = ?", (head["row"],)).fetchone()
         assert row[0] == head["hash"] and row[1] == "inspection.begin"

@@ -653,12 +653,13 @@ def record_report(
     """
     path = Path(path).resolve()
     size = path.stat().st_size if path.exists() else None
+    shown = path_text(path)  # a file name with undecodable bytes is stored escaped
     with write_transaction(db):
         get_inspection(db, inspection_id)
         cursor = db.conn.execute(
             "INSERT INTO reports (inspection_id, path, sha256, size_bytes, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (int(inspection_id), str(path), sha256, size, utc_now()),
+            (int(inspection_id), shown, sha256, size, utc_now()),
         )
         report_id = int(cursor.lastrowid)
         append_audit(
@@ -666,7 +667,7 @@ def record_report(
             "report.write",
             entity="reports",
             entity_id=report_id,
-            details={"inspection_id": int(inspection_id), "path": str(path), "sha256": sha256},
+            details={"inspection_id": int(inspection_id), "path": shown, "sha256": sha256},
         )
     return report_id
 

@@ -36,6 +36,7 @@ from core.store import (
     write_transaction,
 )
 from core.store.audit import utc_now
+from core.text import path_text
 from qc_app.batch.inputs import BatchItem, Fingerprint
 from qc_app.batch.worker import CellOutcome
 
@@ -136,7 +137,7 @@ def find_previous(db: Database, path: str, fp: Fingerprint, recipe_hash: str) ->
         "SELECT i.id, i.cell_id, i.verdict, i.n_findings, i.finished_at, f.size_bytes, f.mtime_ns,"
         " f.n_files, f.sha256 FROM input_files f JOIN inspections i ON i.id = f.inspection_id"
         " WHERE f.path = ? AND i.recipe_hash = ? AND i.status = 'complete' ORDER BY i.id DESC",
-        (str(path), recipe_hash),
+        (path_text(path), recipe_hash),
     ).fetchall()
     for rid, cell_id, verdict, n_findings, finished_at, size, mtime, n_files, sha in rows:
         same_stat = (size, mtime, n_files) == (fp.size_bytes, fp.mtime_ns, fp.n_files)
@@ -188,7 +189,7 @@ def open_cell(
         db.conn.execute(
             "INSERT INTO input_files (inspection_id, path, size_bytes, mtime_ns, n_files, sha256,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (inspection_id, str(path), fp.size_bytes, fp.mtime_ns, fp.n_files, fp.sha256, utc_now()),
+            (inspection_id, path_text(path), fp.size_bytes, fp.mtime_ns, fp.n_files, fp.sha256, utc_now()),
         )
         if also is not None:
             also(db, inspection_id)

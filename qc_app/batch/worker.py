@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core.recipe import Recipe
@@ -173,7 +174,12 @@ def run_cell(task: CellTask, *, progress: Callable[[float, str], None] | None = 
             try:
                 outcome.report_sha256 = write_report(
                     report_inputs(inspection, task.inspection_id, head), task.report_out)
-            except OSError as exc:
+            except (OSError, InputError) as exc:
+                if outcome.json_path:  # it would show a verdict the log will not hold
+                    Path(outcome.json_path).unlink(missing_ok=True)
+                    outcome.json_path = None
+                if isinstance(exc, InputError):
+                    raise
                 raise InputError(task.report_out, f"cannot write the report: {exc.strerror or exc}"
                                  ) from None
             outcome.report_path = str(task.report_out)
