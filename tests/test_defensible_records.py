@@ -204,6 +204,8 @@ def test_missing_key_and_another_stations_key(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "missing; restore it from the backup" in err, err
     assert not missing.exists()
+    assert main(["doctor", "--quick", "--db", str(log)]) == 1
+    assert "audit chain: cannot verify" in capsys.readouterr().out
     monkeypatch.setenv("CELLQC_AUDIT_KEY", str(key_path))
     assert main(["audit", "verify", "--db", str(log)]) == 0
 

@@ -647,7 +647,14 @@ def find_audit_break(db: Database, key: AuditKey | None = None, *, check_tail: b
         another key.
     """
     sealed_schema = _schema_version(db) >= KEYED_SCHEMA
-    key = key or audit_key_of(db)
+    if key is None:
+        if _find_seal(db) is not None:
+            key = audit_key_of(db)
+        else:  # a plain chain (schema ≤ 4, opened read-only) needs no key to be checked
+            try:
+                key = audit_key_of(db)
+            except AuditKeyError:
+                key = None
     expected_prev = GENESIS_HASH
     expected_id = 1
     seal_id: int | None = None
@@ -666,6 +673,8 @@ def find_audit_break(db: Database, key: AuditKey | None = None, *, check_tail: b
             return AuditBreak(rid, "its link to the previous row does not match")
         if seal_id is None and row["action"] == SEAL_ACTION:
             info = _details(row["details"])
+            if key is None:
+                key = audit_key_of(db)
             if info.get("key_id") != key.key_id:
                 raise AuditKeyError(
                     key.path,
@@ -675,7 +684,7 @@ def find_audit_break(db: Database, key: AuditKey | None = None, *, check_tail: b
             if info.get("sealed_rows") != rid - 1 or info.get("sealed_head") != row["prev_hash"]:
                 return AuditBreak(rid, "the sealing row does not match the rows before it")
             seal_id, seal_log_id = rid, str(info.get("log_id") or "")
-        if seal_id is not None:
+        if seal_id is not None and key is not None:
             if row["hash"] != row_mac(key, row["prev_hash"], _content(row)):
                 return AuditBreak(rid, "its content does not match its keyed hash (the row was "
                                        "altered, or written without the audit key)")
@@ -686,7 +695,7 @@ def find_audit_break(db: Database, key: AuditKey | None = None, *, check_tail: b
     if seal_id is None and expected_id > 1 and sealed_schema:
         return AuditBreak(expected_id - 1, "the chain is not sealed with the audit key although "
                                            "the log's schema is: it was rewritten without the key")
-    if check_tail and seal_id is not None:
+    if check_tail and seal_id is not None and key is not None:
         recorded, problem = recorded_head(key, seal_log_id)
         if problem is not None:
             return AuditBreak(expected_id - 1, problem)

@@ -550,9 +550,11 @@ def open_log(
             )
         migrate(db)
         if recover:
+            from core.store.keys import AuditKeyError
             from core.store.log import mark_stale_interrupted
 
-            mark_stale_interrupted(db, stale_after_s=stale_after_s)
+            with contextlib.suppress(AuditKeyError):  # no key: still readable; recovered later
+                mark_stale_interrupted(db, stale_after_s=stale_after_s)
     except sqlite3.DatabaseError as exc:
         db.close()
         raise InputError(path, f"cannot use the log: {exc}") from None
