@@ -259,6 +259,10 @@ def _old_log(path: Path, monkeypatch) -> None:
             db.conn.execute("INSERT INTO users (name, role, created_at, secret_hash) VALUES"
                             " ('ada', 'admin', 'then', ?)", (hash_secret("admin-pw", **FAST),))
             _legacy_append(db, "user.add", entity="users", entity_id="ada", details={"role": "admin"})
+            # an operator added without a password by an admin, and a name only given as --user
+            db.conn.execute("INSERT INTO users (name, role, created_at) VALUES ('olga', 'operator', 'then')")
+            _legacy_append(db, "user.add", entity="users", entity_id="olga", details={"role": "operator"})
+            db.conn.execute("INSERT INTO users (name, role, created_at) VALUES ('quick', 'operator', 'then')")
             db.conn.commit()
 
 
@@ -274,7 +278,7 @@ def test_old_plain_log_is_sealed_once_and_its_rows_protected(tmp_path, monkeypat
         details = json.loads(seals[0]["details"])
         assert details["sealed_rows"] == n_plain and "upgrade" in details["note"]
         snapshots = [r for r in audit_rows(db) if r["action"] == "user.snapshot"]
-        assert [r["entity_id"] for r in snapshots] == ["ada"]
+        assert [r["entity_id"] for r in snapshots] == ["ada", "olga"]
         assert find_audit_break(db) is None and check_records(db) == []
         authenticate(db, "ada", "admin-pw")
     with open_log(log) as db:  # opening again seals nothing more

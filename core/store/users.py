@@ -292,9 +292,9 @@ def audited_user_state(db: Database, name: str) -> tuple[dict[str, Any] | None, 
         whose hash verifies.
     """
     marks = ", ".join("?" * len(USER_STATE_ACTIONS))
-    rows = list(db.query(
+    rows = list(db.query(  # rows of cellqc ≤ schema 4 carry no state: they are skipped
         f"SELECT * FROM audit WHERE entity = 'users' AND entity_id = ? AND action IN ({marks})"
-        " ORDER BY id DESC LIMIT 1",
+        " AND json_extract(details, '$.state') IS NOT NULL ORDER BY id DESC LIMIT 1",
         [name, *USER_STATE_ACTIONS],
     ))
     if not rows:
@@ -315,7 +315,7 @@ def user_record_problem(db: Database, row: dict[str, Any]) -> str | None:
     if audited is None:
         if not authentic:
             return "its newest audit entry carries no state"
-        if actual != _UNAUDITED_STATE:
+        if actual != _UNAUDITED_STATE:  # the state of a name recorded from --user only
             return (f"role {actual['role']}, password or disabled state set without any audit "
                     "entry")
         return None
@@ -339,7 +339,8 @@ def check_users(db: Database) -> list[str]:
             problems.append(f"user {printable(row['name'], 64)!r}: {problem}")
     marks = ", ".join("?" * len(USER_STATE_ACTIONS))
     for (name,) in db.conn.execute(
-        f"SELECT DISTINCT entity_id FROM audit WHERE entity = 'users' AND action IN ({marks})",
+        f"SELECT DISTINCT entity_id FROM audit WHERE entity = 'users' AND action IN ({marks})"
+        " AND json_extract(details, '$.state') IS NOT NULL",
         USER_STATE_ACTIONS,
     ):
         if name not in names:
@@ -351,13 +352,17 @@ def check_users(db: Database) -> list[str]:
 def record_user_snapshots(db: Database) -> int:
     """Put every user's current state into the audit chain (``user.snapshot``; migration 5).
 
-    Names recorded from ``--user`` on a log without users (operator, no password, active)
-    need no entry. Returns the number of rows written.
+    Names only ever recorded from ``--user`` on a log without users (operator, no password,
+    active, never in the chain) need no entry. Returns the number of rows written.
     """
+    marks = ", ".join("?" * len(USER_STATE_ACTIONS))
+    audited = {str(r[0]) for r in db.conn.execute(
+        f"SELECT DISTINCT entity_id FROM audit WHERE entity = 'users' AND action IN ({marks})",
+        USER_STATE_ACTIONS)}
     written = 0
     for row in list(db.query("SELECT * FROM users ORDER BY name")):
         state = user_state(row)
-        if state == _UNAUDITED_STATE:
+        if state == _UNAUDITED_STATE and row["name"] not in audited:
             continue
         append_audit(
             db, "user.snapshot", entity="users", entity_id=row["name"],
