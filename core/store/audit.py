@@ -32,6 +32,7 @@ import json
 import math
 import os
 import re
+import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -165,7 +166,7 @@ def _find_seal(db: Database) -> _Seal | None:
         row = db.conn.execute(
             "SELECT id, details FROM audit WHERE action = ? ORDER BY id LIMIT 1", (SEAL_ACTION,)
         ).fetchone()
-    except Exception:  # noqa: BLE001 - no audit table yet (a new file before migration 1)
+    except sqlite3.Error:  # no audit table yet (a new file before migration 1)
         return None
     if row is None:
         return None
