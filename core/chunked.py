@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from core.detectors.delamination import judge_void
 from core.errors import InputError
 from core.geometry.maps import UnrolledMap, unroll
 from core.geometry.roll import CellGeometry, RollPrior, measure_geometry, roll_prior
@@ -261,63 +260,6 @@ def recount(metrics: dict[str, Any], findings: list) -> None:
         metrics["void_total_volume_mm3"] = float(sum(voids))
     if "void_max_volume_mm3" in metrics:
         metrics["void_max_volume_mm3"] = float(max(voids)) if voids else None
-
-
-def merge_cut_findings(findings: list, boundaries: list[int], void_rules: dict[str, float] | None = None,
-                       slice_um: float = 1.0) -> list:
-    """Join findings of one detector and winding that a chunk boundary cut in two.
-
-    Two findings are one when both touch the same boundary (their boxes reach it) and their
-    boxes overlap in y and x. The union of the boxes is kept with the larger part's centroid
-    and value, except for voids: each chunk measured the part in its own slices, so their
-    volumes add up, and the whole void is judged again by ``void_rules`` (the recipe's
-    delamination rules).
-    """
-    merged = list(findings)
-    changed = True
-    while changed:
-        changed = False
-        for i in range(len(merged)):
-            for j in range(i + 1, len(merged)):
-                a, b = merged[i], merged[j]
-                if a.detector != b.detector or a.winding != b.winding or a.unit != b.unit:
-                    continue
-                ba, bb = a.bbox_zyx_px, b.bbox_zyx_px
-                at_cut = any(min(ba[3], bb[3]) >= z - 1 and max(ba[0], bb[0]) <= z for z in boundaries)
-                overlap_yx = ba[1] <= bb[4] and bb[1] <= ba[4] and ba[2] <= bb[5] and bb[2] <= ba[5]
-                touch_z = ba[0] <= bb[3] and bb[0] <= ba[3]
-                if not (at_cut and overlap_yx and touch_z):
-                    continue
-                keep, other = (a, b) if abs(a.value) >= abs(b.value) else (b, a)
-                keep.bbox_zyx_px = tuple(min(x, y) for x, y in zip(ba[:3], bb[:3], strict=True)) + tuple(
-                    max(x, y) for x, y in zip(ba[3:], bb[3:], strict=True))
-                if keep.detector == "delamination" and void_rules is not None:
-                    _join_void(keep, other, void_rules, slice_um)
-                else:
-                    sev_rank = {"fail": 0, "review": 1, "info": 2}
-                    if sev_rank.get(other.severity, 3) < sev_rank.get(keep.severity, 3):
-                        keep.severity, keep.rule = other.severity, other.rule
-                merged[i] = keep
-                del merged[j]
-                changed = True
-                break
-            if changed:
-                break
-    return merged
-
-
-def _join_void(keep, other, rules: dict[str, float], slice_um: float) -> None:
-    """Add ``other``'s part to the void ``keep`` and judge the whole again."""
-    volume = keep.value + other.value
-    height = (keep.bbox_zyx_px[3] - keep.bbox_zyx_px[0]) * slice_um
-    arc = max(float((keep.extra or {}).get("arc_length_um", 0.0)), float((other.extra or {}).get("arc_length_um", 0.0)))
-    keep.extra = {**(keep.extra or {}), "height_um": height, "arc_length_um": arc}
-    severity, rule = judge_void(volume, max(arc, height), rules)
-    if severity != "info":
-        keep.severity, keep.rule = severity, rule
-    keep.message = re.sub(r"[0-9.]+ mm³, [0-9]+ µm × [0-9]+ µm",
-                          f"{volume:.4f} mm³, {arc:.0f} µm × {height:.0f} µm", keep.message)
-    keep.value = volume
 
 
 _SUM = re.compile(r"(_count|_samples|_total_volume_mm3|_fitted|_measured)$")

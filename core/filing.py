@@ -26,7 +26,7 @@ from core.errors import InputError
 from core.fileio import atomic_writer, write_json
 from core.inspect import Inspection, inspect_volume
 from core.io import read_volume
-from core.recipe import Recipe, load_recipe
+from core.recipe import Recipe, is_auto, load_recipe
 
 
 def exported_result(result: Mapping[str, Any], audit_head: Any = None) -> dict[str, Any]:
@@ -154,7 +154,9 @@ def inspect_and_file(
     """
     from core.fileio import check_output_target
 
-    recipe_obj = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    # A named recipe is checked (and a bad one refused) before anything is read; an automatic
+    # choice is made from the cell's can, once the volume is open.
+    recipe_obj = None if is_auto(recipe) else (recipe if isinstance(recipe, Recipe) else load_recipe(recipe))
     for target in (json_out, report_out):  # a device, FIFO or folder: refused before any work
         if target is not None:
             check_output_target(target)
@@ -166,8 +168,8 @@ def inspect_and_file(
 
         db = open_log(db_path)
         inspection_id = begin_inspection(
-            db, volume.cell_id, recipe=recipe_obj.name,
-            recipe_hash=recipe_obj.sha256, software_version=__version__, operator=operator,
+            db, volume.cell_id, recipe=recipe_obj.name if recipe_obj else None,
+            recipe_hash=recipe_obj.sha256 if recipe_obj else None, software_version=__version__, operator=operator,
             source=volume.source, shape_zyx=list(volume.shape), spacing_um=list(volume.spacing_um),
             voxel_size_um=volume.voxel_size_um, modality=volume.modality)
     written: list[Path] = []

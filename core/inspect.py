@@ -13,7 +13,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,23 @@ import numpy as np
 
 from core import __version__
 from core.detectors import DetectorContext
+from core.detectors.delamination import judge_void
+from core.findings import link_related, merge_parts, reasons_by_group
+from core.geometry.can import probe_can_diameter
 from core.geometry.layers import GeometryParams
 from core.geometry.maps import UnrolledMap, unroll
 from core.geometry.roll import CellGeometry, _spans, evenly, measure_geometry
 from core.io.volume import Volume
-from core.recipe import Recipe, load_recipe
+from core.recipe import (
+    Recipe,
+    RecipeSelection,
+    check_recipe_fits,
+    is_auto,
+    load_recipe,
+    select_recipe,
+)
 from core.segment import detector_for
+from core.uncertainty import annotate as annotate_uncertainty
 from resources import RESOURCES_DIR
 
 SCHEMA = "cellqc.inspection/1"
@@ -65,20 +76,25 @@ def geometry_params(recipe: Recipe) -> GeometryParams:
 
 
 def decide_verdict(findings: list[dict[str, Any]], geometry: CellGeometry | None,
-                   has_roll: bool | None = None) -> tuple[str, list[str]]:
+                   has_roll: bool | None = None, selection: RecipeSelection | None = None,
+                   spacing_um: tuple[float, float, float] | None = None) -> tuple[str, list[str]]:
     """PASS / FAIL / REVIEW and the reasons: which rule, which finding, which value and limit.
 
     ``has_roll`` (default: whether ``geometry`` traced any roll slice) False adds a REVIEW:
-    nothing could be inspected.
+    nothing could be inspected. A ``selection`` whose recipe does not fit the cell's format
+    adds a REVIEW with its reason. With ``spacing_um`` (the volume's voxel size), findings of
+    different detectors at one place are linked (``related``) and give one reason
+    (:func:`core.findings.link_related`).
     """
-    reasons = []
-    for f in findings:
-        if f["severity"] in ("fail", "review"):
-            reasons.append(f"{f['severity'].upper()}: {f['rule']} — {f['message']} (finding {f['id']})")
+    # Findings of different detectors at one place describe one defect: one reason each.
+    groups = link_related(findings, spacing_um) if spacing_um is not None else [[i] for i in range(len(findings))]
+    reasons = reasons_by_group(findings, groups)
     if has_roll is None:
         has_roll = geometry is None or bool(geometry.roll_slices)
     if not has_roll:
         reasons.append("REVIEW: no jelly roll found in the volume; nothing could be inspected")
+    if selection is not None and selection.mismatch:
+        reasons.append(f"REVIEW: {selection.reason}")
     if any(f["severity"] == "fail" for f in findings):
         verdict = "FAIL"
     elif reasons:
@@ -125,7 +141,8 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
     ----------
     volume : Volume
     recipe : Recipe, name or path, optional
-        Default: the 18650 NMC recipe.
+        Default (None or "auto"): chosen from the can's measured diameter among the shipped
+        recipes; a given recipe is checked against the can (see :func:`choose_recipe`).
     cell_id : str, optional
         Overrides the volume's cell id.
     progress : callable(fraction, message), optional
@@ -150,9 +167,15 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
     from core import chunked
 
     started = _dt.datetime.now(_dt.UTC)
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     report = progress or (lambda f, m: None)
     timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    recipe, selection = choose_recipe(volume, recipe)
+    timings["recipe"] = time.perf_counter() - t_start
+    if selection.mismatch:
+        # Another format's nominal diameter says nothing about this can: not judged.
+        recipe = replace(recipe, cell={k: v for k, v in recipe.cell.items() if k != "can_outer_diameter_mm"})
+    report(0.0, selection.reason)
 
     def stage(lo: float, hi: float) -> Progress:
         return lambda f, m: report(lo + (hi - lo) * f, m)
@@ -176,6 +199,8 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
     for key in REQUIRED_METRICS:
         metrics.setdefault(key, 0 if key == "void_count" else (0.0 if key == "void_total_volume_mm3" else None))
 
+    # One physical defect, one finding: parts of one defect (slices, fragments, chunks) joined.
+    findings = merge_parts(findings, volume.spacing_um, recipe.rules, judge_void)
     findings.sort(key=lambda f: (_SEVERITY_ORDER.get(f.severity, 3), f.detector, -abs(f.value)))
     counters: dict[str, int] = {}
     finding_dicts = []
@@ -184,8 +209,9 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
         counters[prefix] = counters.get(prefix, 0) + 1
         f.id = f"{prefix}{counters[prefix]}"
         finding_dicts.append(f.to_json())
-    verdict, reasons = decide_verdict(finding_dicts, geometry, has_roll=has_roll)
-    timings["total"] = time.perf_counter() - t0
+    verdict, reasons = decide_verdict(finding_dicts, geometry, has_roll=has_roll, selection=selection,
+                                      spacing_um=volume.spacing_um)
+    timings["total"] = time.perf_counter() - t_start
     report(1.0, f"verdict {verdict}")
 
     spacing = volume.spacing_um
@@ -200,6 +226,7 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
         "recipe": recipe.name,
         "recipe_hash": recipe.sha256,
         "recipe_source": recipe.source,
+        "recipe_selection": selection.to_json(),
         "software_version": __version__,
         "source": volume.source,
         "modality": volume.modality,
@@ -213,7 +240,26 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
         "findings": finding_dicts,
         "timings_s": timings,
     }
-    return Inspection(result=_clean(result), volume=volume, geometry=geometry, maps=maps, raw_maps=raw_maps)
+    result = _clean(result)
+    annotate_uncertainty(result)  # expanded uncertainties (k = 2) from the validation matrix
+    return Inspection(result=result, volume=volume, geometry=geometry, maps=maps, raw_maps=raw_maps)
+
+
+def choose_recipe(volume: Volume, recipe: Recipe | str | Path | None) -> tuple[Recipe, RecipeSelection]:
+    """The recipe that judges ``volume`` and why.
+
+    ``None`` or ``"auto"``: chosen from the can's measured diameter among the shipped recipes
+    (:func:`core.recipe.select_recipe`). A recipe given by name, path or object is used as
+    given, and checked against the can: a can of another format is a REVIEW with one reason,
+    not a dimension FAIL.
+    """
+    measured = probe_can_diameter(volume)
+    if is_auto(recipe):
+        chosen, selection = select_recipe(measured)
+    else:
+        chosen = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+        selection = check_recipe_fits(chosen, measured)
+    return chosen, selection
 
 
 def _run_detectors(volume: Volume, geometry: CellGeometry, recipe: Recipe, reference: dict[str, float],
@@ -308,8 +354,6 @@ def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chu
         geometry_parts.append(part)
         map_parts.append(chunked.chunk_maps(geometry, raw_maps, (core_lo, core_hi), every, c.view_lo))
         del geometry, raw_maps, sub
-    findings = chunked.merge_cut_findings(findings, [c.core_lo for c in plan[1:]],
-                                          recipe.rules.get("delamination", {}), volume.spacing_um[0])
     metrics = chunked.merge_metrics(per_chunk_metrics)
     chunked.recount(metrics, findings)
     for part in geometry_parts:  # chunk-local slice numbers: replaced by the volume's below

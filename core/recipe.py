@@ -73,6 +73,9 @@ _SCHEMA: dict[str, dict[str, tuple[type, float | None, float | None]]] = {
     "rules.winding_quality": {
         "fail_um": (float, 0.0, None),
         "review_um": (float, 0.0, None),
+        "inner_turns": (float, 0.0, 10.0),
+        "inner_review_um": (float, 0.0, None),
+        "inner_fail_um": (float, 0.0, None),
         "smoothing_deg": (float, 0.0, 90.0),
     },
 }
@@ -238,7 +241,7 @@ def recipe_from_dict(data: dict[str, Any], source: str = "recipe", sha256: str =
     rules = {sec.split(".", 1)[1]: vals for sec, vals in checked.items() if sec.startswith("rules.")}
     for det, vals in rules.items():
         for review_key, fail_key in (("review_um", "fail_um"), ("review_volume_mm3", "fail_volume_mm3"),
-                                     ("review_deviation", "fail_deviation")):
+                                     ("review_deviation", "fail_deviation"), ("inner_review_um", "inner_fail_um")):
             if review_key in vals and fail_key in vals and vals[review_key] > vals[fail_key]:
                 raise RecipeError(source, f"[rules.{det}] {review_key} is above {fail_key}")
     enabled = section("detectors").get("enabled", list(DETECTORS))
@@ -257,3 +260,127 @@ def recipe_from_dict(data: dict[str, Any], source: str = "recipe", sha256: str =
         sha256=sha256,
         raw=data,
     )
+
+
+# ------------------------------------------------------------------------- recipe choice
+
+AUTO = "auto"
+# A can this far off a recipe's nominal diameter is another cell format, not a dimensional
+# defect: 18650 and 21700 cans differ by 2.8 mm, while the shipped diameter limits are
+# 0.15–0.5 mm. Between the fail limit and this, the can is judged (and fails); beyond it
+# the recipe is the wrong one.
+FORMAT_MISMATCH_MM = 1.0
+
+
+@dataclass
+class RecipeSelection:
+    """Which recipe judged a cell, and why.
+
+    Attributes
+    ----------
+    mode : {"auto", "explicit"}
+        Chosen from the measured can ("auto") or given by the user ("explicit").
+    recipe : str
+        The recipe's name.
+    measured_can_outer_diameter_mm : float or None
+        The can's outer diameter measured before the inspection (None: no can found).
+    expected_can_outer_diameter_mm : float or None
+        The recipe's nominal ``[cell] can_outer_diameter_mm``.
+    mismatch : bool
+        The measured can is more than :data:`FORMAT_MISMATCH_MM` off the recipe's nominal:
+        the cell is another format (its dimensions are then not judged; the verdict is at
+        least REVIEW).
+    reason : str
+        One sentence for the operator.
+    """
+
+    mode: str
+    recipe: str
+    measured_can_outer_diameter_mm: float | None
+    expected_can_outer_diameter_mm: float | None
+    mismatch: bool
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "recipe": self.recipe,
+            "measured_can_outer_diameter_mm": self.measured_can_outer_diameter_mm,
+            "expected_can_outer_diameter_mm": self.expected_can_outer_diameter_mm,
+            "mismatch": self.mismatch,
+            "reason": self.reason,
+        }
+
+
+def is_auto(recipe: Recipe | str | Path | None) -> bool:
+    """True when ``recipe`` asks for the recipe to be chosen from the cell (None or "auto")."""
+    return recipe is None or (isinstance(recipe, str) and recipe.strip().lower() == AUTO)
+
+
+def shipped_recipes() -> list[Recipe]:
+    """Every recipe shipped with cellqc, loaded and validated."""
+    return [load_recipe(name) for name in available_recipes()]
+
+
+def auto_recipe_hash() -> str:
+    """SHA-256 over the shipped recipes (name and hash of each): what an automatic choice
+    depends on, e.g. to tell whether a cell was already inspected under the same rules."""
+    text = "\n".join(f"{r.name}:{r.sha256}" for r in shipped_recipes())
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _nominal_mm(recipe: Recipe) -> float | None:
+    value = recipe.cell.get("can_outer_diameter_mm")
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def check_recipe_fits(recipe: Recipe, measured_mm: float | None, mode: str = "explicit") -> RecipeSelection:
+    """Whether a recipe fits the can that was measured (see :class:`RecipeSelection`)."""
+    nominal = _nominal_mm(recipe)
+    if measured_mm is None or not math.isfinite(measured_mm) or nominal is None:
+        why = "no can diameter measured" if nominal is not None else "the recipe names no can diameter"
+        return RecipeSelection(mode, recipe.name, None if measured_mm is None or not math.isfinite(measured_mm)
+                               else float(measured_mm), nominal, False, f"recipe {recipe.name} as given ({why})")
+    off = abs(measured_mm - nominal)
+    if off > FORMAT_MISMATCH_MM:
+        return RecipeSelection(
+            mode, recipe.name, float(measured_mm), nominal, True,
+            f"recipe {recipe.name} expects a {nominal:.1f} mm can; the can measures {measured_mm:.1f} mm "
+            f"(another cell format: its dimensions were not judged)")
+    return RecipeSelection(mode, recipe.name, float(measured_mm), nominal, False,
+                           f"recipe {recipe.name} as given; can Ø {measured_mm:.2f} mm (nominal {nominal:.1f} mm)")
+
+
+def select_recipe(measured_mm: float | None, candidates: list[Recipe] | None = None) -> tuple[Recipe, RecipeSelection]:
+    """Choose the recipe whose nominal can diameter is nearest to the measured one.
+
+    Parameters
+    ----------
+    measured_mm : float or None
+        The can's outer diameter (mm); None when no can was found.
+    candidates : list of Recipe, optional
+        Default: the shipped recipes.
+
+    Returns
+    -------
+    (Recipe, RecipeSelection)
+        Without a measured can, or when no candidate is within :data:`FORMAT_MISMATCH_MM`,
+        the default recipe (resp. the nearest) with ``mismatch`` set when the can was measured.
+    """
+    candidates = candidates if candidates is not None else shipped_recipes()
+    sized = [(r, _nominal_mm(r)) for r in candidates]
+    sized = [(r, n) for r, n in sized if n is not None]
+    if measured_mm is None or not math.isfinite(measured_mm) or not sized:
+        recipe = next((r for r in candidates if r.name == DEFAULT_RECIPE), None) or load_recipe(DEFAULT_RECIPE)
+        return recipe, RecipeSelection(AUTO, recipe.name, None, _nominal_mm(recipe), False,
+                                       f"no can diameter measured: the default recipe {recipe.name}")
+    recipe, nominal = min(sized, key=lambda rn: abs(rn[1] - measured_mm))
+    if abs(nominal - measured_mm) > FORMAT_MISMATCH_MM:
+        shipped = ", ".join(f"{r.name} ({n:.1f} mm)" for r, n in sized)
+        return recipe, RecipeSelection(
+            AUTO, recipe.name, float(measured_mm), nominal, True,
+            f"no recipe for a {measured_mm:.1f} mm can (shipped: {shipped}); judged by the nearest, "
+            f"{recipe.name}, without its dimensions")
+    return recipe, RecipeSelection(
+        AUTO, recipe.name, float(measured_mm), nominal, False,
+        f"recipe {recipe.name} chosen from the can: Ø {measured_mm:.2f} mm measured, {nominal:.1f} mm nominal")

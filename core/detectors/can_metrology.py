@@ -8,8 +8,9 @@ cell's nominal ``can_outer_diameter_mm``, the thinnest wall, the ovality and the
 A dent finding sits at the dent: the deepest point of the dented outer surface in the worst
 slice (``geometry.cans``' ``dent_yx_px``), with its polar angle and its position about the cell
 axis in µm; the other findings concern the whole slice and sit at the can's centre.
-Only slices alongside the jelly roll are judged (the crimp and the cap at the top of a cell
-are narrower or thicker by design); every slice is reported in the ``can_metrology`` map.
+Only slices alongside the roll's interior are judged: the groove that holds the cap and the
+crimp that closes the can are narrower by design (the geometry reports them as
+``can_narrowings``); every measured slice is in the ``can_metrology`` map.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ def can_table(ctx: DetectorContext) -> np.ndarray:
     return np.array(rows, float).reshape(-1, len(_COLUMNS))
 
 
-def _judged_range(ctx: DetectorContext) -> tuple[int, int] | None:
-    """Slices alongside the roll (showing windings, incl. its ends), or None without a roll."""
-    if "roll_first_slice" in ctx.reference:  # a chunk of a volume: where the whole roll is
-        return (ctx.reference["roll_first_slice"], ctx.reference["roll_last_slice"])
-    zs = [s.z for s in ctx.geometry.slices if s.is_roll or s.windings > 0]
-    return (min(zs), max(zs)) if zs else None
+def _judged(ctx: DetectorContext, table: np.ndarray) -> np.ndarray:
+    """The rows of ``table`` beside the roll's interior (the straight can); none without a roll."""
+    judged = ctx.geometry.judged_can_slices
+    if judged is None:  # geometry from before the roll was known: every slice with windings
+        zs = [s.z for s in ctx.geometry.slices if s.is_roll]
+        judged = [z for z in table[:, 0].astype(int) if zs and min(zs) <= z <= max(zs)]
+    return table[np.isin(table[:, 0].astype(int), list(judged))]
 
 
 @register(NAME)
@@ -49,10 +51,10 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     if table.size == 0:
         out.metrics.update(can_slices_measured=0, can_metrology_count=0)
         return out
-    rng = _judged_range(ctx)
-    judged = table if rng is None else table[(table[:, 0] >= rng[0]) & (table[:, 0] <= rng[1])]
-    if judged.size == 0 and "roll_first_slice" not in ctx.reference:
-        judged = table
+    judged = _judged(ctx, table)
+    if judged.size == 0:
+        out.metrics.update(can_slices_measured=0, can_metrology_count=0)
+        return out
     nominal = ctx.cell.get("can_outer_diameter_mm")
     nominal_wall = ctx.cell.get("can_wall_um")
     r = ctx.rules

@@ -74,10 +74,13 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     findings = []
     zs_all = np.array([s.z for s in rolls], float)
     for sign in (-1, 1):
-        mask = sign * dev_filled > review
-        labels, n = label_periodic(mask, structure)
-        for lab in range(1, n + 1):
-            idx = np.nonzero(labels == lab)
+        beyond = sign * dev_filled > review
+        # Hysteresis: a patch whose deviation hovers about the limit is one patch, not one per
+        # stretch above it; its area is what lies beyond the limit.
+        grown = sign * dev_filled > 0.5 * review
+        labels, n = label_periodic(grown, structure)
+        for lab in np.unique(labels[beyond & (labels > 0)]):
+            idx = np.nonzero((labels == lab) & beyond)
             ii, kk, tt = idx
             r_here = radius[idx]
             r_here = np.where(np.isfinite(r_here), r_here, r_typ)

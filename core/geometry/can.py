@@ -264,3 +264,149 @@ def fit_axis(zs: np.ndarray, centers_yx: np.ndarray, slice_um: float, pixel_um: 
     drift = (float(coef_y[0]), float(coef_x[0]))
     tilt = math.degrees(math.atan(math.hypot(*drift) * pixel_um / slice_um))
     return CellAxis((float(coef_y[1]), float(coef_x[1])), drift, tilt, float(np.sqrt(np.mean(res[keep] ** 2))))
+
+
+def probe_can_diameter(volume, n_slices: int = 6, max_wall_um: float = 1000.0,
+                       max_side_px: int = 400) -> float | None:
+    """The can's outer diameter (mm), quickly, from a few slices: what format the cell is.
+
+    Each of ``n_slices`` slices spread over the volume is averaged down in blocks to at most
+    ``max_side_px`` pixels a side (the format needs the diameter to ~0.1 mm, not the voxel)
+    and its can found with :func:`detect_can`. The 75th percentile of the diameters found is
+    returned: the cap, the crimp and the groove at a cell's top are narrower by design, the
+    straight can beside the roll is the widest part. None when no slice shows a can.
+
+    Parameters
+    ----------
+    volume : core.io.Volume
+    n_slices : int
+    max_wall_um : float
+        Upper bound on the wall thickness (µm).
+    max_side_px : int
+        Largest side of the averaged slice.
+    """
+    nz, ny, nx = volume.shape
+    sz, sy, sx = volume.spacing_um
+    pixel_um = 0.5 * (sy + sx)
+    factor = max(1, int(math.ceil(max(ny, nx) / max_side_px)))
+    zs = np.unique(np.linspace(0, nz - 1, min(n_slices, nz)).round().astype(int))
+    diameters = []
+    for z in zs:
+        image = np.asarray(volume.slice(int(z)), dtype=np.float32)
+        if factor > 1:
+            cy, cx = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+            image = image[:cy, :cx].reshape(cy // factor, factor, cx // factor, factor).mean(axis=(1, 3))
+        can = detect_can(image, pixel_um * factor, int(z), max_wall_um, n_rays=180)
+        if can.found and math.isfinite(can.outer_radius_um):
+            diameters.append(2e-3 * can.outer_radius_um)
+    return float(np.percentile(diameters, 75)) if diameters else None
+
+
+@dataclass
+class CanNarrowing:
+    """Where the can is narrower than beside the roll by design: the groove (bead) that holds
+    the cap, or the crimp that closes the can. Geometry, never a finding.
+
+    Attributes
+    ----------
+    kind : {"groove", "crimp"}
+        Walking away from the roll, the first narrowing is the groove; any beyond it is the
+        crimp (the can's rim curled over the cap).
+    end : {"first_slices", "last_slices"}
+        Which end of the volume (in slice order) it is at, beyond the roll.
+    z_first, z_last, z_deepest : int
+        Slice indices: where the can is narrower than the straight can by more than the
+        detection depth, and where it is narrowest.
+    depth_um : float
+        How much smaller the outer radius is there than beside the roll.
+    height_um : float
+        Axial extent where it is at least half that deep.
+    min_outer_diameter_mm : float
+    """
+
+    kind: str
+    end: str
+    z_first: int
+    z_last: int
+    z_deepest: int
+    depth_um: float
+    height_um: float
+    min_outer_diameter_mm: float
+
+    def to_json(self) -> dict[str, object]:
+        return {"kind": self.kind, "end": self.end, "z_first": self.z_first, "z_last": self.z_last,
+                "z_deepest": self.z_deepest, "depth_um": self.depth_um, "height_um": self.height_um,
+                "min_outer_diameter_mm": self.min_outer_diameter_mm}
+
+
+def can_profile(volume, zs, max_wall_um: float = 1000.0, max_side_px: int = 512) -> np.ndarray:
+    """Outer radius of the can (µm, the fitted ellipse's mean) in slices ``zs``; NaN where no
+    can is found. Slices are averaged down to at most ``max_side_px`` a side: a groove is
+    0.4–1.5 mm deep, the profile needs tens of µm, not the voxel."""
+    sz, sy, sx = volume.spacing_um
+    pixel_um = 0.5 * (sy + sx)
+    ny, nx = volume.shape[1:]
+    factor = max(1, int(math.ceil(max(ny, nx) / max_side_px)))
+    out = np.full(len(zs), np.nan)
+    for i, z in enumerate(zs):
+        image = np.asarray(volume.slice(int(z)), dtype=np.float32)
+        if factor > 1:
+            cy, cx = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+            image = image[:cy, :cx].reshape(cy // factor, factor, cx // factor, factor).mean(axis=(1, 3))
+        can = detect_can(image, pixel_um * factor, int(z), max_wall_um, n_rays=180)
+        if can.found:
+            out[i] = can.outer_radius_um
+    return out
+
+
+def find_narrowings(zs: np.ndarray, outer_radius_um: np.ndarray, straight_radius_um: float,
+                    roll_range: tuple[int, int], slice_um: float, min_depth_um: float = 150.0,
+                    sample_step: int = 1) -> list[CanNarrowing]:
+    """The groove and crimp beyond each end of the roll (see :class:`CanNarrowing`).
+
+    Parameters
+    ----------
+    zs, outer_radius_um : array
+        The can profile (slice index, outer radius µm; NaN unknown), beyond the roll.
+    straight_radius_um : float
+        The can's outer radius beside the roll.
+    roll_range : (int, int)
+        First and last slice of the roll.
+    slice_um : float
+        Slice spacing.
+    min_depth_um : float
+        A narrowing shallower than this is the can's tolerance, not a feature.
+    sample_step : int
+        Slices between profile points (each point stands for that many slices of height).
+    """
+    zs = np.asarray(zs, int)
+    r = np.asarray(outer_radius_um, float)
+    out: list[CanNarrowing] = []
+    if not math.isfinite(straight_radius_um):
+        return out
+    for end, beyond in (("first_slices", zs < roll_range[0]), ("last_slices", zs > roll_range[1])):
+        order = np.nonzero(beyond & np.isfinite(r))[0]
+        if order.size == 0:
+            continue
+        order = order[np.argsort(zs[order])]
+        if end == "first_slices":
+            order = order[::-1]  # walk away from the roll
+        narrow = (straight_radius_um - r[order]) > min_depth_um
+        runs, start = [], None
+        for j, flag in enumerate(narrow):
+            if flag and start is None:
+                start = j
+            if (not flag or j == len(narrow) - 1) and start is not None:
+                runs.append((start, j if flag else j - 1))
+                start = None
+        for n_run, (a, b) in enumerate(runs):
+            idx = order[a:b + 1]
+            depth = straight_radius_um - r[idx]
+            deepest = int(idx[int(np.argmax(depth))])
+            half = idx[depth >= 0.5 * float(depth.max())]
+            out.append(CanNarrowing(
+                kind="groove" if n_run == 0 else "crimp", end=end, z_first=int(zs[idx].min()), z_last=int(zs[idx].max()),
+                z_deepest=int(zs[deepest]), depth_um=float(depth.max()),
+                height_um=float((zs[half].max() - zs[half].min() + sample_step) * slice_um),
+                min_outer_diameter_mm=float(2e-3 * r[deepest])))
+    return out

@@ -40,6 +40,8 @@ class GeometryParams:
     min_layer_zscore: float = 3.5
     min_roll_score: float = 0.25
     angular_smoothing_um: float = 40.0
+    # Sheets this close (axially) to a roll end are its coated edge, not measured (roll.py).
+    coating_edge_band_um: float = 500.0
 
 
 @dataclass

@@ -13,7 +13,16 @@ from typing import Any
 import numpy as np
 
 from core.errors import Cancelled, InputError
-from core.geometry.can import CanSlice, CellAxis, detect_can, fit_axis
+from core.geometry.anatomy import CathodeAnatomy, apply_cathode_anatomy, find_cathode_anatomy
+from core.geometry.can import (
+    CanNarrowing,
+    CanSlice,
+    CellAxis,
+    can_profile,
+    detect_can,
+    find_narrowings,
+    fit_axis,
+)
 from core.geometry.layers import (
     CAN_EDGE_MARGIN_PX,
     GeometryParams,
@@ -68,6 +77,12 @@ class CellGeometry:
     notes: list[str] = field(default_factory=list)
     uncoated_zones: list[UncoatedZone] = field(default_factory=list)
     can_inner_um: float = math.nan
+    # Slices whose can is judged (beside the roll's interior), and the can's groove and crimp.
+    judged_can_slices: list[int] | None = None
+    can_narrowings: list[CanNarrowing] = field(default_factory=list)
+    # The cathode's ends and one-sided stretches, and the coating edge bands at the roll's ends.
+    cathode_anatomy: CathodeAnatomy | None = None
+    coating_edges: list[dict[str, Any]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ summaries
     @property
@@ -87,8 +102,11 @@ class CellGeometry:
 
     def can_stat(self, name: str, func=np.median) -> float:
         """A statistic (default: median) of a :class:`CanSlice` field over the slices where the
-        can was found; NaN when it never was."""
-        vals = [getattr(c, name) for c in self.cans if c.found and math.isfinite(getattr(c, name))]
+        can is judged (beside the roll's interior; every slice where it was found before the
+        roll is known); NaN when it never was."""
+        judged = None if self.judged_can_slices is None else set(self.judged_can_slices)
+        vals = [getattr(c, name) for c in self.cans if c.found and math.isfinite(getattr(c, name))
+                and (judged is None or c.z in judged)]
         return float(func(vals)) if vals else math.nan
 
     def stacked(self, name: str) -> np.ndarray:
@@ -105,7 +123,7 @@ class CellGeometry:
         return out
 
     def collector_exclusion(self, s: SliceRoll, k_max: int) -> np.ndarray:
-        """(windings, angles) mask of the collectors of slice ``s`` bounding an uncoated zone."""
+        """(windings, angles) mask of the collectors of slice ``s`` that relax into an uncoated zone."""
         return collector_exclusion(self.uncoated_zones, s, k_max, self.pitch_um)
 
     def spiral_fit(self) -> dict[str, Any]:
@@ -174,6 +192,11 @@ class CellGeometry:
             "roll_slice_range": [rolls[0].z, rolls[-1].z] if rolls else None,
             "skipped_slices": len(skipped),
             "uncoated_zones": [zone.to_json() for zone in self.uncoated_zones],
+            "can_judged_slices": ([min(self.judged_can_slices), max(self.judged_can_slices)]
+                                  if self.judged_can_slices else None),
+            "can_narrowings": [n.to_json() for n in self.can_narrowings],
+            "cathode_anatomy": self.cathode_anatomy.to_json() if self.cathode_anatomy is not None else None,
+            "coating_edges": self.coating_edges,
             "notes": self.notes,
         }
         out["spiral_fit"] = self.spiral_fit()
@@ -200,8 +223,11 @@ class RollPrior:
     windings: int
     interior: tuple[float, float, float]  # sheet thickness, intensity, coverage of the interior
     winding_interior: tuple[np.ndarray, np.ndarray]  # per winding: thickness, intensity
-    # Uncoated strips seen over the whole height (a chunk may be too short to tell them).
+    # Uncoated strips and the cathode's anatomy seen over the whole height (a chunk may be too
+    # short to tell them).
     uncoated_zones: list[UncoatedZone] = field(default_factory=list)
+    cathode_anatomy: CathodeAnatomy | None = None
+    anatomy_angles: int = 0
 
     def shifted(self, z0: int) -> RollPrior:
         """The same prior for a chunk whose first slice is slice ``z0`` of the volume."""
@@ -231,7 +257,8 @@ def roll_prior(geometry: CellGeometry, z_of_slice: np.ndarray) -> RollPrior | No
         ovality=geometry.ovality, ovality_angle_deg=geometry.ovality_angle_deg, pitch_um=geometry.pitch_um,
         direction=geometry.direction, seam_deg=seam if seam is not None else math.nan, windings=geometry.windings,
         interior=_interior_reference(rolls), winding_interior=_winding_reference(rolls, k_max),
-        uncoated_zones=list(geometry.uncoated_zones))
+        uncoated_zones=list(geometry.uncoated_zones), cathode_anatomy=geometry.cathode_anatomy,
+        anatomy_angles=rolls[0].t_rad.size)
 
 
 def _check_cancel(cancel: Callable[[], bool] | None) -> None:
@@ -350,16 +377,77 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
         geometry.uncoated_zones = find_uncoated_zones(rolls, sz)
     # The sheet tapers into the strip over about a pitch of arc: not measured there either.
     apply_uncoated_zones(rolls, geometry.uncoated_zones, geometry.pitch_um)
+    # The cathode's ends and one-sided stretches, seen over the whole height (anatomy).
+    if prior is not None and prior.cathode_anatomy is not None and prior.anatomy_angles == n_angles:
+        geometry.cathode_anatomy = prior.cathode_anatomy
+    else:
+        geometry.cathode_anatomy = find_cathode_anatomy(rolls, sz)
+    apply_cathode_anatomy(rolls, geometry.cathode_anatomy)
     _mask_sheet_ends(slices, sz, reference=prior.winding_interior if prior is not None else None)
     _mask_electrode_ends(rolls, geometry.pitch_um)
+    geometry.coating_edges = _mask_coating_edges(slices, sz, params.coating_edge_band_um)
     for zone in geometry.uncoated_zones:
         notes.append(f"uncoated cathode (tab window?) in winding {zone.winding}: {zone.arc_length_mm:.1f} mm of arc "
                      f"at {zone.start_deg:.0f}–{zone.end_deg:.0f}° over the roll's height; not measured there")
+    for st in geometry.cathode_anatomy.stretches:
+        what = ("no cathode" if st.kind == "absent" else f"cathode coated on one side only ({st.missing_coating} "
+                "coating left off)")
+        notes.append(f"{what} at its {st.end} end: windings {st.winding_start}–{st.winding_end}, "
+                     f"{st.start_deg:.0f}–{st.end_deg:.0f}°, {st.length_mm:.1f} mm along the strip; anatomy, not measured")
+    for edge in geometry.coating_edges:
+        notes.append(f"coating edge band at the roll's {edge['end'].replace('_', ' ')}: slices {edge['z_first']}–"
+                     f"{edge['z_last']} ({edge['band_um']:.0f} µm from the roll end) not measured for thickness or voids")
     skipped = [s for s in slices if not s.is_roll]
     if skipped:
         spans = _spans([s.z for s in skipped])
         notes.append(f"{len(skipped)} slice(s) without jelly roll skipped ({spans}): cap, headspace, tabs or roll ends")
+    _complete_can(volume, geometry, params, cancel, narrowings=prior is None)
     return geometry
+
+
+def _complete_can(volume: Volume, geometry: CellGeometry, params: GeometryParams,
+                  cancel: Callable[[], bool] | None, narrowings: bool = True, min_judged: int = 8) -> None:
+    """The can beside the roll's interior (judged) and its narrowings beyond the roll (geometry).
+
+    Can metrology judges the straight can alongside the roll's interior only: the groove that
+    holds the cap and the crimp that closes the can are narrower by design. At least
+    ``min_judged`` slices there get a can fit (more are measured when the 24 spread over the
+    volume fell mostly in the headspace). With ``narrowings``, the can's outer radius is
+    profiled beyond the roll (every ~100 µm) and the groove and crimp found there.
+    """
+    interior = geometry.roll_slices
+    if not interior:
+        return
+    lo, hi = interior[0], interior[-1]
+    have = {c.z for c in geometry.cans}
+    inside = [c for c in geometry.cans if c.found and lo <= c.z <= hi and geometry.slices[c.z].is_roll]
+    if len(inside) < min(min_judged, len(interior)):
+        for z in evenly(interior, min_judged):
+            if z not in have:
+                _check_cancel(cancel)
+                geometry.cans.append(detect_can(volume.slice(z), geometry.pixel_um, z, params.max_can_wall_um))
+        geometry.cans.sort(key=lambda c: c.z)
+    geometry.judged_can_slices = [c.z for c in geometry.cans if c.found and geometry.slices[c.z].is_roll]
+    if not narrowings:
+        return
+    # The roll's span, ends included (windings seen): the can beside it is straight too.
+    span = [s.z for s in geometry.slices if s.is_roll or s.windings > 0]
+    geometry.can_narrowings = narrowings_beyond(volume, (min(span), max(span)), geometry.can_stat("outer_radius_um"),
+                                                params, cancel)
+
+
+def narrowings_beyond(volume: Volume, roll_range: tuple[int, int], straight_radius_um: float,
+                      params: GeometryParams, cancel: Callable[[], bool] | None = None) -> list[CanNarrowing]:
+    """The groove and crimp of the can beyond ``roll_range`` (see :func:`core.geometry.can.find_narrowings`)."""
+    nz = volume.shape[0]
+    dz = volume.spacing_um[0]
+    step = max(1, int(round(100.0 / dz)))  # a profile point every ~100 µm of height
+    zs = [z for z in range(0, nz, step) if z < roll_range[0] or z > roll_range[1]]
+    if not zs or not math.isfinite(straight_radius_um):
+        return []
+    _check_cancel(cancel)
+    radius = can_profile(volume, zs, params.max_can_wall_um)
+    return find_narrowings(np.array(zs), radius, straight_radius_um, roll_range, dz, sample_step=step)
 
 
 def _find_frame(volume: Volume, geometry: CellGeometry, params: GeometryParams, can_inner: float,
@@ -571,6 +659,47 @@ def _mask_sheet_ends(slices: list[SliceRoll], slice_um: float, tolerance: float 
                 for k, sec in zip(*np.nonzero(connected), strict=True):
                     if k < here.sheet_thickness_um.shape[0]:
                         blank_sheet(here, int(k), slice(bounds[sec], bounds[sec + 1]))
+
+
+def _mask_coating_edges(slices: list[SliceRoll], slice_um: float, band_um: float) -> list[dict[str, Any]]:
+    """Set aside every sheet of the interior slices within ``band_um`` of a roll end.
+
+    At each end of the roll the cathode's coated edge thins out and the slices cut its
+    slanted edge (partial volume); measured on a real 21700, sheets 11–35 % thin in the first
+    four slices (270 µm) below the cathode's edge. A roll end is where the interior meets
+    slices that still show windings but whose sheets end (``_skip_roll_ends``); a roll that
+    simply begins at the volume's first slice has no edge there. The Cu collectors are traced
+    and judged as everywhere.
+
+    Returns
+    -------
+    list of dict
+        One per edge band: ``end`` ("first_slices" / "last_slices"), ``z_first``, ``z_last``,
+        ``band_um``.
+    """
+    out: list[dict[str, Any]] = []
+    if band_um <= 0:
+        return out
+    n = len(slices)
+    band = int(math.ceil(band_um / slice_um))
+    for i, s in enumerate(slices):
+        if not s.is_roll:
+            continue
+        for end, beyond, step in (("first_slices", i - 1, 1), ("last_slices", i + 1, -1)):
+            if not (0 <= beyond < n) or slices[beyond].is_roll or slices[beyond].windings <= 0:
+                continue
+            zs = []
+            for d in range(band):
+                j = i + step * d
+                if not (0 <= j < n) or not slices[j].is_roll:
+                    break
+                here = slices[j]
+                for k in range(here.sheet_thickness_um.shape[0]):
+                    blank_sheet(here, k)
+                zs.append(here.z)
+            if zs:
+                out.append({"end": end, "z_first": min(zs), "z_last": max(zs), "band_um": band_um})
+    return out
 
 
 def _mask_electrode_ends(rolls: list[SliceRoll], arc_um: float) -> None:

@@ -471,6 +471,8 @@ class _Doc:
 
     # page 1 --------------------------------------------------------------------------
     def summary(self) -> None:
+        from core.report.qr import trace_flowables
+
         r = self.result
         verdict = str(r.get("verdict") or "")
         overrides = list(self.inputs.overrides or [])
@@ -507,6 +509,7 @@ class _Doc:
             self.note("The result gives no reasons for its verdict.")
         self.gap(8)
         self.details()
+        self.add(*trace_flowables(self.inputs, self.width))  # QR: core/report/qr.py
         self.gap(10)
         self.metrics()
         self.gap(10)
@@ -693,6 +696,8 @@ class _Doc:
             severity = str(f.get("severity") or "info").lower()
             badge = SEVERITY_BADGE.get(severity, (severity, "#EEEEEE", INK))
             value = fmt(f.get("value"))
+            if f.get("uncertainty") is not None:  # expanded, k = 2 (core.uncertainty)
+                value += f" ± {fmt(f.get('uncertainty'))}"
             unit = pretty_unit(f.get("unit"))
             rows.append(
                 [
@@ -758,7 +763,8 @@ class _Doc:
             self.add(self.p("Findings on the slices", "h1"))
             shown = findings[:MAX_FINDING_FIGURES]
             for f in shown:
-                value = f"{fmt(f.get('value'))} {pretty_unit(f.get('unit'))}".strip()
+                plus_minus = f" ± {fmt(f.get('uncertainty'))}" if f.get("uncertainty") is not None else ""
+                value = f"{fmt(f.get('value'))}{plus_minus} {pretty_unit(f.get('unit'))}".strip()
                 title = (
                     f"{f.get('id')} · {metric_label(str(f.get('detector') or ''))[0]} · "
                     f"{str(f.get('severity') or '').lower()} · {value}"

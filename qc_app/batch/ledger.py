@@ -19,7 +19,7 @@ was inspected to completion with the same recipe hash is not inspected again.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,7 @@ def read_header(item: BatchItem, *, voxel_size: Any = None, dataset: str | None 
     return volume
 
 
-def find_previous(db: Database, path: str, fp: Fingerprint, recipe_hash: str) -> dict[str, Any] | None:
+def find_previous(db: Database, path: str, fp: Fingerprint, recipe_hash: str | Collection[str]) -> dict[str, Any] | None:
     """The newest complete inspection of the same, unchanged input with the same recipe.
 
     Same input: the same path and either the same size, modification time and file count,
@@ -125,19 +125,22 @@ def find_previous(db: Database, path: str, fp: Fingerprint, recipe_hash: str) ->
         Absolute path of the input.
     fp : Fingerprint
         Its fingerprint now.
-    recipe_hash : str
-        SHA-256 of the recipe the batch runs.
+    recipe_hash : str or collection of str
+        SHA-256 of the recipe the batch runs (several: any of them, e.g. the shipped recipes
+        when each cell's recipe is chosen from its can).
 
     Returns
     -------
     dict or None
         ``id``, ``cell_id``, ``verdict``, ``n_findings``, ``finished_at`` of that inspection.
     """
+    hashes = [recipe_hash] if isinstance(recipe_hash, str) else list(recipe_hash)
     rows = db.conn.execute(
         "SELECT i.id, i.cell_id, i.verdict, i.n_findings, i.finished_at, f.size_bytes, f.mtime_ns,"
         " f.n_files, f.sha256 FROM input_files f JOIN inspections i ON i.id = f.inspection_id"
-        " WHERE f.path = ? AND i.recipe_hash = ? AND i.status = 'complete' ORDER BY i.id DESC",
-        (path_text(path), recipe_hash),
+        f" WHERE f.path = ? AND i.recipe_hash IN ({', '.join('?' * len(hashes))}) AND i.status = 'complete'"
+        " ORDER BY i.id DESC",
+        (path_text(path), *hashes),
     ).fetchall()
     for rid, cell_id, verdict, n_findings, finished_at, size, mtime, n_files, sha in rows:
         same_stat = (size, mtime, n_files) == (fp.size_bytes, fp.mtime_ns, fp.n_files)
@@ -154,7 +157,7 @@ def open_cell(
     path: str,
     header: Volume,
     fp: Fingerprint,
-    recipe: Recipe,
+    recipe: Recipe | None,
     operator: str | None = None,
     also: InTransaction | None = None,
 ) -> int:
@@ -170,7 +173,8 @@ def open_cell(
         The lazily opened volume (cell id, shape, voxel size).
     fp : Fingerprint
         The input's fingerprint.
-    recipe : core.recipe.Recipe
+    recipe : core.recipe.Recipe or None
+        None: chosen from the cell's can during the inspection (filed with the result).
     operator : str, optional
     also : callable(db, inspection_id), optional
         More writes to make in the same transaction (the hot folder's state).
@@ -182,7 +186,7 @@ def open_cell(
     """
     with write_transaction(db):
         inspection_id = begin_inspection(
-            db, header.cell_id, recipe=recipe.name, recipe_hash=recipe.sha256,
+            db, header.cell_id, recipe=recipe.name if recipe else None, recipe_hash=recipe.sha256 if recipe else None,
             software_version=__version__, operator=operator, source=header.source or path,
             shape_zyx=list(header.shape), spacing_um=list(header.spacing_um),
             voxel_size_um=header.voxel_size_um, modality=header.modality)

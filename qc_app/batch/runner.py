@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
-from core.recipe import Recipe
+from core.recipe import Recipe, shipped_recipes
 from qc_app.batch.inputs import BatchItem, Fingerprint, fingerprint
 from qc_app.batch.ledger import file_outcome, find_previous, open_cell, output_paths, read_header
 from qc_app.batch.worker import CellOutcome, CellTask, run_cell, worker_version
@@ -40,8 +40,9 @@ class BatchOptions:
 
     Attributes
     ----------
-    recipe : core.recipe.Recipe
-        The loaded recipe; its hash decides which cells are already done.
+    recipe : core.recipe.Recipe or None
+        The loaded recipe (its hash decides which cells are already done), or None: each
+        cell's recipe is chosen from its can (:func:`core.recipe.select_recipe`).
     db_path : path
         The SQLite log.
     out_dir : path or None
@@ -66,7 +67,7 @@ class BatchOptions:
         Memory limit of each LocalCluster worker (Dask syntax, ``"auto"`` shares the RAM).
     """
 
-    recipe: Recipe
+    recipe: Recipe | None
     db_path: str | Path
     out_dir: str | Path | None = None
     report: bool = True
@@ -274,7 +275,13 @@ def dask_client(workers: int, scheduler: str | None = None, *,
             cluster.close()
 
 
-def plan_batch(items: list[BatchItem], db: Any, recipe: Recipe, *, checksum: bool = False,
+def recipe_hashes(recipe: Recipe | None) -> list[str]:
+    """The recipe hashes under which a cell counts as already inspected: the batch's recipe, or
+    (recipe chosen per cell) any shipped recipe as it is now."""
+    return [recipe.sha256] if recipe is not None else [r.sha256 for r in shipped_recipes()]
+
+
+def plan_batch(items: list[BatchItem], db: Any, recipe: Recipe | None, *, checksum: bool = False,
                force: bool = False) -> tuple[list[tuple[BatchItem, Fingerprint]], list[CellRow]]:
     """Split a batch into cells to inspect and cells already done (or unreadable).
 
@@ -302,7 +309,7 @@ def plan_batch(items: list[BatchItem], db: Any, recipe: Recipe, *, checksum: boo
         except InputError as exc:
             rows.append(CellRow(item.path, item.cell_id, "ERROR", error_kind="input", note=str(exc)))
             continue
-        previous = None if force else find_previous(db, item.path, fp, recipe.sha256)
+        previous = None if force else find_previous(db, item.path, fp, recipe_hashes(recipe))
         if previous is not None and previous["verdict"]:
             rows.append(CellRow(item.path, previous["cell_id"], previous["verdict"], skipped=True,
                                 inspection_id=previous["id"], n_findings=previous["n_findings"],

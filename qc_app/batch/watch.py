@@ -67,7 +67,8 @@ class WatchOptions:
     ----------
     folder : path
         The watched folder.
-    recipe : core.recipe.Recipe
+    recipe : core.recipe.Recipe or None
+        None: each cell's recipe is chosen from its can.
     db_path : path
         The SQLite log (also holds the hot folder's state).
     out_dir : path, optional
@@ -85,7 +86,7 @@ class WatchOptions:
     """
 
     folder: str | Path
-    recipe: Recipe
+    recipe: Recipe | None
     db_path: str | Path
     out_dir: str | Path | None = None
     report: bool = True

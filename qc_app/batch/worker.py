@@ -51,7 +51,7 @@ class CellTask:
 
     path: str
     cell_id: str
-    recipe: Recipe
+    recipe: Recipe | None
     inspection_id: int | None = None
     voxel_size: Any = None
     dataset: str | None = None

@@ -12,6 +12,7 @@ from qc_app.commands import (  # noqa: F401
     recon_cmd,
     roi_cmd,
     selftest_cmd,
+    serve_cmd,
     spc_cmd,
     users_cmd,
     watch_cmd,

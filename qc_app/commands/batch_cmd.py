@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "0 runs the cells one by one in this process, without Dask)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="use the workers of a running Dask scheduler, e.g. tcp://head:8786")
-    p.add_argument("--recipe", default=None, help="recipe name (18650-nmc, 21700-nmc) or TOML file")
+    p.add_argument("--recipe", default=None, help="recipe name (18650-nmc, 21700-nmc, 26650-nmc, 4680-nmc), TOML file, or auto (the default: chosen from the measured can diameter)")
     p.add_argument("--db", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
     p.add_argument("--out", metavar="DIR",
                    help="write each cell's result JSON and PDF report here (<cell>_<inspection>.json/.pdf)")
@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from core.errors import InputError
-    from core.recipe import load_recipe
+    from core.recipe import is_auto, load_recipe
     from core.store import default_db_path
     from qc_app.auth import login_to_log
     from qc_app.batch.display import ProgressBar, format_summary
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 0:
         raise InputError("--workers", f"must be 0 or more, got {args.workers}")
     items = expand_inputs(args.inputs)
-    recipe = load_recipe(args.recipe)
+    recipe = None if is_auto(args.recipe) else load_recipe(args.recipe)
     db_path = args.db or default_db_path()
     operator = login_to_log(db_path, args, "inspect")  # before any cell is filed
     workers = args.workers if args.workers is not None else max(1, os.cpu_count() or 1)
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     where = (f"scheduler {args.scheduler}" if args.scheduler
              else ("this process" if workers == 0 else f"{workers} local worker(s)"))
     if not args.quiet:
-        print(f"cellqc batch: {len(items)} cell(s), recipe {recipe.name} ({recipe.sha256[:12]}), "
+        print(f"cellqc batch: {len(items)} cell(s), recipe {recipe.name + ' (' + recipe.sha256[:12] + ')' if recipe else 'auto'}, "
               f"on {where}", file=sys.stderr, flush=True)
     bar = ProgressBar(len(items), enabled=not args.quiet)
     summary = run_batch(items, options, on_row=bar)

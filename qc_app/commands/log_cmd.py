@@ -1,9 +1,11 @@
 """``cellqc log``, ``cellqc report`` and ``cellqc audit``: the inspection log from the shell.
 
 ``cellqc log [--failed] [--cell ID] [--json|--csv]`` lists inspections; ``cellqc report
-INSPECTION_ID`` writes the PDF again from the log; ``cellqc audit verify [--report PDF]``
-checks the keyed audit chain, its head kept outside the log, the tables against it, and the
-chain head a printed report carries (exit 0 intact, 1 broken, 2 cannot check).
+INSPECTION_ID`` writes the PDF again from the log; ``cellqc report --verify PDF`` (or
+``--verify-code TEXT`` for a scanned QR code) checks a report against the log (exit 0 MATCH,
+1 ALTERED or NO MATCH, 2 unreadable input); ``cellqc audit verify [--report PDF]`` checks the
+keyed audit chain, its head kept outside the log, the tables against it, and the chain head a
+printed report carries (exit 0 intact, 1 broken, 2 cannot check).
 
 Values from the log (cell ids, user names) are printed escaped (:func:`core.text.printable`):
 a control character never reaches the terminal raw.
@@ -126,7 +128,13 @@ def run_log(args: argparse.Namespace) -> int:
 
 
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inspection_id", type=int, metavar="INSPECTION_ID")
+    p.add_argument("inspection_id", type=int, metavar="INSPECTION_ID", nargs="?",
+                   help="the inspection whose report to write again")
+    check = p.add_mutually_exclusive_group()
+    check.add_argument("--verify", metavar="PDF",
+                       help="check a saved report against the log instead: MATCH (exit 0), ALTERED or NO MATCH (exit 1)")
+    check.add_argument("--verify-code", metavar="TEXT",
+                       help="check the text scanned from a printed report's QR code against the log (exit 0/1)")
     p.add_argument("--out", metavar="PDF", help="where to write (default $CELLQC_HOME/reports/)")
     p.add_argument(
         "--no-volume", action="store_true", help="do not read the volume again (no slice figures)"
@@ -137,11 +145,33 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     add_user_arguments(p, help="who files the report; required with the password once the log has users")
 
 
+def run_verify(args: argparse.Namespace) -> int:
+    """``cellqc report --verify PDF`` / ``--verify-code TEXT``: the first word says it all."""
+    from core.report.verify import verify_report_file, verify_trace
+    from core.store import open_log
+
+    if args.inspection_id is not None:
+        raise InputError("--verify", "checks a report; give no INSPECTION_ID with it")
+    if args.verify and not Path(args.verify).is_file():
+        raise InputError(args.verify, "no such file")
+    with open_log(_db_path(args), recover=False) as db:
+        outcome = verify_report_file(db, args.verify) if args.verify else verify_trace(db, args.verify_code)
+    what = args.verify or "the scanned code"
+    print(f"{outcome.status}: {what}")
+    for line in outcome.lines:
+        print(f"  {line}")
+    return 0 if outcome.ok else 1
+
+
 def run_report(args: argparse.Namespace) -> int:
     from core.report import inputs_from_log, write_report
     from core.store import open_log
     from qc_app.auth import login
 
+    if args.verify or args.verify_code:
+        return run_verify(args)
+    if args.inspection_id is None:
+        raise InputError("cellqc report", "give an INSPECTION_ID, or --verify PDF, or --verify-code TEXT")
     with open_log(_db_path(args)) as db:
         login(db, args, "report")  # before the volume is read or anything written
         print(f"reading inspection {args.inspection_id} from the log", file=sys.stderr)
@@ -236,7 +266,7 @@ def run_audit(args: argparse.Namespace) -> int:
 register("log", "list inspections in the log", add_log_arguments, run_log)
 register(
     "report",
-    "write an inspection's PDF report again from the log",
+    "write an inspection's PDF report again from the log, or check one (--verify)",
     add_report_arguments,
     run_report,
 )

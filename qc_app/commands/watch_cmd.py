@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--marker", metavar="SUFFIX",
                    help="only pick up scans with a marker file NAME+SUFFIX (e.g. .done: cell1.tif.done "
                         "or cell1.done)")
-    p.add_argument("--recipe", default=None, help="recipe name (18650-nmc, 21700-nmc) or TOML file")
+    p.add_argument("--recipe", default=None, help="recipe name (18650-nmc, 21700-nmc, 26650-nmc, 4680-nmc), TOML file, or auto (the default: chosen from the measured can diameter)")
     p.add_argument("--db", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
     p.add_argument("--out", metavar="DIR", help="result JSON and PDF reports (default FOLDER/reports)")
     p.add_argument("--no-report", action="store_true", help="JSON results only, no PDF")
@@ -69,7 +69,7 @@ def _line(event: WatchEvent) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from core.errors import InputError
-    from core.recipe import load_recipe
+    from core.recipe import is_auto, load_recipe
     from core.store import default_db_path
     from qc_app.auth import login_to_log
     from qc_app.batch.runner import CellRow, exit_code
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_attempts < 1:
         raise InputError("--max-attempts", f"must be 1 or more, got {args.max_attempts}")
-    recipe = load_recipe(args.recipe)
+    recipe = None if is_auto(args.recipe) else load_recipe(args.recipe)
     db_path = args.db or default_db_path()
     operator = login_to_log(db_path, args, "inspect")  # before the folder is touched
     options = WatchOptions(

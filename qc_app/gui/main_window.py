@@ -206,7 +206,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.engineer = EngineerPanel()
         self.engineer.override.overridden.connect(self._overridden)
         self.engineer.recipe.recipe_activated.connect(self.set_recipe)
-        self.engineer.recipe.set_active(self.recipe or "18650-nmc (default)")
+        self.engineer.recipe.set_active(self.recipe or "auto (chosen from the can)")
         self.right_split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.right_split.addWidget(self.view_tabs)
         self.right_split.addWidget(self.engineer)
@@ -405,7 +405,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def set_recipe(self, recipe: str | None) -> None:
         self.recipe = recipe
-        self.engineer.recipe.set_active(recipe or "18650-nmc (default)")
+        self.engineer.recipe.set_active(recipe or "auto (chosen from the can)")
         self._update_status_labels()
 
     # ================================================================== errors

@@ -21,18 +21,23 @@ DETECTOR_NAMES = {
 }
 
 
-def _fmt_value(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "—"
+def _fmt_number(value: Any) -> str:
     if isinstance(value, float):
         if value != 0 and (abs(value) < 0.01 or abs(value) >= 1e5):
-            text = f"{value:.2g}"
-        elif abs(value) < 10:
-            text = f"{value:.3g}"
-        else:
-            text = f"{value:.0f}"
-    else:
-        text = str(value)
+            return f"{value:.2g}"
+        if abs(value) < 10:
+            return f"{value:.3g}"
+        return f"{value:.0f}"
+    return str(value)
+
+
+def _fmt_value(value: Any, unit: str = "", uncertainty: Any = None) -> str:
+    """``"46 ± 9 µm"``: the value and, when the result gives it, its expanded uncertainty (k = 2)."""
+    if value is None:
+        return "—"
+    text = _fmt_number(value)
+    if uncertainty is not None:
+        text += f" ± {_fmt_number(uncertainty)}"
     return f"{text} {unit}".strip()
 
 
@@ -185,7 +190,7 @@ class FindingsList(QtWidgets.QTreeWidget):
                 where.append(f"slice {int(round(z)) + 1}")
             text = f"{what} ({', '.join(where)})" if where else what
             item = QtWidgets.QTreeWidgetItem([f"{f.get('id', '')} {sev.upper()}", text,
-                                              _fmt_value(f.get("value"), f.get("unit", ""))])
+                                              _fmt_value(f.get("value"), f.get("unit", ""), f.get("uncertainty"))])
             item.setIcon(0, theme.icon(theme.SEVERITY_ICONS.get(sev, "info.svg")))
             item.setToolTip(1, f.get("message", ""))
             item.setToolTip(0, f.get("rule", ""))
