@@ -514,3 +514,38 @@ def test_unknown_and_known_users_cost_one_scrypt_each(tmp_path, monkeypatch):
             except PermissionDenied:
                 pass
             assert calls == [2**14], (name, calls)
+
+
+def test_report_anchor_read_from_metadata_or_printed_footer(tmp_path):
+    """Any cell id (the metadata may be UTF-16) and a PDF stripped of its metadata still
+    give their head back: the footer prints it in full."""
+    from pypdf import PdfReader, PdfWriter
+
+    from core.report import ReportInputs
+    from core.report.anchor import read_report_anchor
+    from core.report.pdf import build_pdf
+    from core.store.audit import AuditHead
+
+    rng = random.Random(11)
+    head = AuditHead(log_id=f"{rng.getrandbits(128):032x}", row=rng.randint(1, 10**6),
+                     hash=f"{rng.getrandbits(256):064x}")
+    result = {"schema": "cellqc.inspection/1", "cell_id": "Zelle-µ-😀", "verdict": "FAIL",
+              "voxel_size_um": 10.0, "shape_zyx": [4, 8, 8], "recipe": "18650-nmc", "findings": [],
+              "metrics": {}, "geometry": {}}
+    pdf = tmp_path / "r.pdf"
+    pdf.write_bytes(build_pdf(ReportInputs(result=result, audit_head=head)))
+    assert read_report_anchor(pdf) == head
+    writer = PdfWriter()
+    for page in PdfReader(str(pdf)).pages:
+        writer.add_page(page)
+    stripped = tmp_path / "stripped.pdf"
+    with open(stripped, "wb") as handle:
+        writer.write(handle)
+    assert "audit-head" not in str(PdfReader(str(stripped)).metadata or {})
+    assert read_report_anchor(stripped) == head
+    plain = tmp_path / "plain.pdf"
+    plain.write_bytes(build_pdf(ReportInputs(result=result)))
+    assert read_report_anchor(plain) is None
+    (tmp_path / "not.pdf").write_text("hello")
+    with pytest.raises(InputError, match="not a PDF"):
+        read_report_anchor(tmp_path / "not.pdf")

@@ -970,14 +970,6 @@ def _numbered_canvas(font: str, x_right: float, y: float) -> type:
     return NumberedCanvas
 
 
-def _anchor_keywords(inputs: ReportInputs) -> str:
-    if inputs.audit_head is None:
-        return ""
-    from core.report.anchor import audit_anchor_keywords
-
-    return audit_anchor_keywords(inputs.audit_head)
-
-
 def build_pdf(inputs: ReportInputs, *, invariant: bool = False, compress: bool = True) -> bytes:
     """Lay out the report and return the PDF bytes.
 
@@ -998,6 +990,8 @@ def build_pdf(inputs: ReportInputs, *, invariant: bool = False, compress: bool =
     from reportlab.lib.units import mm
     from reportlab.platypus import SimpleDocTemplate
 
+    from core.report.anchor import audit_anchor_subject
+
     _fonts()
     r = inputs.result
     verdict = str(r.get("verdict") or "")
@@ -1013,9 +1007,8 @@ def build_pdf(inputs: ReportInputs, *, invariant: bool = False, compress: bool =
         pagesize=A4,
         title=f"cellqc inspection report: cell {r.get('cell_id') or 'unknown'}: {verdict}",
         author=str(r.get("operator") or "cellqc"),
-        subject=f"Cell {r.get('cell_id')} verdict {verdict}",
+        subject=audit_anchor_subject(f"Cell {r.get('cell_id')} verdict {verdict}", inputs.audit_head),
         creator=f"cellqc {r.get('software_version') or ''}".strip(),
-        keywords=_anchor_keywords(inputs),
         invariant=1 if invariant else 0,
         pageCompression=1 if compress else 0,
         **margins,
