@@ -148,6 +148,7 @@ def check_log(path: Path) -> list[Check]:
         from sqlite_utils import Database
 
         from core.store.audit import find_audit_break
+        from core.store.keys import AuditKeyError
         from core.store.schema import SCHEMA_VERSION, schema_version
 
         db = Database(conn)
@@ -161,7 +162,13 @@ def check_log(path: Path) -> list[Check]:
                             "it is migrated the next time cellqc writes to it"))
         if not db["audit"].exists():
             return checks
-        broken = find_audit_break(db)
+        try:
+            broken = find_audit_break(db)
+        except AuditKeyError as exc:
+            checks.append(Check("audit chain", "fail", f"cannot verify: {exc}",
+                                "restore the audit key from the backup of the logs, or set "
+                                "CELLQC_AUDIT_KEY to this log's key file (docs/reliability.md)"))
+            return checks
         n_audit = conn.execute("SELECT count(*) FROM audit").fetchone()[0]
         if broken is not None:
             checks.append(Check("audit chain", "fail", f"BROKEN at {broken}",
@@ -177,10 +184,11 @@ def check_log(path: Path) -> list[Check]:
                 mismatches = [f"cannot compare ({exc})"]
             if mismatches:
                 checks.append(Check("records", "fail", "; ".join(map(str, mismatches[:3])),
-                                    "inspections disagree with the audit chain: keep the file, "
-                                    "tell the QA lead"))
+                                    "the log's tables disagree with the audit chain: keep the "
+                                    "file, tell the QA lead"))
             else:
-                checks.append(Check("records", "ok", "complete inspections match their audit"))
+                checks.append(Check("records", "ok", "inspections, overrides and users match "
+                                                      "their audit"))
         if db["inspections"].exists():
             running = conn.execute(
                 "SELECT count(*) FROM inspections WHERE status = 'running'").fetchone()[0]

@@ -1,43 +1,66 @@
-"""Inspect a file and file everything: JSON result, SQLite log row, PDF report.
+"""Inspect a file and file everything: JSON result, PDF report, unrolled maps, SQLite log row.
 
-The log row is ``running`` before any work starts and becomes ``complete`` in one
-transaction with its findings; an error or a cancel marks it ``failed``. Files are written
-under a temporary name and renamed, so nothing half-written ever carries a final name.
+The log row is ``running`` before any work starts. Every output asked for (``--json``,
+``--maps``, ``--report``) is written *before* the row becomes ``complete``; the row, its
+findings and its report's path and SHA-256 are then filed in one transaction. So when an
+output cannot be written (disk full, read-only, a folder or device in the way) the command
+fails with one line naming that file, the outputs this run already wrote are removed (they
+would show a verdict the log does not hold), and the row is ``failed`` with the reason —
+never ``complete``. Files are written under a temporary name and renamed
+(:mod:`core.fileio`), so nothing half-written ever carries a final name.
+
+The result JSON and the PDF carry the head of the log's audit chain at the time they were
+written (``audit_head``), so a log rewritten or truncated later disagrees with them
+(``cellqc audit verify --report FILE.pdf``).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from core import __version__
+from core.errors import InputError
+from core.fileio import atomic_writer, write_json
 from core.inspect import Inspection, inspect_volume
 from core.io import read_volume
 from core.recipe import Recipe, is_auto, load_recipe
 
 
+def exported_result(result: Mapping[str, Any], audit_head: Any = None) -> dict[str, Any]:
+    """The result as exported to a JSON file: the filed result plus ``audit_head`` when known.
+
+    Parameters
+    ----------
+    result : mapping
+        The inspection result (``cellqc.inspection/1``), as filed in the log.
+    audit_head : core.store.AuditHead or dict, optional
+        The log's chain head when the file is written.
+    """
+    out = dict(result)
+    if audit_head is not None:
+        out["audit_head"] = audit_head.as_dict() if hasattr(audit_head, "as_dict") else dict(audit_head)
+    return out
+
+
 def write_json_atomic(data: Any, path: str | Path) -> Path:
-    """Write JSON to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    """Write JSON to ``path`` atomically (:func:`core.fileio.write_json`).
+
+    Raises
+    ------
+    core.errors.InputError
+        ``path`` cannot be written (one line naming it: a folder or device in the way, disk
+        full, read-only file system).
+    """
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, ensure_ascii=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        return write_json(path, data)
+    except OSError as exc:
+        raise InputError(path, f"cannot write the result: {exc.strerror or exc}") from None
 
 
-def report_inputs(inspection: Inspection, inspection_id: int | None = None):
+def report_inputs(inspection: Inspection, inspection_id: int | None = None, audit_head: Any = None):
     """The report's figure data from an inspection (volume, unrolled thickness map)."""
     from core.report import ReportInputs
 
@@ -48,31 +71,54 @@ def report_inputs(inspection: Inspection, inspection_id: int | None = None):
         thickness_map_um=umap.values if umap is not None and umap.values.size else None,
         thickness_map_extent_mm=umap.extent_mm if umap is not None and umap.values.size else None,
         inspection_id=inspection_id,
+        audit_head=audit_head,
     )
 
 
 def save_maps(inspection: Inspection, folder: str | Path) -> list[Path]:
-    """Write the unrolled maps (``NAME.npz`` + ``NAME.png``) and a traced-layer overlay PNG."""
+    """Write the unrolled maps (``NAME.npz`` + ``NAME.png``) and a traced-layer overlay PNG.
+
+    Raises
+    ------
+    core.errors.InputError
+        A file cannot be written (one line naming it); the files written before are removed.
+    """
     from core.geometry.maps import render_map_png, render_overlay_png
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, umap in inspection.maps.items():
-        if umap.values.size == 0:
-            continue
-        npz = folder / f"{name}.npz"
-        tmp = folder / f".{name}.part.npz"
-        umap.save_npz(tmp)
-        os.replace(tmp, npz)
-        cmap = "RdBu" if "gap" in name else "viridis"
-        written += [npz, render_map_png(umap, folder / f"{name}.png", cmap=cmap)]
-    geometry = inspection.geometry
-    if geometry is not None and geometry.roll_slices:
-        z = geometry.roll_slices[len(geometry.roll_slices) // 2]
-        written.append(render_overlay_png(inspection.volume.slice(z), geometry, z, folder / f"layers_z{z}.png",
-                                          inspection.result["findings"]))
+    written: list[Path] = []
+    target = folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, umap in inspection.maps.items():
+            if umap.values.size == 0:
+                continue
+            target = folder / f"{name}.npz"
+            with atomic_writer(target, suffix=".npz") as handle:
+                umap.save_npz(handle)
+            written.append(target)
+            cmap = "RdBu" if "gap" in name else "viridis"
+            target = folder / f"{name}.png"
+            written.append(render_map_png(umap, target, cmap=cmap))
+        geometry = inspection.geometry
+        if geometry is not None and geometry.roll_slices:
+            z = geometry.roll_slices[len(geometry.roll_slices) // 2]
+            target = folder / f"layers_z{z}.png"
+            written.append(render_overlay_png(inspection.volume.slice(z), geometry, z, target,
+                                              inspection.result["findings"]))
+    except OSError as exc:
+        _remove(written)
+        raise InputError(target, f"cannot write the maps: {exc.strerror or exc}") from None
+    except InputError:
+        _remove(written)
+        raise
     return written
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def inspect_and_file(
@@ -92,16 +138,28 @@ def inspect_and_file(
     segmenter: str = "classic",
     memory_budget_gb: float | None = None,
 ) -> tuple[Inspection, int | None]:
-    """Read ``path``, inspect it, and write what was asked for.
+    """Read ``path``, inspect it, write what was asked for, then file it as complete.
 
     Returns
     -------
     (Inspection, int or None)
         The inspection and its id in the log (None without ``db_path``).
+
+    Raises
+    ------
+    core.errors.InputError
+        Bad input, or an output that cannot be written (naming the file); with a log, the
+        inspection is then filed ``failed`` with that reason and no output of this run is
+        left behind.
     """
+    from core.fileio import check_output_target
+
     # A named recipe is checked (and a bad one refused) before anything is read; an automatic
     # choice is made from the cell's can, once the volume is open.
     recipe_obj = None if is_auto(recipe) else (recipe if isinstance(recipe, Recipe) else load_recipe(recipe))
+    for target in (json_out, report_out):  # a device, FIFO or folder: refused before any work
+        if target is not None:
+            check_output_target(target)
     options = {"dataset": dataset} if dataset else {}
     volume = read_volume(path, voxel_size=voxel_size, cell_id=cell_id, **options)
     db = inspection_id = None
@@ -110,29 +168,45 @@ def inspect_and_file(
 
         db = open_log(db_path)
         inspection_id = begin_inspection(
-            db, cell_id or volume.cell_id or Path(path).stem, recipe=recipe_obj.name if recipe_obj else None,
+            db, volume.cell_id, recipe=recipe_obj.name if recipe_obj else None,
             recipe_hash=recipe_obj.sha256 if recipe_obj else None, software_version=__version__, operator=operator,
-            source=str(path), shape_zyx=list(volume.shape), spacing_um=list(volume.spacing_um),
+            source=volume.source, shape_zyx=list(volume.shape), spacing_um=list(volume.spacing_um),
             voxel_size_um=volume.voxel_size_um, modality=volume.modality)
+    written: list[Path] = []
     try:
         inspection = inspect_volume(volume, recipe_obj, cell_id=cell_id, progress=progress, cancel=cancel,
                                     operator=operator, segmenter=segmenter, memory_budget_gb=memory_budget_gb)
-        if json_out is not None:
-            write_json_atomic(inspection.result, json_out)
+        head = None
         if db is not None:
-            from core.store import complete_inspection
+            from core.store import audit_head
 
-            complete_inspection(db, inspection_id, inspection.result)
+            head = audit_head(db)
+        if json_out is not None:
+            written.append(write_json_atomic(exported_result(inspection.result, head), json_out))
+        if maps_dir is not None:
+            written += save_maps(inspection, maps_dir)
+        report_sha = None
+        if report_out is not None:
+            from core.report import write_report
+
+            try:
+                report_sha = write_report(report_inputs(inspection, inspection_id, head), report_out)
+            except OSError as exc:
+                raise InputError(report_out, f"cannot write the report: {exc.strerror or exc}") from None
+            written.append(Path(report_out))
+        if db is not None:
+            from core.store import complete_inspection, record_report, write_transaction
+
+            with write_transaction(db):
+                complete_inspection(db, inspection_id, inspection.result)
+                if report_out is not None and report_sha is not None:
+                    record_report(db, inspection_id, report_out, report_sha)
     except BaseException as exc:
+        _remove(written)
         if db is not None:
             from core.store import fail_inspection
 
-            fail_inspection(db, inspection_id, f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(Exception):  # the original error is what the caller needs
+                fail_inspection(db, inspection_id, f"{type(exc).__name__}: {exc}")
         raise
-    if maps_dir is not None:
-        save_maps(inspection, maps_dir)
-    if report_out is not None:
-        from core.report import write_report
-
-        write_report(report_inputs(inspection, inspection_id), report_out, db=db, inspection_id=inspection_id)
     return inspection, inspection_id

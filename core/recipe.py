@@ -146,12 +146,45 @@ def load_recipe(name_or_path: str | Path | None = None) -> Recipe:
     path = resolve_recipe_path(name_or_path)
     try:
         data_bytes = path.read_bytes()
-        data = tomllib.loads(data_bytes.decode("utf-8"))
+        text = data_bytes.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(path, f"cannot read recipe: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(path, f"TOML syntax error: {exc}") from None
+    data = parse_recipe_toml(text, path)
     return recipe_from_dict(data, source=str(path), sha256=hashlib.sha256(data_bytes).hexdigest())
+
+
+#: Deepest nesting of tables/arrays a recipe may have (the shipped ones use 3).
+MAX_RECIPE_DEPTH = 8
+#: Largest recipe text accepted (characters).
+MAX_RECIPE_CHARS = 1_000_000
+
+
+def parse_recipe_toml(text: str, source: object) -> dict[str, Any]:
+    """Parse a recipe's TOML text, bounded in size and nesting depth.
+
+    Raises
+    ------
+    RecipeError
+        Naming ``source`` (the recipe file): too large, a TOML syntax error, or nested deeper
+        than :data:`MAX_RECIPE_DEPTH` (100 000 nested arrays would otherwise exhaust
+        Python's recursion limit inside the parser).
+    """
+    if len(text) > MAX_RECIPE_CHARS:
+        raise RecipeError(source, f"recipe is {len(text)} characters; at most {MAX_RECIPE_CHARS} are read")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(source, f"TOML syntax error: {exc}") from None
+    except RecursionError:
+        raise RecipeError(source, f"nested deeper than {MAX_RECIPE_DEPTH} levels") from None
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_RECIPE_DEPTH:
+            raise RecipeError(source, f"nested deeper than {MAX_RECIPE_DEPTH} levels")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return data
 
 
 def recipe_from_dict(data: dict[str, Any], source: str = "recipe", sha256: str = "") -> Recipe:

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from core.fileio import atomic_writer
+
 # Control chart constants for subgroup sizes 2..10 (ASTM / Montgomery).
 _A2 = {2: 1.880, 3: 1.023, 4: 0.729, 5: 0.577, 6: 0.483, 7: 0.419, 8: 0.373, 9: 0.337, 10: 0.308}
 _D3 = {2: 0.0, 3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0, 7: 0.076, 8: 0.136, 9: 0.184, 10: 0.223}
@@ -260,7 +262,6 @@ def format_table(report: dict[str, Any]) -> str:
 
 def render_png(report: dict[str, Any], path: str | Path) -> Path:
     """The charts as one PNG (matplotlib, Agg); written to a temporary name, then renamed."""
-    import os
 
     import matplotlib
 
@@ -285,8 +286,9 @@ def render_png(report: dict[str, Any], path: str | Path) -> Path:
     axes[0, 0].set_title(f"{report['metric']} ({report['n']} inspections, by {report['by']})")
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_writer(path, suffix=".png") as fh:
+            fig.savefig(fh, format="png", dpi=100)
+    finally:
+        plt.close(fig)
     return path

@@ -13,7 +13,6 @@ the phantom's own artifact pipeline that training never sees.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -181,7 +180,9 @@ def main(argv=None) -> int:
 
         dims = {"x": {0: Dim("n", max=64), 2: 8 * Dim("h8", max=256), 3: 8 * Dim("w8", max=256)}}
         torch.onnx.export(model, (dummy,), str(ONNX_PATH), dynamo=True, dynamic_shapes=dims, **kwargs)
-    sha = hashlib.sha256(ONNX_PATH.read_bytes()).hexdigest()
+    from core.fileio import sha256_file
+
+    sha = sha256_file(ONNX_PATH)
     meta = {
         "name": "layerseg",
         "version": 1,

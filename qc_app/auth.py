@@ -9,6 +9,10 @@ applies :func:`core.store.users.acting_user`'s rule:
   to do the action; otherwise one line and exit code 2, and nothing is written;
 - a fresh log without any (the README quick start): the name, if any, is recorded as given.
 
+The check itself (lockout after repeated failures, failed logins in the audit chain, the same
+cost for unknown and known names) is :func:`core.store.users.authorize`, which the GUI and a
+network service call too; the command's name is recorded as the ``source`` of a failure.
+
 Secrets never come from the command line (shell history, ``ps``). The acting user's comes
 from ``--password-file FILE`` (its first line), else ``$CELLQC_PASSWORD``, else a prompt on a
 terminal, else the first line of stdin; a new user's from ``$CELLQC_NEW_PASSWORD``, else a
@@ -112,7 +116,19 @@ def login(db: Any, args: argparse.Namespace, action: str) -> str | None:
 
     name = user_name(args)
     return acting_user(db, name, action,
-                       lambda: actor_secret(name or "", getattr(args, "password_file", None)))
+                       lambda: actor_secret(name or "", getattr(args, "password_file", None)),
+                       source=command_source(args))
+
+
+def command_source(args: argparse.Namespace) -> str:
+    """How a command is named in the audit of a failed login: ``"cellqc users add"``."""
+    parts = ["cellqc", str(getattr(args, "command", None) or "")]
+    for sub in ("users_action", "recipes_action", "roi_command", "action"):
+        value = getattr(args, sub, None)
+        if isinstance(value, str) and value:
+            parts.append(value)
+            break
+    return " ".join(p for p in parts if p)
 
 
 def login_to_log(path: str | os.PathLike[str], args: argparse.Namespace, action: str) -> str | None:

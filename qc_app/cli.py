@@ -66,8 +66,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_file_named(args: argparse.Namespace) -> str:
+    """The log file a command used, for an error line (``--db default`` resolved)."""
+    from core.store import default_db_path
+
+    db = getattr(args, "db", None)
+    if db is None or str(db) == "default":
+        return str(default_db_path())
+    return str(db)
+
+
+def _escape_undecodable_output() -> None:
+    """Print file names with undecodable bytes as ``\\xNN`` instead of failing on them."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a stream that cannot be reconfigured: leave it
+                pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cellqc`` console script; returns the exit code."""
+    _escape_undecodable_output()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--self-test"]:  # `cellqc --self-test [...]` is `cellqc self-test [...]`
         argv[0] = "self-test"
@@ -87,9 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cellqc: cancelled", file=sys.stderr)
         return 130
-    except sqlite3.OperationalError as exc:  # e.g. the log is locked by another process too long
-        db = getattr(args, "db", None) or "the log"
-        print(f"cellqc: error: {db}: {exc} (another cellqc may be writing; try again)", file=sys.stderr)
+    except sqlite3.OperationalError as exc:  # the log is locked too long, or its disk is full
+        db = _log_file_named(args)
+        hint = ("free space on its disk" if "full" in str(exc)
+                else "another cellqc may be writing; try again" if "lock" in str(exc) or "busy" in str(exc)
+                else "check the file")
+        print(f"cellqc: error: {db}: {exc} ({hint})", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a file the command writes: name it (disk full, read-only, ...)
+        where = exc.filename or getattr(args, "volume", None) or args.command
+        print(f"cellqc: error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # a bug: still one line for the operator, details on demand
         if os.environ.get("CELLQC_DEBUG"):

@@ -124,7 +124,7 @@ class LogUserManager(UserManager):
 
         try:
             with open_log(self.db_path, recover=False) as db:
-                row = authenticate(db, username, password or "")
+                row = authenticate(db, username, password or "", source="opcua")
         except PermissionDenied as exc:
             self.note(f"login refused: {exc}")
             return None

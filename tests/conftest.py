@@ -33,3 +33,24 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_key_for_the_tests(tmp_path_factory):
+    """One audit key for the whole test session, never the user's real one.
+
+    Subprocesses started by tests inherit it through the environment. Tests of the key's
+    own location unset ``CELLQC_AUDIT_KEY`` with ``monkeypatch``.
+    """
+    if os.environ.get("CELLQC_AUDIT_KEY"):
+        yield
+        return
+    key = tmp_path_factory.mktemp("audit-key") / "audit.key"
+    os.environ["CELLQC_AUDIT_KEY"] = str(key)
+    try:
+        yield
+    finally:
+        os.environ.pop("CELLQC_AUDIT_KEY", None)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import InputError
 from core.store import check_records, open_log, record_inspection, verify_audit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -249,7 +250,7 @@ def test_kill9_batch_then_rerun(tmp_path):
     log, out = tmp_path / "batch.db", tmp_path / "out"
     with open_log(log) as db:  # a log with users: the batch runs as an authenticated operator
         add_user(db, "ada", "admin", secret="admin-pw")
-        add_user(db, "op", "operator", secret="1234", actor="ada")
+        add_user(db, "op", "operator", secret="1234", actor="ada", actor_secret="admin-pw")
     args = ("batch", str(tmp_path / "scans" / "*.tif"), "--db", str(log), "--out", str(out),
             "--user", "op")
     env = {**_env(tmp_path), "CELLQC_PASSWORD": "1234"}
@@ -345,7 +346,7 @@ def _no_leftovers(folder: Path) -> None:
 def test_disk_full_while_writing_report(tmp_path, monkeypatch, capsys):
     import builtins
 
-    import core.report.pdf as pdf_module
+    import core.fileio as fileio_module
     from qc_app.cli import main
 
     log, out = tmp_path / "log.db", tmp_path / "r" / "C1.pdf"
@@ -355,9 +356,10 @@ def test_disk_full_while_writing_report(tmp_path, monkeypatch, capsys):
 
     def full_open(file, mode="r", *a, **k):
         handle = real_open(file, mode, *a, **k)
-        return _FullDisk(handle) if "w" in mode and str(file).endswith(".part") else handle
+        writing = "w" in mode or "x" in mode
+        return _FullDisk(handle) if writing and str(file).endswith(".part") else handle
 
-    monkeypatch.setattr(pdf_module, "open", full_open, raising=False)
+    monkeypatch.setattr(fileio_module, "open", full_open, raising=False)
     code = main(["report", str(iid), "--db", str(log), "--no-volume", "--out", str(out)])
     _count("disk_full")
     err = capsys.readouterr().err.strip().splitlines()
@@ -374,7 +376,7 @@ def test_disk_full_while_writing_report(tmp_path, monkeypatch, capsys):
 
 def test_disk_full_while_writing_result_json(tmp_path, monkeypatch, small_cell):
     """The inspection's JSON cannot be written: the row is failed, not complete."""
-    import core.filing as filing
+    import core.fileio as fileio
     from core.filing import inspect_and_file
 
     log, js = tmp_path / "log.db", tmp_path / "K1.json"
@@ -382,11 +384,11 @@ def test_disk_full_while_writing_result_json(tmp_path, monkeypatch, small_cell):
     def fsync(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(filing.os, "fsync", fsync)
-    with pytest.raises(OSError) as info:
+    monkeypatch.setattr(fileio.os, "fsync", fsync)
+    with pytest.raises(InputError, match="No space left on device") as info:
         inspect_and_file(small_cell, json_out=js, db_path=log)
     _count("disk_full")
-    assert info.value.errno == errno.ENOSPC
+    assert str(js) in str(info.value)  # the file is named, not the log
     monkeypatch.undo()
     assert not js.exists()
     _no_leftovers(tmp_path)

@@ -208,9 +208,9 @@ def test_engineer_override_is_audited_and_role_gated(ran):
 
     db = ran.db()
     add_user(db, "ada", "admin", secret="admin-pw")
-    add_user(db, "olga", "operator", secret="1234", actor="ada")
-    add_user(db, "erik", "engineer", secret="eng-pw", actor="ada")
-    add_user(db, "ines", "engineer", secret="ines-pw", actor="ada")
+    add_user(db, "olga", "operator", secret="1234", actor="ada", actor_secret="admin-pw")
+    add_user(db, "erik", "engineer", secret="eng-pw", actor="ada", actor_secret="admin-pw")
+    add_user(db, "ines", "engineer", secret="ines-pw", actor="ada", actor_secret="admin-pw")
     assert not ran.engineer.isVisibleTo(ran)  # operators do not see the drill-down
     with pytest.raises(ValueError, match="needs a login"):
         ran.set_role("engineer")  # no way into engineer mode without a password
@@ -475,8 +475,8 @@ def _staffed_log(path: Path) -> Path:
 
     with open_log(path) as db:
         add_user(db, "ada", "admin", secret="admin-pw")
-        add_user(db, "erik", "engineer", secret="eng-pw", actor="ada")
-        add_user(db, "olga", "operator", secret="1234", actor="ada")
+        add_user(db, "erik", "engineer", secret="eng-pw", actor="ada", actor_secret="admin-pw")
+        add_user(db, "olga", "operator", secret="1234", actor="ada", actor_secret="admin-pw")
     return path
 
 

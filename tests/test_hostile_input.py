@@ -365,14 +365,24 @@ NASTY_IDS = [
 
 
 @pytest.mark.parametrize("cell_id", NASTY_IDS, ids=range(len(NASTY_IDS)))
-def test_hostile_cell_id_stored_faithfully(tmp_path, cell_id):
+def test_hostile_cell_id_stored_faithfully_or_refused(tmp_path, cell_id):
+    """Printable ids (mark-up, quotes, emoji) are stored byte for byte; ids with control or
+    format characters, or longer than 128 characters, are refused in one line, nothing filed."""
     from core.store import get_inspection, get_result, open_log, record_inspection, verify_audit
+    from core.text import MAX_CELL_ID_LEN
 
+    acceptable = cell_id.isprintable() and len(cell_id) <= MAX_CELL_ID_LEN
     with open_log(tmp_path / "log.db") as db:
-        iid = record_inspection(db, {"cell_id": cell_id, "verdict": "FAIL", "findings": []})
-        assert get_inspection(db, iid)["cell_id"] == cell_id
-        assert get_result(db, iid)["cell_id"] == cell_id
-        assert db.conn.execute("SELECT count(*) FROM inspections").fetchone()[0] == 1
+        if acceptable:
+            iid = record_inspection(db, {"cell_id": cell_id, "verdict": "FAIL", "findings": []})
+            assert get_inspection(db, iid)["cell_id"] == cell_id
+            assert get_result(db, iid)["cell_id"] == cell_id
+        else:
+            with pytest.raises(InputError, match="cell id") as info:
+                record_inspection(db, {"cell_id": cell_id, "verdict": "FAIL", "findings": []})
+            assert str(info.value).isprintable() and len(str(info.value)) < 200
+        n = db.conn.execute("SELECT count(*) FROM inspections").fetchone()[0]
+        assert n == (1 if acceptable else 0)
         assert verify_audit(db) is None
     TRIED["cell_id"] += 1
 

@@ -82,7 +82,8 @@ def test_tiff_roundtrip_dtypes_imagej_cannot_hold(tmp_path, data, dtype):
 
 @pytest.mark.parametrize(
     "spacing",
-    [(67.94, 33.97, 33.97), (0.0701, 0.0653, 0.0651), (1234.5678, 999.99, 0.001), (10, 10, 10)],
+    # the extremes of the accepted range (core.io.volume: 0.01 µm – 1 mm)
+    [(67.94, 33.97, 33.97), (0.0701, 0.0653, 0.0651), (999.9876, 0.0123, 0.5), (10, 10, 10)],
 )
 def test_tiff_spacing_recovered_to_1e6(tmp_path, data, spacing):
     back = read_volume(write_tiff(Volume(data, spacing), tmp_path / "v.tif"))
@@ -102,15 +103,16 @@ def test_tiff_spacing_recovered_to_1e6(tmp_path, data, spacing):
 )
 def test_tiff_imagej_units_converted_to_um(tmp_path, data, unit, factor):
     path = tmp_path / "units.tif"
+    z, y, x = 20.0, 2.5, 5.0  # µm, inside the accepted range; stored in ``unit``
     tifffile.imwrite(
         path,
         data,
         imagej=True,
-        resolution=(1 / 0.5, 1 / 0.25),
-        metadata={"axes": "ZYX", "spacing": 2.0, "unit": unit},
+        resolution=(factor / x, factor / y),
+        metadata={"axes": "ZYX", "spacing": z / factor, "unit": unit},
     )
     vol = read_volume(path)
-    assert_spacing(vol, (2.0 * factor, 0.25 * factor, 0.5 * factor))
+    assert_spacing(vol, (z, y, x))
 
 
 def test_tiff_resolution_one_without_unit_is_unknown(tmp_path, data):

@@ -28,7 +28,8 @@ from core.report.verify import (
     verify_report_file,
     verify_trace,
 )
-from core.store import add_user, open_log, override_verdict, record_inspection
+from core.store import open_log, override_verdict, record_inspection
+from core.store.users import add_user
 from qc_app.cli import main
 from tests.test_report import make_result
 
@@ -149,7 +150,8 @@ def test_verify_a_scanned_code_and_a_later_override(filed) -> None:
         assert verify_trace(db, wrong_result.text()).status == NO_MATCH
         assert verify_trace(db, ReportTrace(printed.cell_id, printed.verdict, iid + 7,
                                             printed.result_sha256).text()).status == NO_MATCH
-        add_user(db, "erik", "engineer")
+        add_user(db, "ada", "admin", secret="admin-pw")  # users only through the role-checked API
+        add_user(db, "erik", "engineer", secret="eng-pw", actor="ada", actor_secret="admin-pw")
         new = "PASS" if printed.verdict != "PASS" else "REVIEW"
         override_verdict(db, iid, new, "re-measured by hand", "erik")
         later = verify_trace(db, printed.text())

@@ -41,8 +41,8 @@ def db(tmp_path):
 def staffed(db):
     """A log with an admin, an engineer and an operator, and one complete FAIL inspection."""
     add_user(db, "ada", "admin", secret="admin-pw")
-    add_user(db, "eng", "engineer", secret="eng-pw", actor="ada")
-    add_user(db, "op", "operator", secret="1234", actor="ada")
+    add_user(db, "eng", "engineer", secret="eng-pw", actor="ada", actor_secret="admin-pw")
+    add_user(db, "op", "operator", secret="1234", actor="ada", actor_secret="admin-pw")
     iid = record_inspection(db, {"cell_id": "C1", "verdict": "FAIL", "findings": []})
     return db, iid
 
@@ -97,15 +97,20 @@ def test_first_user_must_be_an_admin_with_a_password(db):
 
 def test_only_admins_manage_users(staffed):
     db, _ = staffed
-    for actor in ("eng", "op"):
+    for actor, secret in (("eng", "eng-pw"), ("op", "1234")):
         with pytest.raises(PermissionDenied, match="may not manage users"):
-            add_user(db, "x", "operator", secret="1234", actor=actor)
+            add_user(db, "x", "operator", secret="1234", actor=actor, actor_secret=secret)
         with pytest.raises(PermissionDenied):
-            disable_user(db, "op", actor=actor)
+            disable_user(db, "op", actor=actor, actor_secret=secret)
+    # an admin's name without the admin's password changes nothing
+    with pytest.raises(PermissionDenied, match="password"):
+        add_user(db, "x", "admin", secret="1234", actor="ada")
+    with pytest.raises(PermissionDenied, match="wrong password"):
+        add_user(db, "x", "admin", secret="1234", actor="ada", actor_secret="guess")
     with pytest.raises(InputError, match="unknown role"):
-        add_user(db, "x", "superuser", secret="1234", actor="ada")
+        add_user(db, "x", "superuser", secret="1234", actor="ada", actor_secret="admin-pw")
     with pytest.raises(InputError, match="printable"):
-        add_user(db, "bad\nname", "operator", secret="1234", actor="ada")
+        add_user(db, "bad\nname", "operator", secret="1234", actor="ada", actor_secret="admin-pw")
     roles = {u["name"]: u["role"] for u in list_users(db)}
     assert roles == {"ada": "admin", "eng": "engineer", "op": "operator"}
     assert all("secret_hash" not in u for u in list_users(db))
@@ -118,13 +123,13 @@ def test_authenticate_and_disable(staffed):
         authenticate(db, "eng", "nope")
     with pytest.raises(PermissionDenied, match="wrong password"):
         authenticate(db, "ghost", "eng-pw")
-    disable_user(db, "eng", actor="ada")
+    disable_user(db, "eng", actor="ada", actor_secret="admin-pw")
     with pytest.raises(PermissionDenied, match="disabled"):
         authenticate(db, "eng", "eng-pw")
     with pytest.raises(PermissionDenied, match="disabled"):
         require_role(db, "eng", "override")
     with pytest.raises(PermissionDenied, match="last active admin"):
-        disable_user(db, "ada", actor="ada")
+        disable_user(db, "ada", actor="ada", actor_secret="admin-pw")
     actions = [r["action"] for r in audit_rows(db)]
     assert "user.disable" in actions and verify_audit(db) is None
 
@@ -151,7 +156,7 @@ def test_operator_cannot_override_engineer_can_with_audit(staffed):
 
 def test_disabled_engineer_refused_even_by_core_call(staffed):
     db, iid = staffed
-    disable_user(db, "eng", actor="ada")
+    disable_user(db, "eng", actor="ada", actor_secret="admin-pw")
     # override_verdict only checks the role; the log's trigger refuses the disabled user
     with pytest.raises(sqlite3.IntegrityError, match="disabled user"):
         override_verdict(db, iid, "PASS", "reason", "eng")
@@ -225,8 +230,8 @@ def test_cli_recipes_save_audited(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CELLQC_HOME", str(tmp_path / "home"))
     with open_log(log) as db:
         add_user(db, "ada", "admin", secret="admin-pw")
-        add_user(db, "eng", "engineer", secret="eng-pw", actor="ada")
-        add_user(db, "op", "operator", secret="1234", actor="ada")
+        add_user(db, "eng", "engineer", secret="eng-pw", actor="ada", actor_secret="admin-pw")
+        add_user(db, "op", "operator", secret="1234", actor="ada", actor_secret="admin-pw")
     edited = tmp_path / "mine.toml"
     edited.write_text(resolve_recipe_path("18650-nmc").read_text() + "\n# v2\n")
     monkeypatch.setenv("CELLQC_PASSWORD", "1234")
@@ -304,8 +309,8 @@ def test_gui_engineer_mode_needs_a_password(tmp_path, monkeypatch):
     log = tmp_path / "gui.db"
     with open_log(log) as db:
         add_user(db, "ada", "admin", secret="admin-pw")
-        add_user(db, "erik", "engineer", secret="eng-pw", actor="ada")
-        add_user(db, "olga", "operator", secret="1234", actor="ada")
+        add_user(db, "erik", "engineer", secret="eng-pw", actor="ada", actor_secret="admin-pw")
+        add_user(db, "olga", "operator", secret="1234", actor="ada", actor_secret="admin-pw")
     typed: dict[str, str] = {}
 
     def fake_exec(dialog):
@@ -348,9 +353,13 @@ def tiny_cell(tmp_path_factory):
 
 
 def _rows(log):
+    """Row counts of what a refused command must not write (a failed login's audit row aside)."""
     with open_log(log) as db:
-        return {t: db.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                for t in ("inspections", "audit", "reports", "roi_requests", "followups")}
+        counts = {t: db.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ("inspections", "reports", "roi_requests", "followups")}
+        counts["audit"] = db.conn.execute(
+            "SELECT count(*) FROM audit WHERE action != 'user.login_failed'").fetchone()[0]
+        return counts
 
 
 def test_cli_fresh_log_needs_no_user_then_every_change_does(tmp_path, monkeypatch, capsys, tiny_cell):
@@ -368,10 +377,10 @@ def test_cli_fresh_log_needs_no_user_then_every_change_does(tmp_path, monkeypatc
     with open_log(log) as db:
         assert db.conn.execute("SELECT operator FROM inspections").fetchone()[0] == "quickstart"
         add_user(db, "ada", "admin", secret="admin-pw")
-        add_user(db, "eng", "engineer", secret="eng-pw", actor="ada")
-        add_user(db, "op", "operator", secret="1234", actor="ada")
-        add_user(db, "gone", "operator", secret="gone-pw", actor="ada")
-        disable_user(db, "gone", actor="ada")
+        add_user(db, "eng", "engineer", secret="eng-pw", actor="ada", actor_secret="admin-pw")
+        add_user(db, "op", "operator", secret="1234", actor="ada", actor_secret="admin-pw")
+        add_user(db, "gone", "operator", secret="gone-pw", actor="ada", actor_secret="admin-pw")
+        disable_user(db, "gone", actor="ada", actor_secret="admin-pw")
         iid = record_inspection(db, {"cell_id": "C2", "verdict": "FAIL", "findings": []})
     before = _rows(log)
 

@@ -44,8 +44,10 @@ def free_port() -> int:
 def make_log(path: Path) -> Path:
     with open_log(path) as db:
         add_user(db, "boss", "admin", secret=PASSWORDS["boss"])
-        add_user(db, "olga", "operator", secret=PASSWORDS["olga"], actor="boss")
-        add_user(db, "erik", "engineer", secret=PASSWORDS["erik"], actor="boss")
+        add_user(db, "olga", "operator", secret=PASSWORDS["olga"], actor="boss",
+                 actor_secret=PASSWORDS["boss"])
+        add_user(db, "erik", "engineer", secret=PASSWORDS["erik"], actor="boss",
+                 actor_secret=PASSWORDS["boss"])
     return path
 
 

@@ -17,7 +17,6 @@ from core.errors import InputError
 from core.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
-    add_user,
     audit_rows,
     begin_inspection,
     check_records,
@@ -38,6 +37,14 @@ from core.store import (
 )
 from core.store import schema as schema_module
 from core.store.audit import to_jsonable
+from core.store.users import add_user
+
+
+def add_engineer(db, name: str = "eve", full_name: str | None = None) -> None:
+    """An admin (bootstrap) and an engineer, through the role-checked API."""
+    add_user(db, "ada", "admin", secret="admin-pw")
+    add_user(db, name, "engineer", secret="eng-pw", full_name=full_name, actor="ada",
+             actor_secret="admin-pw")
 
 TABLES = {
     "schema_version",
@@ -348,7 +355,7 @@ def test_four_processes_filing_concurrently(tmp_path: Path) -> None:
 
 def test_override_needs_an_engineer_and_a_reason(db) -> None:
     iid = record_inspection(db, make_result("C-7", "FAIL"))
-    add_user(db, "eve", "engineer", full_name="Eve Engineer")
+    add_engineer(db, "eve", full_name="Eve Engineer")
     with pytest.raises(InputError, match="role operator"):
         override_verdict(db, iid, "PASS", "looks fine", "op1")
     with pytest.raises(InputError, match="unknown user"):
@@ -388,7 +395,7 @@ def test_record_report(db, tmp_path: Path) -> None:
 def _fill(db) -> None:
     for i in range(3):
         record_inspection(db, make_result(f"C-{i}"))
-    add_user(db, "eve", "engineer")
+    add_engineer(db, "eve")
 
 
 def test_audit_chain_verifies_and_refuses_changes(db) -> None:
@@ -428,12 +435,12 @@ def test_tampered_audit_row_is_found(tmp_path: Path) -> None:
         broken = find_audit_break(db)
         assert broken is not None and broken.row_id == rid and "altered" in broken.problem
         assert verify_audit(db) == rid
-    # Re-hashing the edited row does not help: the next row's link breaks.
+    # Even re-hashing the edited row with the key does not help: the next row's link breaks.
     with open_log(path) as db:
-        from core.store.audit import _content, row_hash
+        from core.store.audit import _content, audit_key_of, row_mac
 
         row = next(db.query(f"SELECT * FROM audit WHERE id = {rid}"))
-        fixed = row_hash(row["prev_hash"], _content(row))
+        fixed = row_mac(audit_key_of(db), row["prev_hash"], _content(row))
     _tamper(path, f"UPDATE audit SET hash = '{fixed}' WHERE id = {rid}")
     with open_log(path) as db:
         assert verify_audit(db) == rid + 1 < n + 1

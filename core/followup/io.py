@@ -21,7 +21,6 @@ Energies in eV or keV are told apart by their magnitude. Every bad input raises
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import InputError
+from core.fileio import sha256_file  # noqa: F401  (re-exported: core.followup.sha256_file)
 from core.io import Volume, memory_budget, read_volume
 from core.io.validate import check_finite, check_memory_budget, one_line
 
@@ -50,31 +50,6 @@ FLAT_NAMES = ("img_bkg", "data_white", "flat", "flats", "white", "whites", "i0",
 DARK_NAMES = ("img_dark", "data_dark", "dark", "darks")
 #: Energies below this many eV are taken as keV.
 KEV_LIMIT = 200.0
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes, read in chunks.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The file.
-    chunk : int
-        Bytes read at once.
-
-    Returns
-    -------
-    str
-        64 hex digits.
-    """
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            while block := fh.read(chunk):
-                digest.update(block)
-    except OSError as exc:
-        raise InputError(path, f"cannot read: {one_line(exc.strerror or exc)}") from None
-    return digest.hexdigest()
 
 
 def _check_file(path: Path) -> None:

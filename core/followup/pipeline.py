@@ -17,6 +17,7 @@ import numpy as np
 from sqlite_utils import Database
 
 from core.errors import InputError
+from core.fileio import atomic_write, atomic_writer
 from core.followup import analysis as A
 from core.followup import figures as F
 from core.followup import io as fio
@@ -27,12 +28,7 @@ Progress = Callable[[float, str], None]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, data)
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -109,9 +105,8 @@ def write_xanes_outputs(result: A.XanesResult, out_dir: Path) -> list[str]:
     write_csv(out_dir / "grains.csv", grain_rows)
     written += [out_dir / "fragments.csv", out_dir / "grains.csv"]
     buf_path = out_dir / "edge_energy_map.npy"
-    tmp = buf_path.with_name(f".{buf_path.name}.tmp{os.getpid()}.npy")
-    np.save(tmp, result.maps.e0_half.astype(np.float32))
-    os.replace(tmp, buf_path)
+    with atomic_writer(buf_path, suffix=".npy") as fh:
+        np.save(fh, result.maps.e0_half.astype(np.float32))
     written.append(buf_path)
     return [str(p) for p in written]
 

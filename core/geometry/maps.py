@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.fileio import atomic_writer
 from core.geometry.roll import CellGeometry
 
 
@@ -136,10 +137,11 @@ def render_map_png(umap: UnrolledMap, path: str | Path, title: str | None = None
             ax.axvline(s, color="white", lw=0.3, alpha=0.4)
     fig.colorbar(im, ax=ax, label=umap.unit, fraction=0.03, pad=0.01)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.part")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_writer(path, suffix=".png") as fh:
+            fig.savefig(fh, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -175,8 +177,9 @@ def render_overlay_png(image: np.ndarray, geometry: CellGeometry, z: int, path: 
                  + ("" if s.is_roll else f" — {s.note}"))
     ax.axis("off")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.part")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_writer(path, suffix=".png") as fh:
+            fig.savefig(fh, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -38,6 +38,7 @@ from core.io.validate import (
 )
 from core.io.volume import Volume, parse_voxel_size
 from core.io.zarr_store import is_zarr_dir, read_zarr
+from core.text import cell_id_problem, check_cell_id, path_text
 
 #: Format names :func:`detect_format` returns, with how errors describe them.
 FORMATS = {
@@ -225,6 +226,8 @@ def read_volume(
     """
     p = Path(path)
     spacing_arg = None if voxel_size is None else parse_voxel_size(voxel_size, "--voxel-size")
+    if cell_id is not None:
+        check_cell_id(cell_id, "--cell-id")
     budget = memory_budget(memory_budget_bytes)
     fmt = detect_format(p)
     noise: list[str] = []
@@ -272,12 +275,17 @@ def read_volume(
             break
     else:
         name = Path(name).stem if source.is_file() or source.suffix.lower() == ".zarr" else name
+    if cell_id is None:  # the file's own record, else its name (undecodable bytes escaped)
+        cell_id = result.cell_id or path_text(name)
+        if cell_id_problem(cell_id) is not None:
+            _close(result)
+            check_cell_id(cell_id, f"{path_text(source)} (give --cell-id)")
     return Volume(
         array=array,
         spacing_um=spacing,
         origin_um=result.origin_um or (0.0, 0.0, 0.0),
-        cell_id=cell_id if cell_id is not None else (result.cell_id or name),
-        source=str(source),
+        cell_id=cell_id,
+        source=path_text(source),
         modality=result.modality or "lab-ct",
         metadata=metadata,
     )

@@ -9,6 +9,11 @@ import numpy as np
 
 from core.errors import InputError
 
+#: Smallest voxel size accepted (µm): 10 nm, below the finest nano-CT/holotomography pixels (~30 nm).
+MIN_VOXEL_UM = 0.01
+#: Largest voxel size accepted (µm): 1 mm, coarser than any CT of a cell could be useful.
+MAX_VOXEL_UM = 1000.0
+
 
 def parse_voxel_size(value: Any, source: object = "--voxel-size") -> tuple[float, float, float]:
     """Turn one number, ``"z,y,x"`` or a 3-sequence into a (z, y, x) spacing in µm.
@@ -23,7 +28,13 @@ def parse_voxel_size(value: Any, source: object = "--voxel-size") -> tuple[float
     Returns
     -------
     tuple of float
-        Spacing (z, y, x) in µm, each finite and > 0.
+        Spacing (z, y, x) in µm, each between :data:`MIN_VOXEL_UM` and :data:`MAX_VOXEL_UM`.
+
+    Raises
+    ------
+    core.errors.InputError
+        Not 1 or 3 numbers, or a value outside the physical range (this is where every
+        voxel size — an argument, a file's metadata, a sidecar — is checked).
     """
     try:
         if isinstance(value, str):
@@ -33,14 +44,31 @@ def parse_voxel_size(value: Any, source: object = "--voxel-size") -> tuple[float
         else:
             parts = [float(p) for p in value]
     except (TypeError, ValueError):
-        raise InputError(source, f"voxel size {value!r} is not a number or z,y,x") from None
+        raise InputError(source, f"voxel size {_shown(value)} is not a number or z,y,x") from None
     if len(parts) == 1:
         parts = parts * 3
     if len(parts) != 3:
-        raise InputError(source, f"voxel size {value!r} needs 1 or 3 numbers (z,y,x)")
+        raise InputError(source, f"voxel size {_shown(value)} needs 1 or 3 numbers (z,y,x)")
     if not all(np.isfinite(p) and p > 0 for p in parts):
-        raise InputError(source, f"voxel size {value!r} must be positive µm")
+        raise InputError(source, f"voxel size {_shown(value)} must be positive µm")
+    if not all(MIN_VOXEL_UM <= p <= MAX_VOXEL_UM for p in parts):
+        raise InputError(
+            source,
+            f"voxel size {_shown(value)} µm is outside the physical range "
+            f"{MIN_VOXEL_UM:g}–{MAX_VOXEL_UM:g} µm (10 nm – 1 mm); give it in µm",
+        )
     return (parts[0], parts[1], parts[2])
+
+
+def _shown(value: Any) -> str:
+    """A voxel-size value for an error message: one line, bounded."""
+    from core.text import printable
+
+    if isinstance(value, (tuple, list)):
+        value = tuple(float(v) if isinstance(v, (int, float, np.number)) else v for v in value)
+    elif isinstance(value, np.ndarray):
+        value = value.tolist()
+    return printable(repr(value), 80)
 
 
 @dataclass

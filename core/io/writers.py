@@ -1,7 +1,7 @@
 """Volume writers: ImageJ-compatible TIFF and Zarr, written slab by slab and atomically.
 
 Both write under a temporary name in the destination folder and rename it into place at
-the end (``os.replace``), so a crash never leaves a half-written file under the final name.
+the end (:mod:`core.fileio`), so a crash never leaves a half-written file under the final name.
 :func:`core.io.read_volume` recovers the (z, y, x) spacing of what they write.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import tifffile
 
 from core.errors import InputError
+from core.fileio import atomic_writer, replace_folder, temporary_sibling
 from core.io.validate import check_dtype, check_shape
 from core.io.volume import Volume
 
@@ -26,10 +26,6 @@ IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16), np
 
 #: Bytes read from the source volume at once while writing.
 WRITE_SLAB_BYTES = 64 * 2**20
-
-
-def _temporary_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def _native(dtype: np.dtype) -> np.dtype:
@@ -112,24 +108,16 @@ def write_tiff(volume: Volume, path: str | os.PathLike[str]) -> Path:
             "resolutionunit": "CENTIMETER",
         }
         resolution = (1e4 / sx, 1e4 / sy)
-    tmp = _temporary_sibling(path)
-    try:
-        with open(tmp, "wb") as fh:
-            tifffile.imwrite(
-                fh,
-                _slices(volume, dtype),
-                shape=(nz, ny, nx),
-                dtype=dtype,
-                rowsperstrip=ny,
-                resolution=resolution,
-                **options,
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as fh:
+        tifffile.imwrite(
+            fh,
+            _slices(volume, dtype),
+            shape=(nz, ny, nx),
+            dtype=dtype,
+            rowsperstrip=ny,
+            resolution=resolution,
+            **options,
+        )
     return path
 
 
@@ -179,8 +167,7 @@ def write_zarr(
     chunk_shape = tuple(int(c) for c in (chunks or default_chunks(shape)))
     if len(chunk_shape) != 3 or any(c <= 0 for c in chunk_shape):
         raise InputError(path, f"chunks must be 3 positive integers, got {chunks!r}")
-    tmp = _temporary_sibling(path)
-    old: Path | None = None
+    tmp = temporary_sibling(path, ".tmp")
     try:
         array = _create_zarr_array(tmp, shape, chunk_shape, dtype)
         step = _slab_step(shape, dtype, multiple=chunk_shape[0])
@@ -195,16 +182,7 @@ def write_zarr(
                 "axes": ["z", "y", "x"],
             }
         )
-        if path.exists():
-            old = _temporary_sibling(path)
-            os.replace(path, old)
-        os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not path.exists():
-            os.replace(old, path)
-            old = None
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return path
+    return replace_folder(tmp, path)

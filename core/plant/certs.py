@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import ipaddress
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,19 +20,10 @@ KEY_BITS = 2048
 
 
 def _write_private(path: Path, data: bytes, mode: int) -> None:
-    """Write bytes atomically (temporary file + rename) with the given permissions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write bytes atomically (:func:`core.fileio.atomic_write`) created with ``mode``."""
+    from core.fileio import atomic_write
+
+    atomic_write(path, data, mode=mode)
 
 
 def create_certificate(

@@ -60,6 +60,10 @@ class ReportInputs:
         Why the volume is missing, shown in place of the slice figures.
     thickness_note : str, optional
         Why the thickness data are missing, shown in place of their figures.
+    audit_head : core.store.AuditHead, optional
+        The log's audit chain head when the report is written (printed in the footer and kept
+        in the PDF's metadata; see :mod:`core.report.anchor`). :func:`write_report` fills it
+        from ``db`` when omitted.
     """
 
     result: dict[str, Any]
@@ -74,6 +78,7 @@ class ReportInputs:
     notes: list[str] = field(default_factory=list)
     volume_note: str | None = None
     thickness_note: str | None = None
+    audit_head: Any = None
 
     @property
     def axis_center_yx_px(self) -> tuple[float, float] | None:
@@ -128,6 +133,10 @@ def write_report(
         raise ValueError("recording a report in the log needs the inspection id")
     if inputs.inspection_id is None and inspection_id is not None:
         inputs = replace(inputs, inspection_id=int(inspection_id))
+    if db is not None and inputs.audit_head is None:
+        from core.store import audit_head
+
+        inputs = replace(inputs, audit_head=audit_head(db))
     data = build_pdf(inputs, invariant=invariant, compress=compress)
     sha = write_atomic(data, path)
     if db is not None and inspection_id is not None:
@@ -158,9 +167,15 @@ def inputs_from_log(db: Database, inspection_id: int, *, load_volume: bool = Tru
     -------
     ReportInputs
     """
+    from core.errors import InputError
     from core.store import get_result, overrides_for
+    from core.store.log import inspection_record_problem
 
     result = get_result(db, inspection_id)
+    problem = inspection_record_problem(db, inspection_id)
+    if problem is not None:  # never print a verdict the audit chain does not back
+        raise InputError(f"inspection {inspection_id}", f"its record differs from the audit chain "
+                         f"({problem}); run `cellqc audit verify` and tell QA")
     inputs = ReportInputs(
         result=result,
         inspection_id=int(inspection_id),

@@ -9,10 +9,8 @@ users or files is escaped before it reaches reportlab's mark-up.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -907,6 +905,11 @@ def _page_decorator(
         footer_left = f"Inspection #{inputs.inspection_id} · " + footer_left
     if not invariant:
         footer_left += " · printed " + datetime.now().astimezone().strftime("%Y-%m-%d %H:%M")
+    anchor_line = None
+    if inputs.audit_head is not None:
+        from core.report.anchor import audit_anchor_footer
+
+        anchor_line = audit_anchor_footer(inputs.audit_head)
 
     def decorate(canvas: Any, doc: Any) -> None:
         from reportlab.lib import colors
@@ -930,6 +933,9 @@ def _page_decorator(
         canvas.setFont(fonts["regular"], 7)
         canvas.setFillColor(colors.HexColor(MUTED))
         canvas.drawString(left, bottom, footer_left)
+        if anchor_line is not None:
+            canvas.setFont(fonts["regular"], 6)
+            canvas.drawString(left, bottom - 9, anchor_line)
         canvas.restoreState()
 
     return decorate
@@ -984,6 +990,8 @@ def build_pdf(inputs: ReportInputs, *, invariant: bool = False, compress: bool =
     from reportlab.lib.units import mm
     from reportlab.platypus import SimpleDocTemplate
 
+    from core.report.anchor import audit_anchor_subject
+
     _fonts()
     r = inputs.result
     verdict = str(r.get("verdict") or "")
@@ -999,7 +1007,7 @@ def build_pdf(inputs: ReportInputs, *, invariant: bool = False, compress: bool =
         pagesize=A4,
         title=f"cellqc inspection report: cell {r.get('cell_id') or 'unknown'}: {verdict}",
         author=str(r.get("operator") or "cellqc"),
-        subject=f"Cell {r.get('cell_id')} verdict {verdict}",
+        subject=audit_anchor_subject(f"Cell {r.get('cell_id')} verdict {verdict}", inputs.audit_head),
         creator=f"cellqc {r.get('software_version') or ''}".strip(),
         invariant=1 if invariant else 0,
         pageCompression=1 if compress else 0,
@@ -1020,48 +1028,16 @@ def build_pdf(inputs: ReportInputs, *, invariant: bool = False, compress: bool =
 
 
 def write_atomic(data: bytes, path: str | os.PathLike[str]) -> str:
-    """Write bytes to a temporary file beside ``path``, flush to disk, then rename.
+    """Write the PDF's bytes atomically (:func:`core.fileio.atomic_write`).
 
     A crash at any point leaves either the previous file or no file under ``path``,
-    never a truncated one; the temporary file is removed on errors.
-
-    Parameters
-    ----------
-    data : bytes
-        The whole file.
-    path : str or os.PathLike
-        The final name; its folder is created when missing.
+    never a truncated one; a folder, device or FIFO at ``path`` is refused.
 
     Returns
     -------
     str
         sha256 hex digest of ``data``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        try:
-            fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            pass
-        else:
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-    return hashlib.sha256(data).hexdigest()
+    from core.fileio import atomic_write
+
+    return atomic_write(path, data)

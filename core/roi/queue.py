@@ -9,7 +9,6 @@ registration against the overview.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -356,13 +355,9 @@ def export_rows(requests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from core.fileio import sha256_file
+
+    return sha256_file(path) if path.is_file() else None
 
 
 def attach_volume(

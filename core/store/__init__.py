@@ -8,6 +8,9 @@ Typical use::
         inspection_id = record_inspection(db, result)
         assert verify_audit(db) is None
 
+The audit chain is keyed with a key kept outside the log (:mod:`core.store.keys`); users and
+their logins are in :mod:`core.store.users`.
+
 Browse the file with Datasette (``datasette cellqc.db``): every table has plain names and
 real foreign keys; the ``inspection_log`` view lists inspections with their final verdict.
 """
@@ -15,14 +18,18 @@ real foreign keys; the ``inspection_log`` view lists inspections with their fina
 from core.store.audit import (
     GENESIS_HASH,
     AuditBreak,
+    AuditHead,
     append_audit,
+    audit_head,
     audit_rows,
     canonical_json,
+    check_anchor,
     find_audit_break,
+    parse_anchor,
     verify_audit,
 )
+from core.store.keys import AuditKeyError, audit_key_path
 from core.store.log import (
-    add_user,
     begin_inspection,
     check_records,
     complete_inspection,
@@ -54,11 +61,15 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "AuditBreak",
-    "add_user",
+    "AuditHead",
+    "AuditKeyError",
     "append_audit",
+    "audit_head",
+    "audit_key_path",
     "audit_rows",
     "begin_inspection",
     "canonical_json",
+    "check_anchor",
     "check_records",
     "complete_inspection",
     "default_db_path",
@@ -73,6 +84,7 @@ __all__ = [
     "open_log",
     "override_verdict",
     "overrides_for",
+    "parse_anchor",
     "record_inspection",
     "record_report",
     "schema_version",

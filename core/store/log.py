@@ -1,4 +1,4 @@
-"""Filing inspections, findings, reports, overrides and users in the log.
+"""Filing inspections, findings, reports and overrides in the log (users: core.store.users).
 
 An inspection is filed in two steps. :func:`begin_inspection` writes a row with status
 ``running`` (and the process that owns it); :func:`complete_inspection` writes the verdict,
@@ -22,7 +22,8 @@ from sqlite_utils import Database
 
 from core.errors import InputError
 from core.store.audit import append_audit, canonical_json, to_jsonable, utc_now
-from core.store.schema import ROLES, VERDICTS, write_transaction
+from core.store.schema import VERDICTS, write_transaction
+from core.text import check_cell_id, path_text
 
 #: Roles allowed to override a verdict.
 OVERRIDE_ROLES = ("engineer", "admin")
@@ -170,7 +171,8 @@ def begin_inspection(
     db : sqlite_utils.Database
         An open log.
     cell_id : str
-        The cell's identifier (barcode); the cell row is created when new.
+        The cell's identifier (barcode); the cell row is created when new. Printable text of
+        at most 128 characters (:func:`core.text.check_cell_id`), else InputError.
     recipe, recipe_hash, software_version, operator : str, optional
         What the inspection runs with and who started it (the operator becomes a user with
         role ``operator`` when unknown).
@@ -186,10 +188,8 @@ def begin_inspection(
     int
         The new inspection's id.
     """
-    if not cell_id or not str(cell_id).strip():
-        raise InputError("cell id", "an inspection needs a non-empty cell id")
-    cell_id = str(cell_id)
-    source_text = None if source is None else str(source)
+    cell_id = check_cell_id(cell_id)
+    source_text = None if source is None else path_text(source)
     started = started_at or utc_now()
     with write_transaction(db):
         _ensure_cell(db, cell_id)
@@ -542,42 +542,6 @@ def findings_for(db: Database, inspection_id: int) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ users and overrides
 
 
-def add_user(
-    db: Database, name: str, role: str = "operator", *, full_name: str | None = None
-) -> None:
-    """Create a user or change their role (audited).
-
-    Parameters
-    ----------
-    db : sqlite_utils.Database
-        An open log.
-    name : str
-        Login-like short name.
-    role : str
-        One of :data:`core.store.schema.ROLES`.
-    full_name : str, optional
-        For reports.
-    """
-    if role not in ROLES:
-        raise InputError(f"role {role!r}", f"unknown role; use one of {', '.join(ROLES)}")
-    if not name or not name.strip():
-        raise InputError("user name", "must not be empty")
-    with write_transaction(db):
-        db.conn.execute(
-            "INSERT INTO users (name, full_name, role, created_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(name) DO UPDATE SET role = excluded.role,"
-            " full_name = COALESCE(excluded.full_name, users.full_name)",
-            (name, full_name, role, utc_now()),
-        )
-        append_audit(
-            db,
-            "user.set",
-            entity="users",
-            entity_id=name,
-            details={"role": role, "full_name": full_name},
-        )
-
-
 def override_verdict(
     db: Database, inspection_id: int, new_verdict: str, reason: str, user: str
 ) -> int:
@@ -689,12 +653,13 @@ def record_report(
     """
     path = Path(path).resolve()
     size = path.stat().st_size if path.exists() else None
+    shown = path_text(path)  # a file name with undecodable bytes is stored escaped
     with write_transaction(db):
         get_inspection(db, inspection_id)
         cursor = db.conn.execute(
             "INSERT INTO reports (inspection_id, path, sha256, size_bytes, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (int(inspection_id), str(path), sha256, size, utc_now()),
+            (int(inspection_id), shown, sha256, size, utc_now()),
         )
         report_id = int(cursor.lastrowid)
         append_audit(
@@ -702,18 +667,19 @@ def record_report(
             "report.write",
             entity="reports",
             entity_id=report_id,
-            details={"inspection_id": int(inspection_id), "path": str(path), "sha256": sha256},
+            details={"inspection_id": int(inspection_id), "path": shown, "sha256": sha256},
         )
     return report_id
 
 
 def check_records(db: Database) -> list[str]:
-    """Cross-check complete inspections against their audit entries.
+    """Cross-check the log's tables against their audit entries.
 
-    The audit chain protects itself; this extends the protection to the ``inspections``
-    rows: each complete inspection's verdict and result hash must match the
-    ``inspection.complete`` audit row written with it, and the stored result must still
-    hash to that value.
+    The audit chain protects itself; this extends the protection to the rows it records:
+    each complete inspection's verdict and result hash must match the ``inspection.complete``
+    audit row written with it (and the stored result must still hash to that value); each
+    override must match its ``verdict.override`` row; each user's role, password and
+    disabled state must match their newest audit row (:func:`core.store.users.check_users`).
 
     Parameters
     ----------
@@ -748,4 +714,77 @@ def check_records(db: Database) -> list[str]:
         actual = hashlib.sha256((result_json or "").encode("utf-8")).hexdigest()
         if actual != entry.get("result_sha256") or result_sha != entry.get("result_sha256"):
             problems.append(f"inspection {rid}: stored result differs from the audited one")
+    problems += _check_overrides(db)
+    from core.store.users import check_users
+
+    problems += check_users(db)
+    return problems
+
+
+def inspection_record_problem(db: Database, inspection_id: int) -> str | None:
+    """Why one inspection's verdict cannot be trusted, or None when its audit entries hold.
+
+    A fast check of one inspection (not the whole chain), made before its report is printed
+    again: the ``inspection.complete`` audit row must be a keyed row that verifies and agree
+    with the row's verdict and result hash, and each override must match its own verifying
+    ``verdict.override`` row. (Rows filed before the log was keyed are checked against their
+    plain hash only.)
+
+    Raises
+    ------
+    core.store.keys.AuditKeyError
+        The audit key is missing or is another log's.
+    """
+    import json
+
+    from core.store.audit import audit_key_of, row_verifies
+
+    key = audit_key_of(db)
+    row = get_inspection(db, inspection_id)
+    if row["status"] != "complete":
+        return None
+    entries = list(db.query(
+        "SELECT * FROM audit WHERE action = 'inspection.complete' AND entity_id = ?"
+        " ORDER BY id DESC LIMIT 1", [str(int(inspection_id))]))
+    if not entries:
+        return "no audit entry records its completion"
+    if not row_verifies(db, entries[0], key):
+        return "its audit entry does not verify with the audit key"
+    audited = json.loads(entries[0]["details"])
+    actual = hashlib.sha256((row["result_json"] or "").encode("utf-8")).hexdigest()
+    if audited.get("verdict") != row["verdict"] or audited.get("result_sha256") not in (
+            actual, None) or row["result_sha256"] != actual:
+        return "its verdict or result differs from its audit entry"
+    for override in overrides_for(db, inspection_id):
+        found = list(db.query(
+            "SELECT * FROM audit WHERE action = 'verdict.override' AND entity_id = ?",
+            [str(override["id"])]))
+        if not found or not row_verifies(db, found[0], key):
+            return f"override {override['id']} has no verifying audit entry"
+        details = json.loads(found[0]["details"])
+        if (details.get("new_verdict"), details.get("reason"), found[0]["actor"]) != (
+                override["new_verdict"], override["reason"], override["user"]):
+            return f"override {override['id']} differs from its audit entry"
+    return None
+
+
+def _check_overrides(db: Database) -> list[str]:
+    """Every override must be the one its ``verdict.override`` audit row records."""
+    import json
+
+    audited: dict[str, dict[str, Any]] = {}
+    for entity_id, actor, details in db.conn.execute(
+        "SELECT entity_id, actor, details FROM audit WHERE action = 'verdict.override'"
+    ):
+        audited[str(entity_id)] = {**json.loads(details), "actor": actor}
+    problems = []
+    for oid, iid, new_verdict, reason, user in db.conn.execute(
+        "SELECT id, inspection_id, new_verdict, reason, user FROM overrides ORDER BY id"
+    ):
+        entry = audited.get(str(oid))
+        if entry is None:
+            problems.append(f"override {oid}: no audit entry records it")
+        elif (entry.get("inspection_id"), entry.get("new_verdict"), entry.get("reason"),
+              entry.get("actor")) != (iid, new_verdict, reason, user):
+            problems.append(f"override {oid}: differs from its audit entry")
     return problems

@@ -12,13 +12,16 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sqlite_utils import Database
 
 from core.errors import InputError
+from core.store import audit as _audit
 from core.store.audit import append_audit, utc_now
+from core.store.keys import cellqc_home
 
 #: Seconds a connection waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -43,9 +46,7 @@ def default_db_path() -> Path:
     pathlib.Path
         ``$CELLQC_HOME/cellqc.db``; ``CELLQC_HOME`` defaults to ``~/.local/share/cellqc``.
     """
-    home = os.environ.get("CELLQC_HOME")
-    base = Path(home) if home else Path.home() / ".local" / "share" / "cellqc"
-    return base / "cellqc.db"
+    return cellqc_home() / "cellqc.db"
 
 
 @contextlib.contextmanager
@@ -77,6 +78,7 @@ def write_transaction(db: Database) -> Iterator[Database]:
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        _audit.after_rollback(db)
         raise
     else:
         try:
@@ -84,7 +86,9 @@ def write_transaction(db: Database) -> Iterator[Database]:
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            _audit.after_rollback(db)
             raise
+        _audit.after_commit(db)  # the new chain head, recorded outside the log
 
 
 # --------------------------------------------------------------------------- migrations
@@ -352,10 +356,31 @@ def _migration_4(db: Database) -> None:
     )
 
 
+def _migration_5(db: Database) -> None:
+    """Keyed audit chain; users, roles and secrets in the chain; login lockout; log file 0600."""
+    from core.store.users import record_user_snapshots
+
+    _run(
+        db,
+        [
+            # Consecutive failed logins and the lockout they caused (core.store.users).
+            "ALTER TABLE users ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE users ADD COLUMN locked_until TEXT",
+            # Looking up a user's audited state and one action's rows.
+            "CREATE INDEX IF NOT EXISTS idx_audit_entity ON audit(entity, entity_id)",
+            "CREATE INDEX IF NOT EXISTS idx_audit_action ON audit(action)",
+        ],
+    )
+    # The first audit row written here seals the plain chain of older logs under the key
+    # (core.store.audit); then every user's state as it is now enters the keyed chain.
+    record_user_snapshots(db)
+    restrict_log_permissions(db)
+
+
 Migration = Callable[[Database], None]
 
 #: Ordered migrations; version ``n`` is ``MIGRATIONS[n - 1]``. Append, never edit or reorder.
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3, _migration_4]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
 
 #: The schema version this software writes.
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -424,11 +449,34 @@ def migrate(db: Database) -> list[int]:
     return applied
 
 
+def _log_files(db: Database) -> list[Path]:
+    for _, name, file in db.conn.execute("PRAGMA database_list").fetchall():
+        if name == "main" and file:
+            main = Path(file)
+            return [main, main.with_name(main.name + "-wal"), main.with_name(main.name + "-shm")]
+    return []
+
+
+def restrict_log_permissions(db: Database) -> None:
+    """Make the log file (and its -wal/-shm files) readable by its owner only (POSIX).
+
+    Only files this process owns are changed; elsewhere (another owner, Windows) nothing is.
+    """
+    if sys.platform == "win32" or not hasattr(os, "getuid"):
+        return
+    for file in _log_files(db):
+        with contextlib.suppress(OSError):
+            info = file.stat()
+            if info.st_uid == os.getuid() and info.st_mode & 0o077:
+                file.chmod(0o600)
+
+
 def connect(path: str | os.PathLike[str]) -> Database:
     """Open a SQLite file with cellqc's connection settings, without migrating it.
 
     Settings: a busy timeout of :data:`BUSY_TIMEOUT_S`, foreign keys enforced, WAL journal,
-    ``synchronous=FULL`` (a committed inspection survives a power cut).
+    ``synchronous=FULL`` (a committed inspection survives a power cut). A new file is created
+    with mode 0600 (SQLite gives its -wal and -shm files the same mode).
 
     Parameters
     ----------
@@ -447,7 +495,9 @@ def connect(path: str | os.PathLike[str]) -> Database:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+        with contextlib.suppress(FileExistsError):  # a new log is created 0600 (owner only)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        conn = sqlite3.connect(os.fsencode(path), timeout=BUSY_TIMEOUT_S)  # any bytes in the name
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -500,9 +550,11 @@ def open_log(
             )
         migrate(db)
         if recover:
+            from core.store.keys import AuditKeyError
             from core.store.log import mark_stale_interrupted
 
-            mark_stale_interrupted(db, stale_after_s=stale_after_s)
+            with contextlib.suppress(AuditKeyError):  # no key: still readable; recovered later
+                mark_stale_interrupted(db, stale_after_s=stale_after_s)
     except sqlite3.DatabaseError as exc:
         db.close()
         raise InputError(path, f"cannot use the log: {exc}") from None

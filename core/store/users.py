@@ -1,4 +1,4 @@
-"""Users, roles and their secrets: scrypt-hashed passwords/PINs, role checks, recipe audit.
+"""Users, roles and their secrets: scrypt-hashed passwords/PINs, logins, role checks, recipe audit.
 
 Roles (see :data:`core.store.schema.ROLES`): ``operator`` runs inspections; ``engineer`` may
 also override verdicts and edit recipes; ``admin`` may also manage users. Secrets are never
@@ -6,12 +6,30 @@ stored, only their scrypt hash (``hashlib.scrypt``, stdlib)::
 
     scrypt$<n>$<r>$<p>$<salt, base64>$<hash, base64>
 
+The one login check for every caller — the CLI, the GUI, a network service — is
+:func:`authorize` (name + secret + action + a ``source`` naming the caller for the audit); it
+raises :class:`PermissionDenied` on every refusal. Inside it:
+
+- **Equal cost.** An unknown, disabled or locked user costs one scrypt run like a real one
+  (against :data:`DUMMY_SECRET_HASH`), so timing does not tell whether a name exists.
+- **Failed logins are audited** (``user.login_failed``: name, time, source, reason) and
+  counted; after :attr:`LockoutPolicy.max_failures` consecutive failures the account is
+  locked for :attr:`LockoutPolicy.lock_minutes` (``user.locked``) or until an admin unlocks it
+  (:func:`unlock_user`). The numbers are set in one place: :func:`lockout_policy`.
+- **The users table is checked against the audit chain.** Every change of a user (role,
+  secret, disabled) is an audit row carrying the user's whole state (the secret as the SHA-256
+  of its scrypt hash); a ``users`` row that disagrees with its newest keyed audit row — someone
+  ran ``UPDATE users SET role = 'admin'`` or copied a password hash — is refused at login and
+  reported by :func:`check_users` (``cellqc audit verify``).
+
+Roles cannot be climbed: the first admin of a log is created without credentials only while
+the log has never had a user with a password (:func:`has_passwords`, which also reads the
+audit chain); after that every user change needs an admin's name *and* password, and
+demoting or disabling the last active admin is refused.
+
 Users are never deleted (their names sit in inspections, overrides and the audit chain):
 :func:`disable_user` sets ``disabled_at``; a disabled user cannot log in, and a trigger in the
 log refuses an override by a disabled user whatever the calling code does.
-
-The first admin of a log is created without an acting admin (bootstrap); after that every
-user change needs an authenticated admin.
 """
 
 from __future__ import annotations
@@ -20,21 +38,34 @@ import base64
 import difflib
 import hashlib
 import hmac
+import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlite_utils import Database
 
-from core.errors import InputError
-from core.store.audit import append_audit, utc_now
+from core.errors import CellQCError, InputError
+from core.store.audit import append_audit, row_is_authentic, utc_now
 from core.store.schema import ROLES, write_transaction
+from core.text import printable
 
 #: scrypt cost parameters (n=2**14, r=8 → 16 MiB, ~50 ms per check): slow for a guesser.
 SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_DKLEN = 2**14, 8, 1, 32
 #: Shortest secret accepted: a 4-digit PIN on the line, a password elsewhere.
 MIN_SECRET_LEN = 4
 MAX_SECRET_LEN = 1024
+
+#: A scrypt hash (default cost) of a random secret nobody knows: checked instead of a real
+#: hash when the user is unknown, disabled, locked or has none, so every login costs the same.
+DUMMY_SECRET_HASH = (
+    "scrypt$16384$8$1$01+0rb1M2O9Q+/wLNxZb1Q==$tanlWqQSC6LMbGJHN6aI27y6hLCJxePFa1ougM6ChaA="
+)
+
+#: Audit actions that carry a user's whole state (``details["state"]``).
+USER_STATE_ACTIONS = ("user.add", "user.change", "user.disable", "user.unlock", "user.snapshot")
 
 #: What each role may do; a role may do everything a lower one may.
 PERMISSIONS: dict[str, tuple[str, ...]] = {
@@ -60,7 +91,50 @@ ACTION_NAMES = {
 
 
 class PermissionDenied(InputError):
-    """A user who may not do what was asked, an unknown or disabled user, or a wrong secret."""
+    """A refused login or action: unknown, disabled or locked user, wrong secret, or a role
+    that may not do it. The one exception type :func:`authorize` raises."""
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """How many consecutive failed logins lock an account, and for how long.
+
+    Attributes
+    ----------
+    max_failures : int
+        Consecutive failures that lock the account (default 5).
+    lock_minutes : float
+        How long it stays locked (default 15); an admin may unlock it earlier.
+    """
+
+    max_failures: int = 5
+    lock_minutes: float = 15.0
+
+
+def lockout_policy() -> LockoutPolicy:
+    """The lockout policy: the defaults, or ``$CELLQC_MAX_FAILED_LOGINS`` and
+    ``$CELLQC_LOCKOUT_MINUTES`` (the one place to configure it).
+
+    Raises
+    ------
+    core.errors.InputError
+        An environment value that is not a positive number.
+    """
+    policy = LockoutPolicy()
+    values: dict[str, Any] = {}
+    for env, field_name, kind in (("CELLQC_MAX_FAILED_LOGINS", "max_failures", int),
+                                  ("CELLQC_LOCKOUT_MINUTES", "lock_minutes", float)):
+        text = os.environ.get(env)
+        if text is None or not text.strip():
+            continue
+        try:
+            value = kind(text)
+        except ValueError:
+            raise InputError(f"${env}", f"{printable(text, 40)!r} is not a number") from None
+        if not value > 0 or value > 10**6:
+            raise InputError(f"${env}", "must be a positive number")
+        values[field_name] = value
+    return LockoutPolicy(**{**policy.__dict__, **values})
 
 
 # ------------------------------------------------------------------------------ secrets
@@ -144,9 +218,10 @@ def get_user(db: Database, name: str) -> dict[str, Any] | None:
 
 
 def list_users(db: Database, *, include_disabled: bool = True) -> list[dict[str, Any]]:
-    """Users by name: name, full_name, role, created_at, disabled_at, has_secret (no hashes)."""
+    """Users by name: name, full_name, role, created_at, disabled_at, locked_until,
+    failed_logins, has_secret (no hashes)."""
     sql = (
-        "SELECT name, full_name, role, created_at, disabled_at,"
+        "SELECT name, full_name, role, created_at, disabled_at, locked_until, failed_logins,"
         " secret_hash IS NOT NULL AS has_secret FROM users"
     )
     if not include_disabled:
@@ -156,88 +231,265 @@ def list_users(db: Database, *, include_disabled: bool = True) -> list[dict[str,
     ]
 
 
-def _has_admin(db: Database) -> bool:
+def _active_admins(db: Database) -> list[str]:
+    return [
+        str(r[0])
+        for r in db.conn.execute(
+            "SELECT name FROM users WHERE role = 'admin' AND disabled_at IS NULL"
+            " AND secret_hash IS NOT NULL ORDER BY name"
+        )
+    ]
+
+
+def has_passwords(db: Database) -> bool:
+    """Whether the log has (ever had) a user with a password: then every change needs a login.
+
+    A fresh log has none (the README quick start runs without users); the first
+    ``cellqc users add NAME --role admin`` gives it one. Names recorded from ``--user`` on a
+    log without passwords (``users`` rows without ``secret_hash``) do not count. The audit
+    chain is read too, so removing every hash from the ``users`` table does not turn the log
+    back into a fresh one (nor reopen the first-admin bootstrap).
+    """
+    if db.conn.execute("SELECT 1 FROM users WHERE secret_hash IS NOT NULL LIMIT 1").fetchone():
+        return True
+    marks = ", ".join("?" * len(USER_STATE_ACTIONS))
     row = db.conn.execute(
-        "SELECT 1 FROM users WHERE role = 'admin' AND disabled_at IS NULL"
-        " AND secret_hash IS NOT NULL LIMIT 1"
+        f"SELECT 1 FROM audit WHERE action IN ({marks})"
+        " AND json_extract(details, '$.state.secret_sha256') IS NOT NULL LIMIT 1",
+        USER_STATE_ACTIONS,
     ).fetchone()
     return row is not None
 
 
-def has_passwords(db: Database) -> bool:
-    """Whether the log holds a user with a password: then every change needs a login.
+# ------------------------------------------------------------- users in the audit chain
 
-    A fresh log has none (the README quick start runs without users); the first
-    ``cellqc users add NAME --role admin`` gives it one. Names recorded from ``--user`` on a
-    log without passwords (``users`` rows without ``secret_hash``) do not count.
+
+def secret_digest(secret_hash: str | None) -> str | None:
+    """What the audit chain keeps of a user's secret: the SHA-256 of its scrypt hash."""
+    return None if not secret_hash else hashlib.sha256(secret_hash.encode("utf-8")).hexdigest()
+
+
+def user_state(row: dict[str, Any]) -> dict[str, Any]:
+    """A ``users`` row's security-relevant state: role, secret digest, disabled."""
+    return {
+        "role": row["role"],
+        "secret_sha256": secret_digest(row.get("secret_hash")),
+        "disabled": bool(row.get("disabled_at")),
+    }
+
+
+#: The state of a name recorded from ``--user`` on a log without users (never audited).
+_UNAUDITED_STATE = {"role": "operator", "secret_sha256": None, "disabled": False}
+
+
+def audited_user_state(db: Database, name: str) -> tuple[dict[str, Any] | None, bool]:
+    """A user's state as the newest audit row about them records it.
+
+    Returns
+    -------
+    (dict or None, bool)
+        The state (None when no audit row records one) and whether that row is a keyed row
+        whose hash verifies.
     """
-    row = db.conn.execute("SELECT 1 FROM users WHERE secret_hash IS NOT NULL LIMIT 1").fetchone()
-    return row is not None
+    marks = ", ".join("?" * len(USER_STATE_ACTIONS))
+    rows = list(db.query(  # rows of cellqc ≤ schema 4 carry no state: they are skipped
+        f"SELECT * FROM audit WHERE entity = 'users' AND entity_id = ? AND action IN ({marks})"
+        " AND json_extract(details, '$.state') IS NOT NULL ORDER BY id DESC LIMIT 1",
+        [name, *USER_STATE_ACTIONS],
+    ))
+    if not rows:
+        return None, True
+    try:
+        state = json.loads(rows[0]["details"]).get("state")
+    except (ValueError, AttributeError):
+        state = None
+    if not isinstance(state, dict):
+        return None, False
+    return state, row_is_authentic(db, rows[0])
 
 
-def acting_user(
-    db: Database, name: str | None, action: str, secret: str | Callable[[], str] | None
-) -> str | None:
-    """Who does ``action``: the one rule for every command that changes the log.
+def user_record_problem(db: Database, row: dict[str, Any]) -> str | None:
+    """Why a ``users`` row cannot be trusted, or None when it matches the audit chain."""
+    audited, authentic = audited_user_state(db, row["name"])
+    actual = user_state(row)
+    if audited is None:
+        if not authentic:
+            return "its newest audit entry carries no state"
+        if actual != _UNAUDITED_STATE:  # the state of a name recorded from --user only
+            return (f"role {actual['role']}, password or disabled state set without any audit "
+                    "entry")
+        return None
+    if not authentic:
+        return "its newest audit entry does not verify with the audit key"
+    for field_name, label in (("role", "role"), ("secret_sha256", "password"),
+                              ("disabled", "disabled state")):
+        if audited.get(field_name) != actual[field_name]:
+            return f"its {label} differs from the audit chain"
+    return None
 
-    - The log has users with passwords (:func:`has_passwords`): ``name`` is required, must
-      be active, must give their password (``secret``, or a callable asked only then) and
-      must have a role allowed to do ``action`` (:data:`PERMISSIONS`).
-    - It has none (a fresh install): nobody can be checked; ``name`` (or None) is recorded
-      as given, and no password is asked.
+
+def check_users(db: Database) -> list[str]:
+    """Cross-check every ``users`` row against the audit chain (one sentence per mismatch)."""
+    problems = []
+    names = set()
+    for row in db.query("SELECT * FROM users ORDER BY name"):
+        names.add(row["name"])
+        problem = user_record_problem(db, row)
+        if problem is not None:
+            problems.append(f"user {printable(row['name'], 64)!r}: {problem}")
+    marks = ", ".join("?" * len(USER_STATE_ACTIONS))
+    for (name,) in db.conn.execute(
+        f"SELECT DISTINCT entity_id FROM audit WHERE entity = 'users' AND action IN ({marks})"
+        " AND json_extract(details, '$.state') IS NOT NULL",
+        USER_STATE_ACTIONS,
+    ):
+        if name not in names:
+            problems.append(f"user {printable(name, 64)!r}: in the audit chain, missing from the "
+                            "users table")
+    return problems
+
+
+def record_user_snapshots(db: Database) -> int:
+    """Put every user's current state into the audit chain (``user.snapshot``; migration 5).
+
+    Names only ever recorded from ``--user`` on a log without users (operator, no password,
+    active, never in the chain) need no entry. Returns the number of rows written.
+    """
+    marks = ", ".join("?" * len(USER_STATE_ACTIONS))
+    audited = {str(r[0]) for r in db.conn.execute(
+        f"SELECT DISTINCT entity_id FROM audit WHERE entity = 'users' AND action IN ({marks})",
+        USER_STATE_ACTIONS)}
+    written = 0
+    for row in list(db.query("SELECT * FROM users ORDER BY name")):
+        state = user_state(row)
+        if state == _UNAUDITED_STATE and row["name"] not in audited:
+            continue
+        append_audit(
+            db, "user.snapshot", entity="users", entity_id=row["name"],
+            details={"state": state, "note": "the user as found when the audit chain was keyed"},
+        )
+        written += 1
+    return written
+
+
+def _record_user(db: Database, action: str, name: str, actor: str | None,
+                 **details: Any) -> None:
+    row = get_user(db, name)
+    assert row is not None
+    append_audit(db, action, entity="users", entity_id=name, actor=actor,
+                 details={**details, "state": user_state(row)})
+
+
+# ------------------------------------------------------------------------------- logins
+
+
+def _parse_time(text: Any) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
+
+
+def _locked_until(row: dict[str, Any] | None) -> datetime | None:
+    if row is None or not row.get("locked_until"):
+        return None
+    until = _parse_time(row["locked_until"])
+    if until is None or until <= datetime.now(UTC):
+        return None
+    return until
+
+
+def _refuse(db: Database, name: str, known: bool, reason: str, message: str, source: str,
+            *, count: bool) -> PermissionDenied:
+    """Record a failed login (audit, failure count, lockout) and return the exception to raise."""
+    shown = printable(name, 64)
+    policy = lockout_policy()
+    try:
+        with write_transaction(db):
+            details: dict[str, Any] = {"source": source, "reason": reason}
+            row = get_user(db, name) if known else None
+            locked_now = None
+            if row is not None and count:
+                failures = int(row.get("failed_logins") or 0) + 1
+                details["consecutive_failures"] = failures
+                if failures >= policy.max_failures and _locked_until(row) is None:
+                    locked_now = (datetime.now(UTC) + timedelta(minutes=policy.lock_minutes)
+                                  ).isoformat(timespec="seconds")
+                db.conn.execute(
+                    "UPDATE users SET failed_logins = ?, locked_until = COALESCE(?, locked_until)"
+                    " WHERE name = ?", (failures, locked_now, name))
+            append_audit(db, "user.login_failed", entity="users", entity_id=shown,
+                         details=details)
+            if locked_now is not None:
+                append_audit(db, "user.locked", entity="users", entity_id=name,
+                             details={"until": locked_now, "failures": details["consecutive_failures"],
+                                      "source": source})
+                message += (f"; {details['consecutive_failures']} failed logins in a row: locked "
+                            f"until {locked_now[11:16]} UTC (an admin can unlock it)")
+    except (CellQCError, OSError) as exc:  # e.g. the audit key is missing: still refused
+        message += f" (and the failed login could not be recorded: {exc})"
+    return PermissionDenied(f"user {shown!r}", message)
+
+
+def authenticate(db: Database, name: str, secret: str, *, source: str = "api") -> dict[str, Any]:
+    """Check a user's secret; return their row (without the hash).
+
+    Every call costs one scrypt run, whoever ``name`` is. A refusal is recorded in the audit
+    chain (``user.login_failed``) and, for a wrong secret, counted towards the lockout. Call
+    it outside a write transaction (the record of a refusal must be committed although the
+    refusal raises).
 
     Parameters
     ----------
     db : sqlite_utils.Database
-    name : str or None
-        The ``--user`` given.
-    action : str
-        A key of :data:`PERMISSIONS`.
-    secret : str, callable() -> str, or None
-        The password/PIN, or how to ask for it.
-
-    Returns
-    -------
-    str or None
-        The name to record.
+    name : str
+        The user.
+    secret : str
+        Their password or PIN.
+    source : str
+        Who asks, for the audit: ``"cellqc inspect"``, ``"gui"``, ``"opcua"``, …
 
     Raises
     ------
     PermissionDenied
-        No user given on a log with users, unknown or disabled user, wrong password, or a
-        role not allowed to do it.
+        Unknown user or wrong secret (one message for both, so names cannot be probed by
+        it), disabled user, no secret set, account locked, or a users row that disagrees
+        with the audit chain.
     """
-    allowed = PERMISSIONS[action]
-    if not has_passwords(db):
-        return name or None
-    if not name:
-        raise PermissionDenied(
-            ACTION_NAMES.get(action, action),
-            f"needs --user NAME ({' or '.join(allowed)}) and the password: this log has users",
-        )
-    authenticate(db, name, (secret() if callable(secret) else secret) or "")
-    require_role(db, name, action)
-    return name
-
-
-def authenticate(db: Database, name: str, secret: str) -> dict[str, Any]:
-    """Check a user's secret; return their row (without the hash).
-
-    Raises
-    ------
-    PermissionDenied
-        Unknown user, disabled user, no secret set, or a wrong secret (one message for
-        unknown user and wrong secret, so that names cannot be probed).
-    """
+    name = str(name or "")
     row = get_user(db, name)
-    if row is not None and row.get("disabled_at"):
-        raise PermissionDenied(f"user {name!r}", "is disabled; ask an admin")
-    if row is not None and not row.get("secret_hash"):
-        raise PermissionDenied(
-            f"user {name!r}", "has no password yet; ask an admin to set one (cellqc users add)"
-        )
-    if row is None or not verify_secret(secret, row["secret_hash"]):
-        raise PermissionDenied(f"user {name!r}", "unknown user or wrong password")
+    stored = row.get("secret_hash") if row is not None else None
+    matches = verify_secret(secret, stored or DUMMY_SECRET_HASH)  # the same cost for everyone
+    ok = matches and stored is not None
+    if row is None:
+        raise _refuse(db, name, False, "unknown user", "unknown user or wrong password", source,
+                      count=False)
+    if row.get("disabled_at"):
+        raise _refuse(db, name, True, "disabled", "is disabled; ask an admin", source, count=False)
+    if not stored:
+        raise _refuse(db, name, True, "no password", "has no password yet; ask an admin to set "
+                      "one (cellqc users add)", source, count=False)
+    until = _locked_until(row)
+    if until is not None:
+        raise _refuse(db, name, True, "locked", f"is locked until {until.strftime('%H:%M')} UTC "
+                      "after repeated failed logins; wait, or ask an admin to unlock it "
+                      "(cellqc users unlock)", source, count=False)
+    if not ok:
+        raise _refuse(db, name, True, "wrong password", "unknown user or wrong password", source,
+                      count=True)
+    try:
+        problem = user_record_problem(db, row)
+    except CellQCError as exc:  # the audit key is missing or another log's
+        problem = f"it cannot be checked against the audit chain ({exc})"
+    if problem is not None:
+        raise _refuse(db, name, True, "record differs from the audit chain",
+                      f"refused: {problem} (the log was edited outside cellqc; tell QA)", source,
+                      count=False)
+    if row.get("failed_logins") or row.get("locked_until"):
+        with write_transaction(db):
+            db.conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE name = ?",
+                            (name,))
     row = dict(row)
     row.pop("secret_hash", None)
     return row
@@ -254,22 +506,124 @@ def require_role(db: Database, name: str | None, action: str) -> str:
     Raises
     ------
     PermissionDenied
-        No user given, unknown or disabled user, or a role not allowed to do it.
+        No user given, unknown or disabled user, a users row that disagrees with the audit
+        chain, or a role not allowed to do it.
     """
     allowed = PERMISSIONS[action]
     if not name:
         raise PermissionDenied(action.replace("_", " "), "needs --user")
     row = get_user(db, name)
+    shown = printable(name, 64)
     if row is None:
-        raise PermissionDenied(f"user {name!r}", "unknown user")
+        raise PermissionDenied(f"user {shown!r}", "unknown user")
     if row.get("disabled_at"):
-        raise PermissionDenied(f"user {name!r}", "is disabled")
+        raise PermissionDenied(f"user {shown!r}", "is disabled")
     if row["role"] not in allowed:
         raise PermissionDenied(
-            f"user {name!r}",
+            f"user {shown!r}",
             f"role {row['role']} may not {action.replace('_', ' ')}; needs {' or '.join(allowed)}",
         )
+    if has_passwords(db):
+        try:
+            problem = user_record_problem(db, row)
+        except CellQCError as exc:
+            problem = f"it cannot be checked against the audit chain ({exc})"
+        if problem is not None:
+            raise PermissionDenied(f"user {shown!r}", f"refused: {problem} (the log was edited "
+                                   "outside cellqc; tell QA)")
     return str(row["role"])
+
+
+def authorize(db: Database, name: str, secret: str | None, action: str, *, source: str
+              ) -> dict[str, Any]:
+    """The login of every caller: check ``name``'s secret, then that they may do ``action``.
+
+    This is what a command, the GUI or a network service calls before acting for a user of
+    the log. Lockout, the audit of failures and equal timing are inside.
+
+    Parameters
+    ----------
+    db : sqlite_utils.Database
+    name : str
+        The user.
+    secret : str or None
+        Their password or PIN.
+    action : str
+        A key of :data:`PERMISSIONS` (``"inspect"``, ``"override"``, ``"manage_users"``, …).
+    source : str
+        Who asks, recorded with a failure: ``"cellqc override"``, ``"gui"``, ``"opcua"``.
+
+    Returns
+    -------
+    dict
+        The user's row (without the secret hash).
+
+    Raises
+    ------
+    PermissionDenied
+        Every refusal, as one line.
+    """
+    if action not in PERMISSIONS:
+        raise ValueError(f"unknown action {action!r}")
+    row = authenticate(db, name, secret or "", source=source)
+    require_role(db, name, action)
+    return row
+
+
+def acting_user(
+    db: Database, name: str | None, action: str, secret: str | Callable[[], str] | None,
+    *, source: str = "api",
+) -> str | None:
+    """Who does ``action``: the one rule for every command that changes the log.
+
+    - The log has users with passwords (:func:`has_passwords`): ``name`` is required and is
+      checked by :func:`authorize` (password, active, not locked, role).
+    - It has none (a fresh install): nobody can be checked; ``name`` (or None) is recorded
+      as given, and no password is asked.
+
+    Parameters
+    ----------
+    db : sqlite_utils.Database
+    name : str or None
+        The ``--user`` given.
+    action : str
+        A key of :data:`PERMISSIONS`.
+    secret : str, callable() -> str, or None
+        The password/PIN, or how to ask for it.
+    source : str
+        Who asks (for the audit of a failure).
+
+    Returns
+    -------
+    str or None
+        The name to record.
+
+    Raises
+    ------
+    PermissionDenied
+    """
+    allowed = PERMISSIONS[action]
+    if not has_passwords(db):
+        return name or None
+    if not name:
+        raise PermissionDenied(
+            ACTION_NAMES.get(action, action),
+            f"needs --user NAME ({' or '.join(allowed)}) and the password: this log has users",
+        )
+    authorize(db, name, (secret() if callable(secret) else secret) or "", action, source=source)
+    return name
+
+
+def _admin_check(db: Database, actor: str | None, actor_secret: str | None, source: str) -> str:
+    """The acting admin of a user change, authenticated (outside any transaction)."""
+    if not actor:
+        raise PermissionDenied("users", "this log has users: a change needs --user ADMIN and "
+                               "that admin's password")
+    if actor_secret is None:
+        raise PermissionDenied(f"user {printable(actor, 64)!r}", "a user change needs the acting "
+                               "admin's password")
+    authorize(db, actor, actor_secret, "manage_users", source=source)
+    return actor
 
 
 def add_user(
@@ -280,8 +634,10 @@ def add_user(
     secret: str | None = None,
     full_name: str | None = None,
     actor: str | None = None,
+    actor_secret: str | None = None,
+    source: str = "api",
 ) -> None:
-    """Create a user, or change their role/secret/full name (audited, never the secret).
+    """Create a user, or change their role/secret/full name (audited with their whole state).
 
     Parameters
     ----------
@@ -291,28 +647,43 @@ def add_user(
     role : str
         One of :data:`core.store.schema.ROLES`.
     secret : str, optional
-        Password or PIN; stored as its scrypt hash. Required for a new admin.
+        Password or PIN; stored as its scrypt hash. Required for the first admin.
     full_name : str, optional
-    actor : str, optional
-        The admin doing it (checked with :func:`require_role`). May be omitted only while the
-        log has no active admin with a password (bootstrap of the first admin).
+    actor, actor_secret : str, optional
+        The admin doing it and their password (checked with :func:`authorize`). Both may be
+        omitted only while the log has never had a user with a password: then the only thing
+        allowed is the first admin, with a password (bootstrap).
+    source : str
+        Who asks (for the audit of a failed login).
 
     Raises
     ------
     core.errors.InputError, PermissionDenied
+        Bad name or role; no or wrong admin credentials; the bootstrap asked for anything
+        but an admin with a password; demoting the last active admin.
     """
     name = _check_name(name)
     if role not in ROLES:
         raise InputError(f"role {role!r}", f"unknown role; use one of {', '.join(ROLES)}")
-    secret_hash = hash_secret(secret) if secret is not None else None  # slow: outside the lock
-    with write_transaction(db):
-        if _has_admin(db):
-            require_role(db, actor, "manage_users")
-        elif actor is None and (role != "admin" or secret is None):
+    bootstrap = not has_passwords(db)
+    if bootstrap:
+        if role != "admin" or secret is None:
             raise PermissionDenied(
                 "users", "this log has no admin yet: first add an admin with a password"
             )
+    else:
+        _admin_check(db, actor, actor_secret, source)
+    secret_hash = hash_secret(secret) if secret is not None else None  # slow: outside the lock
+    with write_transaction(db):
+        if bootstrap and has_passwords(db):  # another process bootstrapped meanwhile
+            raise PermissionDenied("users", "this log got its first admin meanwhile; ask them")
+        if not bootstrap:
+            require_role(db, actor, "manage_users")  # still active, under the lock
         existing = get_user(db, name)
+        if (existing is not None and existing["role"] == "admin" and role != "admin"
+                and _active_admins(db) == [name]):
+            raise PermissionDenied(f"user {printable(name, 64)!r}",
+                                   "is the last active admin; make another admin first")
         db.conn.execute(
             "INSERT INTO users (name, full_name, role, created_at, secret_hash)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET role = excluded.role,"
@@ -320,49 +691,55 @@ def add_user(
             " secret_hash = COALESCE(excluded.secret_hash, users.secret_hash)",
             (name, full_name, role, utc_now(), secret_hash),
         )
-        append_audit(
-            db,
-            "user.add" if existing is None else "user.change",
-            entity="users",
-            entity_id=name,
-            actor=actor or name,
-            details={
-                "role": role,
-                "old_role": None if existing is None else existing["role"],
-                "full_name": full_name,
-                "secret_changed": secret_hash is not None,
-            },
+        if secret_hash is not None:  # a new password ends a lockout
+            db.conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE name = ?",
+                            (name,))
+        _record_user(
+            db, "user.add" if existing is None else "user.change", name,
+            actor=name if bootstrap else actor,
+            role=role, old_role=None if existing is None else existing["role"],
+            full_name=full_name, secret_changed=secret_hash is not None, source=source,
+            bootstrap=bootstrap,
         )
 
 
-def disable_user(db: Database, name: str, *, actor: str | None) -> None:
+def disable_user(db: Database, name: str, *, actor: str | None, actor_secret: str | None = None,
+                 source: str = "api") -> None:
     """Disable a user (audited). They keep their history but can no longer log in.
 
     Raises
     ------
     PermissionDenied
-        The actor is not an active admin, or would disable the last active admin.
+        The actor is not an active admin or gave a wrong password, or would disable the last
+        active admin.
     """
+    _admin_check(db, actor, actor_secret, source)
     with write_transaction(db):
         require_role(db, actor, "manage_users")
         row = get_user(db, name)
         if row is None:
-            raise InputError(f"user {name!r}", "unknown user")
+            raise InputError(f"user {printable(name, 64)!r}", "unknown user")
         if row.get("disabled_at"):
             return
-        if row["role"] == "admin":
-            others = db.conn.execute(
-                "SELECT count(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL"
-                " AND name != ?",
-                [name],
-            ).fetchone()[0]
-            if not others:
-                raise PermissionDenied(f"user {name!r}", "is the last active admin")
+        if row["role"] == "admin" and _active_admins(db) == [name]:
+            raise PermissionDenied(f"user {printable(name, 64)!r}", "is the last active admin")
         db.conn.execute("UPDATE users SET disabled_at = ? WHERE name = ?", (utc_now(), name))
-        append_audit(
-            db, "user.disable", entity="users", entity_id=name, actor=actor,
-            details={"role": row["role"]},
-        )
+        _record_user(db, "user.disable", name, actor=actor, role=row["role"], source=source)
+
+
+def unlock_user(db: Database, name: str, *, actor: str | None, actor_secret: str | None = None,
+                source: str = "api") -> None:
+    """End a user's lockout and reset their failed-login count (an admin; audited)."""
+    _admin_check(db, actor, actor_secret, source)
+    with write_transaction(db):
+        require_role(db, actor, "manage_users")
+        row = get_user(db, name)
+        if row is None:
+            raise InputError(f"user {printable(name, 64)!r}", "unknown user")
+        db.conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE name = ?",
+                        (name,))
+        _record_user(db, "user.unlock", name, actor=actor, was_locked_until=row.get("locked_until"),
+                     failures=row.get("failed_logins"), source=source)
 
 
 # ------------------------------------------------------------------------------ actions
@@ -375,6 +752,8 @@ def override_as(
     reason: str,
     user: str,
     secret: str | None = None,
+    *,
+    source: str = "api",
 ) -> int:
     """Override a verdict after checking the user (and their secret when one is given).
 
@@ -389,7 +768,7 @@ def override_as(
     from core.store.log import override_verdict
 
     if secret is not None:
-        authenticate(db, user, secret)
+        authenticate(db, user, secret, source=source)
     require_role(db, user, "override")
     return override_verdict(db, inspection_id, new_verdict, reason, user)
 
@@ -439,15 +818,9 @@ def record_recipe_change(
     ------
     PermissionDenied, core.errors.RecipeError
     """
-    import tomllib
+    from core.recipe import parse_recipe_toml, recipe_from_dict
 
-    from core.errors import RecipeError
-    from core.recipe import recipe_from_dict
-
-    try:
-        recipe_from_dict(tomllib.loads(new_text), source=name, sha256=_sha(new_text) or "")
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(name, f"TOML syntax error: {exc}") from None
+    recipe_from_dict(parse_recipe_toml(new_text, name), source=name, sha256=_sha(new_text) or "")
     diff = recipe_diff(name, old_text, new_text)
     with write_transaction(db):
         require_role(db, user, "edit_recipe")

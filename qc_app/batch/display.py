@@ -86,8 +86,9 @@ class ProgressBar:
 
 
 def _cell(text: object, width: int) -> str:
-    text = "" if text is None else str(text)
-    return text if len(text) <= width else text[: width - 1] + "…"
+    from core.text import printable
+
+    return printable(text, width)  # escaped: a file name or cell id never prints raw
 
 
 def format_summary(summary: BatchSummary) -> str:

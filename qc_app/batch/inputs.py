@@ -247,15 +247,12 @@ def fingerprint(path: str | os.PathLike[str], *, checksum: bool = False) -> Fing
     mtime = max((s.st_mtime_ns for s in stats), default=p.stat().st_mtime_ns)
     digest = None
     if checksum:
+        from core.fileio import sha256_file
+
         h = hashlib.sha256()
-        try:
-            for f in files:
-                if p.is_dir():
-                    h.update(str(f.relative_to(p)).encode("utf-8") + b"\0")
-                with open(f, "rb") as fh:
-                    for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                        h.update(block)
-        except OSError as exc:
-            raise InputError(p, f"cannot read: {exc.strerror or exc}") from None
+        for f in files:
+            if p.is_dir():
+                h.update(os.fsencode(f.relative_to(p)) + b"\0")
+            sha256_file(f, into=h)
         digest = h.hexdigest()
     return Fingerprint(size_bytes=int(size), mtime_ns=int(mtime), n_files=len(files), sha256=digest)

@@ -19,7 +19,6 @@ was inspected to completion with the same recipe hash is not inspected again.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from core.store import (
     write_transaction,
 )
 from core.store.audit import utc_now
+from core.text import path_text
 from qc_app.batch.inputs import BatchItem, Fingerprint
 from qc_app.batch.worker import CellOutcome
 
@@ -44,9 +44,10 @@ InTransaction = Callable[[Database, int | None], None]
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe version of a cell id (letters, digits, ``-_.``; others become ``_``)."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
-    return cleaned[:120] or "cell"
+    """A file-name-safe version of a cell id (:func:`core.text.file_name_part`)."""
+    from core.text import file_name_part
+
+    return file_name_part(text)
 
 
 def output_paths(out_dir: str | os.PathLike[str] | None, cell_id: str, inspection_id: int | None,
@@ -139,7 +140,7 @@ def find_previous(db: Database, path: str, fp: Fingerprint, recipe_hash: str | C
         " f.n_files, f.sha256 FROM input_files f JOIN inspections i ON i.id = f.inspection_id"
         f" WHERE f.path = ? AND i.recipe_hash IN ({', '.join('?' * len(hashes))}) AND i.status = 'complete'"
         " ORDER BY i.id DESC",
-        (str(path), *hashes),
+        (path_text(path), *hashes),
     ).fetchall()
     for rid, cell_id, verdict, n_findings, finished_at, size, mtime, n_files, sha in rows:
         same_stat = (size, mtime, n_files) == (fp.size_bytes, fp.mtime_ns, fp.n_files)
@@ -192,7 +193,7 @@ def open_cell(
         db.conn.execute(
             "INSERT INTO input_files (inspection_id, path, size_bytes, mtime_ns, n_files, sha256,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (inspection_id, str(path), fp.size_bytes, fp.mtime_ns, fp.n_files, fp.sha256, utc_now()),
+            (inspection_id, path_text(path), fp.size_bytes, fp.mtime_ns, fp.n_files, fp.sha256, utc_now()),
         )
         if also is not None:
             also(db, inspection_id)

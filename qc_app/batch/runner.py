@@ -341,7 +341,7 @@ def run_batch(items: list[BatchItem], options: BatchOptions, *, on_row: OnRow | 
     KeyboardInterrupt
         After marking the cells in flight ``failed`` ("cancelled").
     """
-    from core.store import fail_inspection, open_log
+    from core.store import audit_head, fail_inspection, open_log
 
     t0 = time.perf_counter()
     summary = BatchSummary(total=len(items))
@@ -373,10 +373,12 @@ def run_batch(items: list[BatchItem], options: BatchOptions, *, on_row: OnRow | 
                                 operator=options.operator)
                 json_out, report_out = output_paths(options.out_dir, header.cell_id, iid,
                                                     report=options.report)
+                head = audit_head(db)
                 return CellTask(path=item.path, cell_id=header.cell_id, recipe=options.recipe,
                                 inspection_id=iid, voxel_size=item.voxel_size or options.voxel_size,
                                 dataset=options.dataset, json_out=json_out, report_out=report_out,
-                                operator=options.operator)
+                                operator=options.operator,
+                                audit_head=None if head is None else head.as_dict())
             return None
 
         def finish(outcome: CellOutcome) -> None:

@@ -485,9 +485,13 @@ class HotFolder:
         iid = open_cell(self.db, path=str(path), header=header, fp=fp, recipe=self.options.recipe,
                         operator=self.options.operator, also=claim)
         json_out, report_out = output_paths(self.out_dir, header.cell_id, iid, report=self.options.report)
+        from core.store import audit_head
+
+        head = audit_head(self.db)
         task = CellTask(path=str(path), cell_id=header.cell_id, recipe=self.options.recipe,
                         inspection_id=iid, voxel_size=self.options.voxel_size, dataset=self.options.dataset,
-                        json_out=json_out, report_out=report_out, operator=self.options.operator)
+                        json_out=json_out, report_out=report_out, operator=self.options.operator,
+                        audit_head=None if head is None else head.as_dict())
         outcome = run_cell(task, progress=progress, cancel=cancel)
         item_id = item_ref["id"]
         if outcome.error_kind == "cancelled":
@@ -578,6 +582,6 @@ def _write_reason(dest: Path, item: dict[str, Any]) -> None:
         f"attempts: {item['attempts']}",
         f"at: {utc_now()}",
     ]
-    tmp = reason_path.with_name(reason_path.name + ".part")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, reason_path)
+    from core.fileio import atomic_write
+
+    atomic_write(reason_path, "\n".join(lines) + "\n")

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core.recipe import Recipe
@@ -43,6 +44,9 @@ class CellTask:
         Where to write the result JSON and the PDF report.
     operator : str or None
         Who runs the batch.
+    audit_head : dict or None
+        The log's audit chain head when the cell was opened (``AuditHead.as_dict()``); the
+        JSON and PDF carry it (workers never open the log).
     """
 
     path: str
@@ -54,6 +58,7 @@ class CellTask:
     json_out: str | None = None
     report_out: str | None = None
     operator: str | None = None
+    audit_head: dict[str, Any] | None = None
 
 
 @dataclass
@@ -144,10 +149,11 @@ def run_cell(task: CellTask, *, progress: Callable[[float, str], None] | None = 
     -------
     CellOutcome
     """
-    from core.errors import Cancelled, CellQCError
-    from core.filing import report_inputs, write_json_atomic
+    from core.errors import Cancelled, CellQCError, InputError
+    from core.filing import exported_result, report_inputs, write_json_atomic
     from core.inspect import inspect_volume
     from core.io import read_volume
+    from core.store.audit import head_from_dict
 
     t0, c0 = time.perf_counter(), time.process_time()
     outcome = CellOutcome(path=task.path, cell_id=task.cell_id, inspection_id=task.inspection_id,
@@ -158,14 +164,24 @@ def run_cell(task: CellTask, *, progress: Callable[[float, str], None] | None = 
         outcome.voxels = int(volume.shape[0]) * int(volume.shape[1]) * int(volume.shape[2])
         inspection = inspect_volume(volume, task.recipe, cell_id=task.cell_id, progress=progress,
                                     cancel=cancel, operator=task.operator)
+        head = head_from_dict(task.audit_head)
         if task.json_out:
-            write_json_atomic(inspection.result, task.json_out)
+            write_json_atomic(exported_result(inspection.result, head), task.json_out)
             outcome.json_path = str(task.json_out)
         if task.report_out:
             from core.report import write_report
 
-            outcome.report_sha256 = write_report(report_inputs(inspection, task.inspection_id),
-                                                 task.report_out)
+            try:
+                outcome.report_sha256 = write_report(
+                    report_inputs(inspection, task.inspection_id, head), task.report_out)
+            except (OSError, InputError) as exc:
+                if outcome.json_path:  # it would show a verdict the log will not hold
+                    Path(outcome.json_path).unlink(missing_ok=True)
+                    outcome.json_path = None
+                if isinstance(exc, InputError):
+                    raise
+                raise InputError(task.report_out, f"cannot write the report: {exc.strerror or exc}"
+                                 ) from None
             outcome.report_path = str(task.report_out)
         outcome.result = inspection.result
         outcome.ok = True

@@ -40,10 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def print_summary(result: dict, inspection_id: int | None = None, out=None) -> None:
     """The verdict, big and first, then its reasons and the findings, for a person to read."""
+    from core.text import printable
+
     out = out or sys.stdout
-    print(f"{result['cell_id']}: {result['verdict']}", file=out)
+    print(f"{printable(result['cell_id'], 128)}: {result['verdict']}", file=out)
     for reason in result.get("reasons", []):
-        print(f"  {reason}", file=out)
+        print(f"  {printable(reason)}", file=out)
     geo = result.get("geometry", {})
     if geo.get("windings"):
         print(f"  geometry: {geo['windings']} windings, can Ø {geo.get('can_outer_diameter_mm') or 0:.2f} mm, "

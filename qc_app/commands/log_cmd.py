@@ -3,8 +3,12 @@
 ``cellqc log [--failed] [--cell ID] [--json|--csv]`` lists inspections; ``cellqc report
 INSPECTION_ID`` writes the PDF again from the log; ``cellqc report --verify PDF`` (or
 ``--verify-code TEXT`` for a scanned QR code) checks a report against the log (exit 0 MATCH,
-1 ALTERED or NO MATCH, 2 unreadable input); ``cellqc audit verify`` checks the hash-chained
-audit table (exit 0 intact, 1 broken).
+1 ALTERED or NO MATCH, 2 unreadable input); ``cellqc audit verify [--report PDF]`` checks the
+keyed audit chain, its head kept outside the log, the tables against it, and the chain head a
+printed report carries (exit 0 intact, 1 broken, 2 cannot check).
+
+Values from the log (cell ids, user names) are printed escaped (:func:`core.text.printable`):
+a control character never reaches the terminal raw.
 """
 
 from __future__ import annotations
@@ -12,12 +16,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
+from core.text import file_name_part, printable
 from qc_app.cli import cellqc_home, register
 
 LOG_COLUMNS = (
@@ -84,15 +88,16 @@ def run_log(args: argparse.Namespace) -> int:
         rows = list_inspections(
             db, failed=args.failed, cell_id=args.cell, status=args.status, limit=args.limit
         )
-    if args.json:
-        json.dump(rows, sys.stdout, indent=1, ensure_ascii=False)
+    if args.json:  # JSON escapes control characters itself; ASCII escapes the rest
+        json.dump(rows, sys.stdout, indent=1, ensure_ascii=True)
         sys.stdout.write("\n")
         return 0
     if args.csv:
         columns = list(rows[0]) if rows else list(LOG_COLUMNS)
         writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: printable(v) if isinstance(v, str) else v for k, v in r.items()}
+                         for r in rows)
         return 0
     if not rows:
         print("no inspections match", file=sys.stderr)
@@ -101,13 +106,13 @@ def run_log(args: argparse.Namespace) -> int:
     table = [
         (
             str(r["id"]),
-            _short_time(r["started_at"]),
-            str(r["cell_id"]),
-            _verdict_text(r),
-            str(r["status"]),
+            printable(_short_time(r["started_at"])),
+            printable(r["cell_id"], 40),
+            printable(_verdict_text(r)),
+            printable(r["status"]),
             "" if r["n_findings"] is None else str(r["n_findings"]),
-            str(r["recipe"] or ""),
-            str(r["operator"] or ""),
+            printable(r["recipe"] or "", 30),
+            printable(r["operator"] or "", 30),
         )
         for r in rows
     ]
@@ -138,10 +143,6 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     from qc_app.auth import add_user_arguments
 
     add_user_arguments(p, help="who files the report; required with the password once the log has users")
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "cell"
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -184,7 +185,7 @@ def run_report(args: argparse.Namespace) -> int:
             else (
                 cellqc_home()
                 / "reports"
-                / f"{_safe_name(cell)}-inspection-{args.inspection_id}.pdf"
+                / f"{file_name_part(cell)}-inspection-{args.inspection_id}.pdf"
             )
         )
         try:
@@ -200,27 +201,66 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def add_audit_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=("verify",), help="verify: check the audit hash chain")
+    p.add_argument("action", choices=("verify",), help="verify: check the keyed audit chain")
+    p.add_argument("--report", metavar="PDF", action="append", default=[],
+                   help="also check that the audit chain head this printed report carries is in "
+                        "the log's chain (repeatable); a result JSON with 'audit_head' works too")
     _add_db(p)
 
 
-def run_audit(args: argparse.Namespace) -> int:
-    from core.store import check_records, find_audit_break, open_log
+def _anchor_of(path: Path):
+    """The audit head a PDF report or an exported result JSON carries (None: it has none)."""
+    from core.report.anchor import read_report_anchor
+    from core.store.audit import head_from_dict
 
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise InputError(path, f"cannot read the result: {exc}") from None
+        return head_from_dict(data.get("audit_head") if isinstance(data, dict) else None)
+    return read_report_anchor(path)
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from core.store import audit_key_path, check_anchor, check_records, find_audit_break, open_log
+    from core.store.audit import audit_key_of, head_file_path, log_id
+
+    reports = [(Path(r), _anchor_of(Path(r))) for r in args.report]  # bad files: exit 2 first
     with open_log(_db_path(args), recover=False) as db:
         broken = find_audit_break(db)
         rows = int(db.conn.execute("SELECT count(*) FROM audit").fetchone()[0])
         problems = check_records(db) if broken is None else []
+        anchors = [(path, head, None if head is None else check_anchor(db, head))
+                   for path, head in reports]
+        this_log = log_id(db)
+        tail = head_file_path(audit_key_of(db), this_log) if this_log else None
+    status = 0
     if broken is not None:
-        print(f"audit chain BROKEN at row {broken.row_id}: {broken.problem}")
-        return 1
-    if problems:
-        print(f"audit chain intact ({rows} rows), but the inspections disagree with it:")
+        print(f"audit chain BROKEN at row {broken.row_id}: {printable(broken.problem)}")
+        status = 1
+    elif problems:
+        print(f"audit chain intact ({rows} rows), but the log's tables disagree with it:")
         for problem in problems:
-            print(f"  {problem}")
-        return 1
-    print(f"audit chain intact ({rows} rows); every complete inspection matches its audit entry")
-    return 0
+            print(f"  {printable(problem)}")
+        status = 1
+    else:
+        print(f"audit chain intact ({rows} rows, keyed with {audit_key_path()}); every complete "
+              "inspection, override and user matches its audit entry")
+        if tail is not None:
+            print(f"  newest rows checked against {tail}" if tail.exists() else
+                  f"  no head recorded outside the log ({tail}): a deleted tail cannot be seen")
+    for path, head, problem in anchors:
+        if head is None:
+            print(f"{path}: carries no audit chain head (printed before the log was keyed, or "
+                  "not by cellqc)")
+            status = 1
+        elif problem is not None:
+            print(f"{path}: NOT in this log: {printable(problem)}")
+            status = 1
+        else:
+            print(f"{path}: its audit chain head (row {head.row}) is in this log's chain")
+    return status
 
 
 register("log", "list inspections in the log", add_log_arguments, run_log)

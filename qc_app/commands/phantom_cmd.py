@@ -11,9 +11,7 @@ With ``--dtype uint16`` the attenuation is stored as
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -292,15 +290,9 @@ def write_cell(cell: Any, out: Path, dtype: str = "float32") -> tuple[Path, dict
     truth["cell_id"] = volume.cell_id
     write_tiff(stored, out)
     truth_path = truth_path_for(out)
-    tmp = truth_path.with_name(f".{truth_path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(truth, fh, indent=2, default=_json_default)
-            fh.write("\n")
-        os.replace(tmp, truth_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from core.fileio import write_json
+
+    write_json(truth_path, truth, indent=2, default=_json_default, ensure_ascii=True)
     return truth_path, truth
 
 

@@ -116,9 +116,10 @@ def _write(out: Path, array: np.ndarray, spacing_um: float, cell_id: str) -> Non
 
     suffix = out.suffix.lower()
     if suffix == ".npy":
-        tmp = out.with_name(f".{out.name}.tmp.npy")
-        np.save(tmp, array)
-        tmp.replace(out)
+        from core.fileio import atomic_writer
+
+        with atomic_writer(out, suffix=".npy") as fh:
+            np.save(fh, array)
         return
     volume = Volume(array, (spacing_um, spacing_um, spacing_um), cell_id=cell_id, source=str(out),
                     modality="recon")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,14 +45,12 @@ def _write_json(doc: Any, out: str) -> None:
     if out == "-":
         sys.stdout.write(text)
         return
+    from core.fileio import atomic_write
+
     path = Path(out)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputError(path, f"cannot write: {exc.strerror or exc}") from None
 
 
@@ -231,16 +228,15 @@ def run_export(args: argparse.Namespace) -> int:
                 writer.writeheader()
                 writer.writerows(flat)
             else:
+                from core.fileio import atomic_writer
+
                 path = Path(args.out)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
                 try:
-                    with tmp.open("w", newline="", encoding="utf-8") as fh:
+                    with atomic_writer(path, text=True, newline="") as fh:
                         writer = csv.DictWriter(fh, fieldnames=list(EXPORT_COLUMNS), lineterminator="\n")
                         writer.writeheader()
                         writer.writerows(flat)
-                    os.replace(tmp, path)
                 except OSError as exc:
-                    tmp.unlink(missing_ok=True)
                     raise InputError(path, f"cannot write: {exc.strerror or exc}") from None
         scheduled = 0
         if args.schedule:

@@ -10,6 +10,7 @@ a prompt on a terminal, else the first line of stdin; a new user's password from
     cellqc users add bob --role engineer --user alice
     cellqc users list
     cellqc users disable bob --user alice
+    cellqc users unlock bob --user alice           # after 5 failed logins in a row
     cellqc override 12 PASS --reason "void is a scan artefact" --user bob
     cellqc recipes save my-18650.toml --user bob  # into $CELLQC_HOME/recipes, diff audited
 """
@@ -75,18 +76,29 @@ def add_users_arguments(p: argparse.ArgumentParser) -> None:
     dis.add_argument("name")
     add_user_arguments(dis, required=True, help="the admin doing it")
     _add_db(dis)
+    unl = sub.add_parser("unlock", help="end a user's lockout after repeated failed logins (admin)")
+    unl.add_argument("name")
+    add_user_arguments(unl, required=True, help="the admin doing it")
+    _add_db(unl)
 
 
-def _login(db, args: argparse.Namespace) -> None:
-    if args.user:
-        from core.store.users import authenticate
+def _admin_secret(db, args: argparse.Namespace) -> str | None:
+    """The acting admin's password, asked only when the log has users (else: bootstrap)."""
+    from core.store.users import has_passwords
 
-        authenticate(db, args.user, actor_secret(args.user, args.password_file))
+    if not has_passwords(db):
+        return None
+    if not args.user:
+        raise InputError("users", "this log has users: a change needs --user ADMIN and that "
+                                  "admin's password")
+    return actor_secret(args.user, args.password_file)
 
 
 def run_users(args: argparse.Namespace) -> int:
     from core.store import open_log
-    from core.store.users import add_user, disable_user, list_users
+    from core.store.users import add_user, disable_user, list_users, unlock_user
+    from core.text import printable
+    from qc_app.auth import command_source
 
     path = _db_path(args)
     with clear_lock_errors(path), open_log(path) as db:
@@ -96,21 +108,30 @@ def run_users(args: argparse.Namespace) -> int:
                 print("no users yet", file=sys.stderr)
             for r in rows:
                 state = f"disabled {r['disabled_at'][:10]}" if r["disabled_at"] else "active"
+                if r.get("locked_until") and not r["disabled_at"]:
+                    state += f", locked until {str(r['locked_until'])[:16].replace('T', ' ')} UTC"
                 pw = "" if r["has_secret"] else "  (no password)"
-                name = r["name"] + (f" ({r['full_name']})" if r["full_name"] else "")
+                name = printable(r["name"], 64) + (
+                    f" ({printable(r['full_name'], 64)})" if r["full_name"] else "")
                 print(f"{name:30s} {r['role']:9s} {state}{pw}")
             return 0
-        _login(db, args)
+        source = command_source(args)
+        admin_secret = _admin_secret(db, args)  # before anything else is asked or written
+        shown = printable(args.name, 64)
         if args.users_action == "add":
             secret = None
             if not args.no_password:
-                secret = ask_secret(f"new password of {args.name}", "CELLQC_NEW_PASSWORD", confirm=True)
+                secret = ask_secret(f"new password of {shown}", "CELLQC_NEW_PASSWORD", confirm=True)
             add_user(db, args.name, args.role, secret=secret, full_name=args.full_name,
-                     actor=args.user)
-            print(f"user {args.name}: {args.role}", file=sys.stderr)
+                     actor=args.user, actor_secret=admin_secret, source=source)
+            print(f"user {shown}: {args.role}", file=sys.stderr)
             return 0
-        disable_user(db, args.name, actor=args.user)
-        print(f"user {args.name}: disabled", file=sys.stderr)
+        if args.users_action == "unlock":
+            unlock_user(db, args.name, actor=args.user, actor_secret=admin_secret, source=source)
+            print(f"user {shown}: unlocked", file=sys.stderr)
+            return 0
+        disable_user(db, args.name, actor=args.user, actor_secret=admin_secret, source=source)
+        print(f"user {shown}: disabled", file=sys.stderr)
         return 0
 
 
@@ -128,15 +149,18 @@ def add_override_arguments(p: argparse.ArgumentParser) -> None:
 def run_override(args: argparse.Namespace) -> int:
     from core.store import open_log
     from core.store.users import override_as
+    from core.text import printable
+    from qc_app.auth import command_source
 
     path = _db_path(args)
     if not path.exists():
         raise InputError(path, "no log here")
     with clear_lock_errors(path), open_log(path) as db:
         override_id = override_as(db, args.inspection_id, args.verdict, args.reason, args.user,
-                                  actor_secret(args.user, args.password_file))
+                                  actor_secret(args.user, args.password_file),
+                                  source=command_source(args))
     print(f"inspection {args.inspection_id}: verdict overridden to {args.verdict} "
-          f"(override {override_id}, by {args.user})")
+          f"(override {override_id}, by {printable(args.user, 64)})")
     return 0
 
 
@@ -154,11 +178,63 @@ def add_recipes_arguments(p: argparse.ArgumentParser) -> None:
     _add_db(save)
 
 
+def _recipe_target(name: str) -> Path:
+    """``$CELLQC_HOME/recipes/NAME.toml``, refused when it leads out of ``$CELLQC_HOME``.
+
+    Neither the recipes folder nor the file may be a symbolic link (or anything but a folder
+    and a regular file): saving must never read or replace a file outside cellqc's home.
+    """
+    import stat
+
+    from core.errors import RecipeError
+    from qc_app.cli import cellqc_home
+
+    home = cellqc_home()
+    folder = home / "recipes"
+    target = folder / f"{name}.toml"
+    for path, want_dir in ((folder, True), (target, False)):
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise RecipeError(path, f"cannot check: {exc.strerror or exc}") from None
+        if stat.S_ISLNK(mode):
+            raise RecipeError(path, "is a symbolic link; recipes are saved only as plain files "
+                                    "inside $CELLQC_HOME/recipes")
+        if (want_dir and not stat.S_ISDIR(mode)) or (not want_dir and not stat.S_ISREG(mode)):
+            raise RecipeError(path, "is not a " + ("folder" if want_dir else "regular file"))
+    if home.exists():
+        inside = target.parent.resolve()
+        if inside != home.resolve() / "recipes":
+            raise RecipeError(target, "leads out of $CELLQC_HOME; refusing to save there")
+    return target
+
+
+def _read_saved_recipe(target: Path) -> str | None:
+    """The recipe saved at ``target`` now (None when there is none); never through a link."""
+    from core.errors import RecipeError
+
+    try:
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RecipeError(target, f"cannot read the saved recipe: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(2_000_001)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError(target, "the saved recipe is not UTF-8 text") from None
+
+
 def run_recipes(args: argparse.Namespace) -> int:
     from core.errors import RecipeError
+    from core.fileio import atomic_writer
     from core.store import open_log
-    from core.store.users import authenticate, record_recipe_change, require_role
-    from qc_app.cli import cellqc_home
+    from core.store.users import authorize, record_recipe_change
+    from qc_app.auth import command_source
 
     source = Path(args.file)
     try:
@@ -166,26 +242,31 @@ def run_recipes(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(source, f"cannot read recipe: {exc}") from None
     name = args.name or source.stem
-    if not name or any(c in name for c in "/\\") or name.startswith("."):
-        raise InputError(f"--name {name!r}", "a plain file name, without folders")
-    target = cellqc_home() / "recipes" / f"{name}.toml"
-    old_text = target.read_text(encoding="utf-8") if target.exists() else None
+    if (not name or any(c in name for c in "/\\") or name.startswith(".")
+            or not name.isprintable() or len(name) > 64):
+        raise InputError(f"--name {name[:64]!r}", "a plain file name (printable, at most 64 "
+                                                  "characters), without folders")
+    target = _recipe_target(name)
+    old_text = _read_saved_recipe(target)
     path = _db_path(args)
     with clear_lock_errors(path), open_log(path) as db:
-        authenticate(db, args.user, actor_secret(args.user, args.password_file))
-        require_role(db, args.user, "edit_recipe")  # refused before anything is written
+        # refused before anything is written
+        authorize(db, args.user, actor_secret(args.user, args.password_file), "edit_recipe",
+                  source=command_source(args))
         if old_text == new_text:
             print(f"{target}: unchanged", file=sys.stderr)
             return 0
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+        _recipe_target(name)  # again: nothing may have become a link meanwhile
         try:
-            tmp.write_text(new_text, encoding="utf-8")
-            # filed first: a change that cannot be audited is not made
-            change_id = record_recipe_change(db, name, old_text, new_text, args.user)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+            with atomic_writer(target, text=True) as handle:
+                handle.write(new_text)
+                handle.flush()
+                # filed first: a change that cannot be audited is not made (an error here
+                # removes the temporary file and leaves the saved recipe as it was)
+                change_id = record_recipe_change(db, name, old_text, new_text, args.user)
+        except OSError as exc:
+            raise RecipeError(target, f"cannot save: {exc.strerror or exc}") from None
     print(f"{target}: saved (recipe change {change_id}, by {args.user})")
     return 0
 

@@ -62,7 +62,9 @@ def _line(event: WatchEvent) -> str:
         text += f" — {event.reason}"
     if event.recovered:
         text += " [resumed after an interruption]"
-    return text
+    from core.text import printable
+
+    return printable(text)  # file names and cell ids from the hot folder: never raw
 
 
 def run(args: argparse.Namespace) -> int:

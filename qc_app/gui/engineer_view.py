@@ -6,7 +6,6 @@ validation, and the panels the ROI-planning and follow-up features fill.
 from __future__ import annotations
 
 import sqlite3
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -431,16 +430,12 @@ class RecipeEditor(QtWidgets.QWidget):
     @QtCore.Slot()
     def validate(self) -> bool:
         """Parse and check the editor's TOML like ``load_recipe`` does; report one line."""
-        from core.recipe import recipe_from_dict
+        from core.recipe import parse_recipe_toml, recipe_from_dict
 
         source = str(self.path) if self.path else "recipe"
         try:
-            data = tomllib.loads(self.editor.toPlainText())
+            data = parse_recipe_toml(self.editor.toPlainText(), source)
             recipe = recipe_from_dict(data, source=source)
-        except tomllib.TOMLDecodeError as exc:
-            self.validated = False
-            self._say(False, f"Not valid: {source}: TOML syntax error: {exc}")
-            return False
         except CellQCError as exc:
             self.validated = False
             self._say(False, f"Not valid: {exc}")
@@ -470,32 +465,31 @@ class RecipeEditor(QtWidgets.QWidget):
             self._say(False, f"{path}: the shipped recipes are read-only; save a copy elsewhere.")
             return False
         text = self.editor.toPlainText()
-        tmp = path.with_name(f".{path.name}.part")
         change_id = None
         try:
-            old_text = path.read_text(encoding="utf-8") if path.exists() else None
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(text, encoding="utf-8")
+            from core.fileio import atomic_writer
+
+            old_text = path.read_text(encoding="utf-8") if path.is_file() else None
             if self.audited and self.db is None:
                 self._say(False, "Not saved: the log is not available, and recipe changes are audited there.")
                 return False
-            if self.db is not None and old_text != text:
-                # filed first, under the logged-in user: a change that cannot be audited is not made
-                if not self.signer:
-                    self._say(False, "Not saved: log in (Engineer mode…, Ctrl+E) to change recipes.")
-                    return False
-                from core.store.users import record_recipe_change
+            if self.db is not None and old_text != text and not self.signer:
+                self._say(False, "Not saved: log in (Engineer mode…, Ctrl+E) to change recipes.")
+                return False
+            with atomic_writer(path, text=True) as handle:
+                handle.write(text)
+                handle.flush()
+                if self.db is not None and old_text != text:
+                    # filed first, under the logged-in user: a change that cannot be audited is not made
+                    from core.store.users import record_recipe_change
 
-                change_id = record_recipe_change(self.db, path.stem, old_text, text, self.signer)
-            tmp.replace(path)
+                    change_id = record_recipe_change(self.db, path.stem, old_text, text, self.signer)
         except OSError as exc:
             self._say(False, f"{path}: cannot write: {exc.strerror or exc}")
             return False
         except CellQCError as exc:
             self._say(False, f"Not saved: {exc}")
             return False
-        finally:
-            tmp.unlink(missing_ok=True)
         self.path = path
         audit = f" (recipe change {change_id}, by {self.signer}, in the audit log)" if change_id else ""
         self._say(True, f"Saved {path}{audit}.")

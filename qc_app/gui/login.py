@@ -43,7 +43,7 @@ def check_login(db, user: str, secret: str) -> str:
     """
     from core.store.users import authenticate
 
-    return str(authenticate(db, user, secret)["role"])
+    return str(authenticate(db, user, secret, source="gui")["role"])
 
 
 def ask_login(parent, db, user: str = "") -> tuple[str, str] | None:
