@@ -55,7 +55,6 @@ def test_a_strip_uncoated_over_the_height_is_found_with_its_length(seed):
 def test_voids_thin_patches_and_short_stacks_are_not_strips():
     rng = np.random.default_rng(7)
     rolls = _rolls(rng)
-    n_t = rolls[0].t_rad.size
     # A void lens: 40 % thinner over 100 samples, in the middle third of the height only.
     for s in rolls[7:14]:
         s.sheet_thickness_um[3, 100:200] *= 0.6
