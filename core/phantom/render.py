@@ -348,6 +348,7 @@ def make_cell(
             frame = _Frame(spec, center_at(z), grid, grid)
             cached["roll"] = (frame, RollImages(spec, stack, plan, frame, u_range))
             cached.pop("cathode_z", None)
+            cached.pop("interior", None)
         return cached["roll"]
 
     ends = _sheet_extents(spec, layout)
@@ -366,6 +367,16 @@ def make_cell(
         z0 = (layout.z0_um if layout else 0.0) + z * dz
         z1 = z0 + dz
         fractions = ends.fractions(z0, z1, lambda fr=frame: _cathode_z(cached, ends, fr))
+        straight_can = body is None or not bodies.slice_in_features(body, z0, z1)
+        if straight_can and len(fractions) == 1 and fractions[0][0] == FULL:
+            # The roll's interior beside the straight can: the same image in every slice.
+            if "interior" not in cached:
+                cached["interior"] = _compose_can(spec, frame, roll.state(FULL))
+            img = cached["interior"].copy()
+            for defect, truth in zip(defects, truths, strict=True):
+                _paint_defect(spec, stack, frame, img, z, defect, truth, roll)
+            volume[z] = _apply_artifacts(spec, frame, img, artifacts, rng, img_c, art_cache)
+            continue
         mix: np.ndarray | None = None
         for state, frac in fractions:
             part = roll.state(state)
@@ -382,10 +393,10 @@ def make_cell(
             f = _overlap_len(z0, z1, *straight) / dz
             if f > 0:
                 mix = mix + f * roll.tab_over_gas(tab)
-        if body is not None and bodies.slice_in_features(body, z0, z1):
-            img = _compose_body(spec, frame, body, mix, z0, z1, n_sub)
-        else:
+        if straight_can:
             img = _compose_can(spec, frame, mix)
+        else:
+            img = _compose_body(spec, frame, body, mix, z0, z1, n_sub)  # type: ignore[arg-type]
         for _tab, _, path in tabs_out:
             a, b = path.z_range()
             if z1 > a and z0 < b:
