@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -20,6 +21,8 @@ from core.phantom import (
     DelaminationVoid,
     make_cell,
 )
+from core.phantom.anatomy import random_anatomy
+from core.phantom.render import defect_placement_problem
 
 
 def random_conditions(seed: int, voxel_choices=(15.0, 20.0, 25.0), n_slices: int = 8,
@@ -37,6 +40,9 @@ def random_conditions(seed: int, voxel_choices=(15.0, 20.0, 25.0), n_slices: int
         center_offset_um=(float(rng.uniform(-600, 600)), float(rng.uniform(-600, 600))),
         coating_jitter=0.02,
     )
+    # A real cell's anatomy, drawn at random: electrode ends, one-sided stretches, tab window
+    # and tabs, an irregular innermost turn (what every healthy cell has).
+    spec = replace(spec, anatomy=random_anatomy(np.random.default_rng(3000 + seed), spec.kind, spec=spec))
     artifacts = Artifacts(
         blur_sigma_px=float(rng.uniform(0.5, 1.0)),
         noise_sigma=float(rng.uniform(0.04, 0.10)),
@@ -63,7 +69,7 @@ def defective_conditions(seed: int, n_slices: int = 8):
     zc = (spec.n_slices - 1) / 2
     height = (spec.n_slices - 2) * v
     angles = _angles(rng, 5)
-    windings = rng.choice(np.arange(2, n - 2), size=5, replace=False)
+    windings = rng.choice(np.arange(3, n - 3), size=5, replace=False)
     defects = []
     for i in range(2):
         thickness = float(max(2.2 * v, rng.uniform(35.0, 50.0)))
@@ -79,7 +85,20 @@ def defective_conditions(seed: int, n_slices: int = 8):
     defects.append(CoatingPatch(
         winding=int(windings[4]), angle_deg=angles[4], sheet_change=float(rng.uniform(-0.3, -0.22)),
         arc_length_um=float(rng.uniform(1200, 2000)), height_um=float(height), z_center=zc))
+    for d in defects:  # where its layers exist: not on an electrode's end or in the tab window
+        _place(spec, d, rng)
     return spec, defects, artifacts
+
+
+def _place(spec: CellSpec, defect, rng: np.random.Generator) -> None:
+    """Move a layer defect (same kind and size) to the nearest place its layers exist."""
+    k0, a0 = defect.winding, defect.angle_deg
+    for dk in (0, 1, -1, 2, -2, 3, -3):
+        for da in range(0, 360, 10):
+            defect.winding, defect.angle_deg = k0 + dk, (a0 + da) % 360.0
+            if 3 <= defect.winding < spec.windings - 3 and not defect_placement_problem(spec, defect):
+                return
+    raise ValueError(f"no place for {defect!r}")
 
 
 @functools.cache

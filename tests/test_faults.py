@@ -181,7 +181,7 @@ def _write_batch_cells(folder: Path, n: int) -> list[str]:
     from core.phantom import Artifacts, CellSpec, make_cell
 
     folder.mkdir(parents=True, exist_ok=True)
-    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=2, can_outer_radius_um=5000.0,
+    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=2, can_outer_radius_um=5000.0, anatomy=False,
                     mandrel_radius_um=1500.0)
     ids = []
     for i in range(n):

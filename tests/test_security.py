@@ -346,7 +346,7 @@ def tiny_cell(tmp_path_factory):
     from core.io import write_tiff
     from core.phantom import CellSpec, make_cell
 
-    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=2, can_outer_radius_um=5000.0,
+    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=2, can_outer_radius_um=5000.0, anatomy=False,
                     mandrel_radius_um=1500.0)
     folder = tmp_path_factory.mktemp("tiny")
     return write_tiff(make_cell(spec, [], seed=3, cell_id="T-1").volume, folder / "T-1.tif")

@@ -53,7 +53,7 @@ def make_log(path: Path) -> Path:
 
 def write_cell(path: Path, cell_id: str, seed: int) -> Path:
     """A small defective cell (random seed) written as an ImageJ TIFF with its voxel size."""
-    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=2, can_outer_radius_um=5000.0,
+    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=2, can_outer_radius_um=5000.0, anatomy=False,
                     mandrel_radius_um=1500.0)
     cell = make_cell(spec, default_defects(spec, np.random.default_rng(seed)), Artifacts(), seed=seed,
                      cell_id=cell_id)

@@ -31,7 +31,7 @@ OLD = time.time() - 3600  # an hour ago: "stable" for any --stable-seconds used 
 
 
 def write_cell(path: Path, cell_id: str, seed: int = 2, n_slices: int = 2) -> Path:
-    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=n_slices, can_outer_radius_um=5000.0,
+    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=n_slices, can_outer_radius_um=5000.0, anatomy=False,
                     mandrel_radius_um=1500.0)
     write_tiff(make_cell(spec, [], Artifacts(), seed=seed, cell_id=cell_id).volume, path)
     os.utime(path, (OLD, OLD))

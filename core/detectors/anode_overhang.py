@@ -171,7 +171,7 @@ def measure_roll_end(ctx: DetectorContext, side: str, bin_deg: float = 10.0, n_r
     inner, outer = layers["inner"][:k_use], layers["outer"][:k_use]
     valid = np.ones((k_use, n_t), bool)
     for s in ref:
-        valid[:, near_layer_ends(s, 6.0)] = False
+        valid &= ~near_layer_ends(s, 6.0, max(k_use, s.windings))[:k_use]
     # Cathode band k: the sheet; anode band k: between sheet k-1's outer and sheet k's inner edge.
     an_lo = np.vstack([np.full((1, n_t), np.nan), outer[:-1]])
     bands = {"cathode": (inner, outer, _CATHODE_FRACTIONS), "anode": (an_lo, inner, _ANODE_FRACTIONS)}

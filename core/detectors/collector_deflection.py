@@ -162,7 +162,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         d *= s.frame.metric(t)[None, :]  # elliptical radius → distance along the normal
         d = relative_to_neighbours(d)
         # The ray index jumps at the seam: a few samples there are not a path.
-        d[:, near_layer_ends(s, 3.0)] = np.nan
+        d[near_layer_ends(s, 3.0, d.shape[0])] = np.nan
         deflection[i, : d.shape[0]] = d
         ctx.report(0.8 * (i + 1) / len(rolls), f"collector deflection: slice {s.z}")
     smoothed = nan_gaussian(deflection, 1.0)

@@ -173,7 +173,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         own = (zs_all >= ctx.reference["core_first_slice"]) & (zs_all <= ctx.reference["core_last_slice"])
     structure = np.ones((3, 3, 3), bool)
     # Sheets end and begin at the seam (ray index jumps there): not a place to look for voids.
-    near_seam = np.array([near_layer_ends(s, 4.0) for s in rolls])
+    near_seam = np.array([near_layer_ends(s, 4.0, max(n_k, s.windings))[:n_k] for s in rolls])  # (z, k, t)
     # Sheets set aside by the geometry (an edge at the roll end, an uncoated tab window) hold
     # no coating to look into.
     excluded = np.zeros((len(rolls), n_k, n_t), bool)
@@ -196,7 +196,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         frac = np.where(np.isfinite(frac), frac, 0.0)
         frac_s = ndimage.gaussian_filter(frac, (0, 0.7, 0.7), mode=("nearest", "wrap", "nearest"))
         measured = (np.isfinite(centers[:, k]) & ~contact[:, k] & ~excluded[:, k])[:, :, None]
-        mask = (frac_s > 0.5) & (interior & bright)[None, None, :] & ~near_seam[:, :, None] & measured
+        mask = (frac_s > 0.5) & (interior & bright)[None, None, :] & ~near_seam[:, k, :, None] & measured
         if not mask.any():
             continue
         # Bridge one-sample cracks so one void is one finding.

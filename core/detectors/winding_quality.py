@@ -98,7 +98,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         radius[g.collector_exclusion(s, radius.shape[0])] = np.nan
         res = spiral_residuals(radius[: s.windings], t, math.radians(s.seam_deg), s.direction)
         res *= s.frame.metric(t)[None, :]
-        res[:, near_layer_ends(s, 3.0)] = np.nan
+        res[near_layer_ends(s, 3.0, res.shape[0])] = np.nan
         dev[i, : res.shape[0]] = res
         for row in res:
             if np.isfinite(row).sum() >= 16:

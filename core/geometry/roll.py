@@ -39,6 +39,7 @@ from core.geometry.zones import (
     blank_sheet,
     collector_exclusion,
     find_uncoated_zones,
+    measure_sag,
 )
 from core.io.volume import Volume
 
@@ -381,11 +382,22 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
         geometry.cathode_anatomy = find_cathode_anatomy(rolls, sz)
         a = geometry.cathode_anatomy
         geometry.uncoated_zones = find_uncoated_zones(rolls, sz, within=(a.first, a.last) if a.last >= a.first else None)
+    for zone in geometry.uncoated_zones:
+        if not math.isfinite(zone.sag_um):
+            zone.sag_um = measure_sag(zone, rolls)
     # The sheet tapers into the strip over about a pitch of arc: not measured there either.
     apply_uncoated_zones(rolls, geometry.uncoated_zones, geometry.pitch_um)
     apply_cathode_anatomy(rolls, geometry.cathode_anatomy, margin_um=geometry.pitch_um)
     _mask_sheet_ends(slices, sz, reference=prior.winding_interior if prior is not None else None)
     _mask_electrode_ends(rolls, geometry.pitch_um)
+    # The innermost turn around the mandrel is irregular by design (the electrode's start, the
+    # pin, the tab): its sheet has no steady neighbourhood to be judged against (gaps between
+    # it and the next turn read as 0.0004 mm³ "voids", a real 21700's as 12 % "thick").
+    for s in rolls:
+        if s.sheet_thickness_um.shape[0] > 1:
+            blank_sheet(s, 0)
+    if rolls:
+        notes.append("the innermost turn (winding 0) is irregular by design: its cathode sheet is not measured")
     geometry.coating_edges = _mask_coating_edges(slices, sz, params.coating_edge_band_um)
     for zone in geometry.uncoated_zones:
         notes.append(f"uncoated cathode (tab window?) in winding {zone.winding}: {zone.arc_length_mm:.1f} mm of arc "
@@ -525,6 +537,49 @@ def _agree_on_seam(slices: list[SliceRoll], retrace: Callable[[int, float], Slic
     for i, s in enumerate(slices):
         if s.is_roll and math.isfinite(s.seam_deg) and abs((s.seam_deg - common + 180.0) % 360.0 - 180.0) > tolerance_deg:
             slices[i] = retrace(s.z, common)
+        elif s.is_roll and math.isfinite(s.seam_deg):
+            # Within the tolerance the fit's own scatter (±6° seen): one seam for all, so that a
+            # place along the strip has the same winding and position in every slice.
+            reseam(s, common)
+
+
+_PER_LAYER = ("cu_radius_um", "cu_zscore", "sheet_inner_um", "sheet_outer_um", "sheet_thickness_um", "cu_al_gap_um",
+              "sheet_intensity", "sheet_cu_contact", "sheet_excluded")
+
+
+def reseam(s: SliceRoll, seam_deg: float) -> None:
+    """Count the windings of slice ``s`` from ``seam_deg`` instead of its own seam.
+
+    The ray index of every layer steps by one at the seam; between the old and the new seam
+    angle the layers are re-indexed by that step (the physical layers do not change). Arrays
+    grow by a row where the step adds one.
+    """
+    if not math.isfinite(s.seam_deg) or not math.isfinite(seam_deg) or s.t_rad.size == 0:
+        return
+    d = s.direction
+    delta = (seam_deg - s.seam_deg + 180.0) % 360.0 - 180.0
+    if delta == 0.0:
+        return
+    rank_old = (d * (s.t_rad - math.radians(s.seam_deg))) % (2 * np.pi)
+    rank_new = (d * (s.t_rad - math.radians(seam_deg))) % (2 * np.pi)
+    shift = np.rint((rank_old - rank_new - d * math.radians(delta)) / (2 * np.pi)).astype(int)  # k_new - k_old
+    if not shift.any():
+        s.seam_deg = float(seam_deg) % 360.0
+        return
+    cols = np.arange(s.t_rad.size)
+    for name in _PER_LAYER:
+        old = getattr(s, name)
+        if old.ndim != 2 or old.shape[1] != s.t_rad.size:
+            continue
+        k_old = old.shape[0]
+        fill = False if old.dtype == bool else (0.0 if name == "cu_zscore" else np.nan)
+        new = np.full((k_old + int(shift.max() > 0), old.shape[1]), fill, dtype=old.dtype)
+        for k in range(new.shape[0]):
+            src = k - shift
+            ok = (src >= 0) & (src < k_old)
+            new[k, ok] = old[src[ok], cols[ok]]
+        setattr(s, name, new)
+    s.seam_deg = float(seam_deg) % 360.0
 
 
 def _interior_reference(rolls: list[SliceRoll]) -> tuple[float, float, float]:

@@ -54,11 +54,15 @@ class UncoatedZone:
     stop: int = 0
     n_angles: int = 0  # of the slices it was found in (positions count in these)
     ref_seam_deg: float = math.nan  # positions count from this seam (see strip_shift)
+    # How much the collectors either side close the gap the missing coatings leave (µm, see
+    # measure_sag): a real 21700's sag into its 15 mm window is ~130 µm; none, none to excuse.
+    sag_um: float = math.nan
 
     def to_json(self) -> dict:
         return {"winding": self.winding, "start_deg": round(self.start_deg, 1), "end_deg": round(self.end_deg, 1),
                 "arc_length_mm": round(self.arc_length_mm, 2), "height_mm": round(self.height_mm, 2),
-                "slice_fraction": round(self.slice_fraction, 3)}
+                "slice_fraction": round(self.slice_fraction, 3),
+                "collector_sag_um": None if not math.isfinite(self.sag_um) else round(self.sag_um, 1)}
 
     def sheet_mask(self, s: SliceRoll, k_max: int, margin_um: float = 0.0) -> np.ndarray:
         """(windings, angles) mask of the zone in slice ``s``, grown by ``margin_um`` of arc."""
@@ -257,6 +261,32 @@ def blank_sheet(s: SliceRoll, k: int, angles: np.ndarray | slice = slice(None), 
         s.sheet_excluded[k, angles] = True
 
 
+def measure_sag(zone: UncoatedZone, rolls: list[SliceRoll]) -> float:
+    """How much the two collectors bounding a zone close the gap between them inside it (µm):
+    the median gap just outside the zone (a pitch of arc either side) less the median inside."""
+    inside, outside = [], []
+    for s in rolls:
+        k_max = s.cu_radius_um.shape[0]
+        if k_max < 2:
+            continue
+        core = zone.sheet_mask(s, k_max)
+        ring = zone.sheet_mask(s, k_max, 1500.0) & ~zone.sheet_mask(s, k_max, 500.0)
+        gap = np.full(s.cu_radius_um.shape, np.nan)
+        gap[:-1] = s.cu_radius_um[1:] - s.cu_radius_um[:-1]
+        inside.append(gap[core])
+        outside.append(gap[ring])
+    a, b = np.concatenate(inside) if inside else np.array([]), np.concatenate(outside) if outside else np.array([])
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 10 or b.size < 10:
+        return math.nan
+    return float(np.median(b) - np.median(a))
+
+
+# Collectors around a window whose gap closes by less than this are not relaxing into it (a
+# generated cell keeps its pitch): only the two bounding the window are set aside there.
+SAG_EXCUSE_UM = 30.0
+
+
 def collector_exclusion(zones: list[UncoatedZone], s: SliceRoll, k_max: int, pitch_um: float,
                         reach: int = 3, margin_um: float = 2000.0) -> np.ndarray:
     """(windings, angles) mask of the collectors of slice ``s`` that relax into a zone.
@@ -268,13 +298,16 @@ def collector_exclusion(zones: list[UncoatedZone], s: SliceRoll, k_max: int, pit
     collectors of windings 6–8 bent by 34–51 µm against their neighbours up to 1.5 mm before
     its start, and windings 5 and 10 still followed. Collectors up to ``reach`` layers either
     side, over the zone and ``margin_um`` of arc (at least a pitch) beyond its ends, are not
-    judged.
+    judged — where they do relax (the zone's measured sag ≥ :data:`SAG_EXCUSE_UM`); elsewhere
+    only the two collectors bounding the zone, over it and a pitch beyond.
     """
     out = np.zeros((k_max, s.t_rad.size), bool)
-    margin = max(margin_um, pitch_um if math.isfinite(pitch_um) else 0.0)
+    pitch = pitch_um if math.isfinite(pitch_um) else 0.0
     for zone in zones:
-        sheet = zone.sheet_mask(s, k_max, margin)
-        for shift in range(-reach + 1, reach + 1):  # collectors k - reach + 1 … k + reach
+        relaxing = math.isfinite(zone.sag_um) and zone.sag_um >= SAG_EXCUSE_UM
+        n_reach = reach if relaxing else 1
+        sheet = zone.sheet_mask(s, k_max, max(margin_um, pitch) if relaxing else pitch)
+        for shift in range(-n_reach + 1, n_reach + 1):  # collectors k - reach + 1 … k + reach
             if shift >= 0:
                 out[shift:] |= sheet[: k_max - shift]
             else:

@@ -85,7 +85,7 @@ def sheet_geometry(ctx: DetectorContext, rolls) -> Sheets:
         k_here = min(n_k, s.sheet_inner_um.shape[0])
         centres[i, :k_here] = sheet_centre_lines(s, n_k, t)
         use = np.isfinite(centres[i])
-        use[:, near_layer_ends(s, SEAM_DEG)] = False
+        use &= ~near_layer_ends(s, SEAM_DEG, max(n_k, s.windings))[:n_k]
         if s.sheet_cu_contact.size:
             touching = ndimage.binary_dilation(s.sheet_cu_contact[:n_k], structure=np.ones((1, 9), bool))
             use[: touching.shape[0]] &= ~touching
