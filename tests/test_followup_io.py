@@ -127,6 +127,7 @@ def test_xradia_needs_olefile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(InputError, match="needs the olefile package") as info:
         fio.read_xanes([path])
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+    assert "pip install -e '.[xrm]'" in str(info.value)  # a command that installs it
     assert fio.detect_kind([path]) == "xanes"
 
 
