@@ -785,12 +785,33 @@ def read_xanes(
         stack.close()
         raise
     if voxel_size is not None:
-        values = np.atleast_1d(np.asarray(voxel_size, dtype=np.float64))
-        nd = len(stack.spatial_shape)
-        stack.spacing_um = tuple(
-            float(v) for v in (values if values.size == nd else np.repeat(values[0], nd))
-        )
+        try:
+            stack.spacing_um = _spacing(voxel_size, len(stack.spatial_shape))
+        except BaseException:
+            stack.close()
+            raise
     return stack
+
+
+def _spacing(voxel_size: Any, nd: int) -> tuple[float, ...]:
+    """Pixel/voxel size of the spatial axes: one number or one per axis, plausible µm."""
+    from core.io.volume import PLAUSIBLE_VOXEL_UM
+
+    try:
+        if isinstance(voxel_size, str):
+            values = [float(v) for v in voxel_size.replace(" ", "").split(",") if v]
+        else:
+            values = [float(v) for v in np.atleast_1d(np.asarray(voxel_size, dtype=np.float64))]
+    except (TypeError, ValueError):
+        raise InputError("--voxel-size", f"{voxel_size!r} is not a number or z,y,x") from None
+    if len(values) == 1:
+        values = values * nd
+    if len(values) != nd:
+        raise InputError("--voxel-size", f"{voxel_size!r}: give 1 or {nd} numbers")
+    lo, hi = PLAUSIBLE_VOXEL_UM
+    if not all(math.isfinite(v) and lo <= v <= hi for v in values):
+        raise InputError("--voxel-size", f"{voxel_size!r} is not a plausible size in µm")
+    return tuple(values)
 
 
 def _is_hdf5(path: Path) -> bool:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from core.errors import InputError
+
+#: Voxel sizes (µm) accepted: 0.1 nm to 1 m. Outside, a number is a unit mistake or garbage
+#: (a metre written as µm, a resolution tag of 1e-30), and physical sizes derived from it
+#: would overflow or vanish.
+PLAUSIBLE_VOXEL_UM = (1e-4, 1e6)
 
 
 def parse_voxel_size(value: Any, source: object = "--voxel-size") -> tuple[float, float, float]:
@@ -40,6 +46,11 @@ def parse_voxel_size(value: Any, source: object = "--voxel-size") -> tuple[float
         raise InputError(source, f"voxel size {value!r} needs 1 or 3 numbers (z,y,x)")
     if not all(np.isfinite(p) and p > 0 for p in parts):
         raise InputError(source, f"voxel size {value!r} must be positive µm")
+    lo, hi = PLAUSIBLE_VOXEL_UM
+    if not all(lo <= p <= hi for p in parts):
+        raise InputError(
+            source, f"voxel size {value!r} µm is outside {lo:g}–{hi:g} µm (a unit mistake?)"
+        )
     return (parts[0], parts[1], parts[2])
 
 
@@ -94,7 +105,7 @@ class Volume:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize  # Python ints: never wraps
 
     def slice(self, z: int) -> np.ndarray:
         """One axial slice as a float32 array (reads only that slice from lazy storage)."""
