@@ -704,6 +704,11 @@ def read_table(path: str | os.PathLike[str], data: bytes | None = None) -> Spect
             decimal_comma = delimiter in (";", "\t", None) and any(
                 "," in c and "." not in c for c in cells
             )
+            spaced = s.split()
+            if delimiter == "," and len(spaced) >= 2 and all(
+                c.count(",") == 1 and "." not in c for c in spaced
+            ):  # "8333,5 0,98": spaces between values, decimal commas
+                delimiter, cells, decimal_comma = None, spaced, True
             try:
                 values = [_cell(c, decimal_comma) for c in cells]
             except ValueError:

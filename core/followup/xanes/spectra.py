@@ -82,9 +82,10 @@ PRE_LINE_MIN = (3, 10.0)
 #: Fewest energies, and smallest span (eV), of a post-edge line (a line through a few eV of
 #: post-edge oscillations is a tangent to them, not the atomic background).
 POST_LINE_MIN = (3, 40.0)
-#: An already-normalised spectrum starts within this of 0 and ends within this range.
+#: An already-normalised spectrum starts within this of 0 ...
 NORMALISED_START = 0.15
-NORMALISED_END = (0.75, 1.35)
+#: ... averages this much above E0 + 10 eV (post-edge oscillations swing by ±0.2) ...
+NORMALISED_POST = (0.8, 1.3)
 #: ... or, for a window that begins on the rising edge, starts at most this high.
 NORMALISED_ON_EDGE = 0.5
 
@@ -144,29 +145,37 @@ def _span(e: np.ndarray, sel: np.ndarray) -> float:
     return float(np.ptp(e[sel])) if sel.any() else 0.0
 
 
-def looks_normalised(mu: np.ndarray) -> str | None:
+def looks_normalised(energies: Sequence[float], mu: np.ndarray, e0: float) -> str | None:
     """Whether a spectrum looks already normalised, and how surely.
 
     Parameters
     ----------
+    energies : sequence of float
+        eV, increasing.
     mu : ndarray
-        (n,) values in energy order.
+        (n,) values.
+    e0 : float
+        Nominal edge energy (eV).
 
     Returns
     -------
     str or None
-        ``"yes"``: it starts near 0 (mean of the first points within ±0.15) and ends near 1
-        (0.75–1.35); ``"starts on the edge"``: it ends near 1 (0.85–1.2) but starts higher
-        (up to 0.5), as a window that begins on the rising edge does; None otherwise.
+        ``"yes"``: the mean above E0 + 10 eV (over the post-edge oscillations) lies in
+        0.8–1.3 and the spectrum starts near 0 (mean of its first two values within ±0.15);
+        ``"starts on the edge"``: the same above the edge, but the window begins on the rising
+        edge (first values 0.15–0.5); None otherwise (or values beyond -0.5…3).
     """
+    e = np.asarray(energies, dtype=np.float64)
     y = np.asarray(mu, dtype=np.float64)
-    k = max(2, min(5, y.size // 20))
-    head, tail = float(np.mean(y[:k])), float(np.mean(y[-k:]))
     if float(np.max(y)) > 3.0 or float(np.min(y)) < -0.5:
         return None
-    if abs(head) <= NORMALISED_START and NORMALISED_END[0] <= tail <= NORMALISED_END[1]:
+    post = y[e > e0 + 10.0]
+    if post.size < 3 or not NORMALISED_POST[0] <= float(np.mean(post)) <= NORMALISED_POST[1]:
+        return None
+    first = float(np.mean(y[:2]))
+    if abs(first) <= NORMALISED_START:
         return "yes"
-    if NORMALISED_START < head <= NORMALISED_ON_EDGE and 0.85 <= tail <= 1.2:
+    if NORMALISED_START < first <= NORMALISED_ON_EDGE:
         return "starts on the edge"
     return None
 
@@ -218,7 +227,13 @@ def normalize_robust(
         raise ValueError(f"{y.size} values for {e.size} energies")
     if not np.all(np.isfinite(y)):
         raise ValueError("the spectrum holds NaN or infinite values")
-    e0 = estimate_e0(e, y[:, None]) if e0 is None else float(e0)
+    if e0 is None:
+        k = max(1, e.size // 10)
+        falls = float(np.mean(y[-k:])) < float(np.mean(y[:k]))
+        # A spectrum that falls overall (transmitted intensity) has its edge where it falls
+        # fastest; it then gets a negative jump and is flagged, never silently normalised.
+        e0 = estimate_e0(e, (-y if falls else y)[:, None])
+    e0 = float(e0)
     if not (e[0] < e0 < e[-1]):
         raise ValueError(
             f"E0 = {e0:.1f} eV is not inside the energies {e[0]:.1f}–{e[-1]:.1f} eV"
@@ -255,15 +270,16 @@ def normalize_robust(
             f"{int(post_sel.sum())} energies over {_span(e, post_sel):.0f} eV after E0 + 25 eV: "
             "too few for a post-edge line"
         )
-    looks = None if declared_normalised else looks_normalised(y)
+    looks = None if declared_normalised else looks_normalised(e, y, e0)
     if declared_normalised or looks is not None:
         if declared_normalised:
             why, quality = "the file declares it normalised", "fair"
         elif looks == "yes":
-            why, quality = "it starts near 0 and ends near 1", "fair"
+            why, quality = "it starts near 0 and averages near 1 above the edge", "fair"
         else:
             why, quality = (
-                f"it ends near 1 and starts at {float(y[0]):.2f}, on the rising edge",
+                f"it averages near 1 above the edge and starts at {float(y[0]):.2f}, on the "
+                "rising edge",
                 "poor",
             )
         info = Normalisation("already normalised", quality, e0, 1.0, None, None,
