@@ -204,9 +204,14 @@ def read_angle_file(path: Path) -> np.ndarray:
 
 
 def _angles_from_dataset(ds: Any, source: str, notes: list[str]) -> np.ndarray:
+    if ds.dtype.kind not in "iuf":
+        raise InputError(source, f"{ds.name}: angles must be real numbers, not {ds.dtype}")
     values = np.asarray(ds[()], dtype=np.float64).ravel()
     if not np.all(np.isfinite(values)):
         raise InputError(source, f"{ds.name}: angles must be finite numbers")
+    if values.size and float(np.max(np.abs(values))) > MAX_ABS_ANGLE_DEG:
+        raise InputError(source, f"{ds.name}: angles up to {float(np.max(np.abs(values))):g} "
+                                 "are not a scan")
     unit = ds.attrs.get("units", ds.attrs.get("unit"))
     if isinstance(unit, bytes):
         unit = unit.decode("utf-8", "replace")
@@ -264,6 +269,8 @@ def flat_dark_correct(
         f = np.asarray(frames, dtype=np.float64)
         if f.ndim == 2:
             f = f[None]
+        if f.ndim == 3 and f.shape[0] == 0:
+            raise InputError(source, f"the {what} dataset holds no frames")
         if f.ndim != 3 or f.shape[1:] != shape:
             raise InputError(
                 source, f"{what} frames of shape {f.shape} do not fit projections of {shape}"

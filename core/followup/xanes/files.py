@@ -193,6 +193,10 @@ def _energies_in_ev(
 ) -> tuple[np.ndarray, str]:
     """Energies in eV and how the unit was decided; refuse what cannot be X-ray energies."""
     e = np.asarray(values, dtype=np.float64)
+    if e.size < MIN_ENERGIES:
+        raise InputError(
+            source, f"{what}: {e.size} energies; a XANES edge needs at least {MIN_ENERGIES}"
+        )
     if not np.all(np.isfinite(e)):
         raise InputError(source, f"{what}: energies must be finite numbers")
     if factor is None:
@@ -603,9 +607,10 @@ def read_athena(path: str | os.PathLike[str], data: bytes | None = None) -> Spec
 
         def flag(key: str, default: str = "0", args: dict[str, Any] = args) -> bool:
             try:
-                return bool(int(float(str(args.get(key, default)))))
+                value = float(str(args.get(key, default)))
             except ValueError:
                 return default != "0"
+            return value != 0.0 if math.isfinite(value) else default != "0"
 
         not_mu = [k for k in ("is_chi", "is_rsp", "is_qsp", "is_bkg", "is_diff", "is_pixel")
                   if flag(k)]
