@@ -219,6 +219,22 @@ def test_table_any_delimiter_and_unit(tmp_path: Path, delimiter, decimal, unit, 
     np.testing.assert_allclose(sf.spectra[0].mu, s[:, 0], atol=1e-6)
 
 
+def test_table_few_nan_rows_dropped_many_refused(tmp_path: Path) -> None:
+    e = np.linspace(8300, 8450, 151)
+    mu = 1 / (1 + np.exp(-(e - 8345) / 2))
+    rows = [f"{a},{b}" for a, b in zip(e, mu, strict=True)]
+    rows[10] = rows[10].split(",")[0] + ",nan"
+    rows[20] = rows[20].split(",")[0] + ",inf"
+    path = tmp_path / "gaps.csv"
+    path.write_text("\n".join(rows))
+    spectrum = X.read_spectra(path).spectra[0]
+    assert spectrum.energy_ev.size == 149 and "2 rows with NaN" in spectrum.notes[0]
+    path.write_text("\n".join(f"{a},nan" if i % 5 == 0 else f"{a},{b}"
+                              for i, (a, b) in enumerate(zip(e, mu, strict=True))))
+    with pytest.raises(InputError, match="rows hold NaN"):
+        X.read_spectra(path)
+
+
 def test_table_header_unit_contradicting_values_refused(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("energy (eV),mu\n" + "\n".join(f"{8.3 + i / 1000},{i}" for i in range(20)))
@@ -271,7 +287,7 @@ def test_narrow_raw_window_uses_the_window_ends_and_says_so(seed: int) -> None:
     method = row["normalisation"]["method"]
     assert "window" in method and row["normalisation"]["quality"] == "poor", method
     assert any("approximate" in w for w in row["warnings"])
-    # Approximate: within 1.5 eV of the full-range value (measured up to 0.65 eV).
+    # Approximate: within 1.5 eV of the full-range value (measured up to 0.98 eV).
     assert row["e0_half_ev"] == pytest.approx(full["e0_half_ev"], abs=1.5)
 
 
