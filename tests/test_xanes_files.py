@@ -381,3 +381,15 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, capsys, content: bytes
     assert main(["followup", "xanes-spectra", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("cellqc: error:") and "internal" not in err[0]
+
+
+@needs_xdi
+def test_lcf_end_members_from_xdi_are_the_calibrated_samples() -> None:
+    from core.followup.pipeline import load_references
+
+    refs = load_references([XDI / "NiOH2_rt_01.xdi", XDI / "Ni_metal_rt_01.xdi"])
+    assert [r.name for r in refs] == ["NiOH2_rt_01", "Ni_metal_rt_01"]  # no foil channel
+    data = np.loadtxt(XDI / "NiOH2_rt_01.xdi")
+    cal = X.analyze_spectra_file(XDI / "NiOH2_rt_01.xdi").summary["calibration"]
+    np.testing.assert_allclose(refs[0].energies_ev, data[:, 0] + cal["shift_ev"])
+    np.testing.assert_allclose(refs[1].energies_ev, np.loadtxt(XDI / "Ni_metal_rt_01.xdi")[:, 0])

@@ -50,6 +50,8 @@ FLAT_NAMES = ("img_bkg", "data_white", "flat", "flats", "white", "whites", "i0",
 DARK_NAMES = ("img_dark", "data_dark", "dark", "darks")
 #: Energies below this many eV are taken as keV.
 KEV_LIMIT = 200.0
+#: Largest energy list / .vol.info / energy dataset read (bytes): they hold numbers, not data.
+MAX_TEXT_BYTES = 16 * 2**20
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -75,6 +77,13 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     except OSError as exc:
         raise InputError(path, f"cannot read: {one_line(exc.strerror or exc)}") from None
     return digest.hexdigest()
+
+
+def _check_text_size(path: Path) -> None:
+    """Refuse a text file (energy list, .vol.info) too large to be one."""
+    size = path.stat().st_size
+    if size > MAX_TEXT_BYTES:
+        raise InputError(path, f"is {size} bytes; a text file of this kind is under {MAX_TEXT_BYTES}")
 
 
 def _check_file(path: Path) -> None:
@@ -145,6 +154,7 @@ def read_energy_file(path: str | os.PathLike[str]) -> np.ndarray:
     """
     p = Path(path)
     _check_file(p)
+    _check_text_size(p)
     values: list[float] = []
     try:
         text = p.read_text(encoding="utf-8", errors="replace")
@@ -223,8 +233,13 @@ def read_vol_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     p = Path(path)
     _check_file(p)
+    _check_text_size(p)
     info: dict[str, Any] = {}
-    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+    try:
+        text = p.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(p, f"cannot read: {one_line(exc.strerror or exc)}") from None
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith(("!", "#")) or "=" not in line:
             continue
@@ -538,6 +553,8 @@ def _h5_find(
 
 
 def _energy_units(ds: Any) -> np.ndarray:
+    check_memory_budget(ds.shape, np.float64, min(memory_budget(), MAX_TEXT_BYTES),
+                        f"{ds.file.filename}:{ds.name}")
     values = np.asarray(ds[()], dtype=np.float64).ravel()
     unit = ds.attrs.get("units", ds.attrs.get("unit", b""))
     unit = unit.decode() if isinstance(unit, bytes) else str(unit)

@@ -26,6 +26,8 @@ from core.io.validate import (
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5", ".he5")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+#: Longest NXdata axis read to find a voxel size (an axis has one value per voxel).
+MAX_AXIS_VALUES = 10**7
 
 
 def _nx_class(obj: Any) -> str | None:
@@ -75,7 +77,8 @@ def _nexus_candidates(f: h5py.File) -> list[tuple[h5py.Dataset, h5py.Group | Non
     entries.sort(key=lambda g: 0 if default and g.name == f"/{default}" else 1)
     for entry in entries:
         definition = ""
-        if isinstance(entry.get("definition"), h5py.Dataset):
+        definition_ds = entry.get("definition")
+        if isinstance(definition_ds, h5py.Dataset) and (definition_ds.size or 0) <= 1:
             try:
                 definition = text_value(entry["definition"][()]) or ""
             except (OSError, TypeError, ValueError):
@@ -148,7 +151,7 @@ def _axis_step(group: h5py.Group, name: str) -> float | None:
     axis = group.get(name)
     if not isinstance(axis, h5py.Dataset) or axis.shape is None or len(axis.shape) != 1:
         return None
-    if axis.shape[0] < 2 or axis.dtype.kind not in "iuf":
+    if axis.shape[0] < 2 or axis.shape[0] > MAX_AXIS_VALUES or axis.dtype.kind not in "iuf":
         return None
     factor = unit_to_um(axis.attrs.get("units", axis.attrs.get("unit")))
     if factor is None:
@@ -189,6 +192,8 @@ def _detector_spacing(ds: h5py.Dataset) -> tuple[float, float, float] | None:
     for key in ("y_pixel_size", "x_pixel_size"):
         item = detector.get(key)
         if not isinstance(item, h5py.Dataset):
+            return None
+        if item.shape is None or item.size > 3:  # a pixel size is a number or two, not data
             return None
         factor = unit_to_um(item.attrs.get("units", item.attrs.get("unit")))
         spacing = spacing_from_values(item[()], factor or 0.0, 2) if factor else None

@@ -65,6 +65,7 @@ from core.followup.xanes.spectra import (
     foil_edge_ev,
     looks_normalised,
     normalize_robust,
+    sample_spectra,
 )
 
 __all__ = [
@@ -105,6 +106,7 @@ __all__ = [
     "read_table",
     "read_xdi",
     "resample",
+    "sample_spectra",
     "seed_energy_grid",
     "white_line",
 ]

@@ -678,6 +678,38 @@ def analyze_spectra_file(
     return SpectraReport(summary=summary, curves=curves)
 
 
-def spectra_of(sf: SpectraFile, role: str = "sample") -> list[Spectrum]:
-    """The spectra of a file with a given role (``"sample"`` or ``"reference"``)."""
-    return [s for s in sf.spectra if s.role == role]
+def sample_spectra(
+    path: str | os.PathLike[str], *, calibrate: bool = True
+) -> list[Spectrum]:
+    """The sample spectra of a file, calibrated by its reference-foil channel when it has one.
+
+    What an end member for linear-combination fitting should be: the reference channel itself
+    is left out, and the energies are moved to the foil's tabulated edge when the file
+    allows it (an implausible shift is not applied).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Any file :func:`~core.followup.xanes.files.read_spectra` reads.
+    calibrate : bool
+        Apply the reference-foil calibration when possible.
+
+    Returns
+    -------
+    list of Spectrum
+        ``energy_ev`` shifted when calibrated (noted in ``notes``).
+    """
+    sf = read_spectra(path)
+    samples = [s for s in sf.spectra if s.role == "sample"]
+    ref = next((s for s in sf.spectra if s.role == "reference"), None)
+    tab = foil_edge_ev(sf.element, sf.edge)
+    if calibrate and ref is not None and tab is not None:
+        try:
+            cal = calibrate_by_reference(ref.energy_ev, ref.mu, tab)
+        except ValueError:
+            cal = None
+        if cal is not None and cal.applied:
+            for s in samples:
+                s.energy_ev = s.energy_ev + cal.shift_ev
+                s.notes.append(f"calibrated by the reference foil: {cal.shift_ev:+.3f} eV")
+    return samples
