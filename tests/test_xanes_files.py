@@ -393,3 +393,22 @@ def test_lcf_end_members_from_xdi_are_the_calibrated_samples() -> None:
     cal = X.analyze_spectra_file(XDI / "NiOH2_rt_01.xdi").summary["calibration"]
     np.testing.assert_allclose(refs[0].energies_ev, data[:, 0] + cal["shift_ev"])
     np.testing.assert_allclose(refs[1].energies_ev, np.loadtxt(XDI / "Ni_metal_rt_01.xdi")[:, 0])
+
+
+@needs_xdi
+def test_raw_detector_columns_as_a_plain_table_are_never_silent(tmp_path: Path, capsys) -> None:
+    """The reported case: i0, itrans, irefer read as three unrelated 'spectra'."""
+    data = np.loadtxt(XDI / "NiOH2_rt_01.xdi")
+    path = tmp_path / "columns.txt"  # no header: the channel names are lost
+    np.savetxt(path, data)
+    rows = X.analyze_spectra(data[:, 0], data[:, 1:], ["i0", "itrans", "irefer"])
+    assert [r["normalisation"]["quality"] for r in rows] == ["inverted"] * 3
+    assert all(r["e0_half_ev"] is None and r["warnings"] for r in rows)
+    assert main(["followup", "xanes-spectra", str(path)]) == 2
+    assert "no spectrum with a usable edge" in _err_line(capsys)
+
+
+def _err_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("cellqc: error:") and "internal" not in err[-1]
+    return err[-1]

@@ -50,6 +50,7 @@ from core.followup.xanes._base import (
     POST_EDGE_START,
     PRE_EDGE_END,
     check_energies,
+    derivative,
     eval_poly,
     fit_poly,
 )
@@ -227,13 +228,35 @@ def normalize_robust(
         raise ValueError(f"{y.size} values for {e.size} energies")
     if not np.all(np.isfinite(y)):
         raise ValueError("the spectrum holds NaN or infinite values")
-    if e0 is None:
-        k = max(1, e.size // 10)
-        falls = float(np.mean(y[-k:])) < float(np.mean(y[:k]))
-        # A spectrum that falls overall (transmitted intensity) has its edge where it falls
-        # fastest; it then gets a negative jump and is flagged, never silently normalised.
-        e0 = estimate_e0(e, (-y if falls else y)[:, None])
-    e0 = float(e0)
+    options = {"pre_range": pre_range, "post_range": post_range, "post_order": post_order,
+               "flatten": flatten, "declared_normalised": declared_normalised}
+    if e0 is not None:
+        return _normalise_at(e, y, float(e0), **options)
+    # Where is the edge? Where μ rises fastest — unless the spectrum falls faster than it
+    # rises and ends lower than it starts around that fall: transmitted intensity given as
+    # absorption. Normalised at its fall it gets a negative jump and is flagged "inverted",
+    # never silently turned into numbers.
+    d = derivative(e, y[:, None])[:, 0]
+    if float(np.max(-d)) > float(np.max(d)):
+        e_down = estimate_e0(e, -y[:, None])
+        below, above = y[e < e_down - 10.0], y[e > e_down + 10.0]
+        if below.size and above.size and float(np.mean(above)) < float(np.mean(below)):
+            return _normalise_at(e, y, e_down, **options)
+    return _normalise_at(e, y, estimate_e0(e, y[:, None]), **options)
+
+
+def _normalise_at(
+    e: np.ndarray,
+    y: np.ndarray,
+    e0: float,
+    *,
+    pre_range: tuple[float, float] | None,
+    post_range: tuple[float, float] | None,
+    post_order: int,
+    flatten: bool,
+    declared_normalised: bool,
+) -> tuple[np.ndarray, Normalisation]:
+    """:func:`normalize_robust` at a given E0."""
     if not (e[0] < e0 < e[-1]):
         raise ValueError(
             f"E0 = {e0:.1f} eV is not inside the energies {e[0]:.1f}–{e[-1]:.1f} eV"
