@@ -288,6 +288,15 @@ def test_bad_projection_inputs_are_one_line(tmp_path: Path, capsys) -> None:
     assert not Path(out).exists()
 
 
+def test_reconstruction_size_bomb_refused(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A 720 kB file of 3 projections, 1 row × 60000 columns, would need a 14 GB slice."""
+    monkeypatch.setenv("CELLQC_MEMORY_BUDGET_GB", "2")  # whatever this machine's RAM
+    path = tmp_path / "wide.npy"
+    np.save(path, np.ones((3, 1, 60000), np.float32))
+    assert main(["recon", str(path), "--out", str(tmp_path / "o.npy")]) == 2
+    assert "more than the memory budget" in _one_line_error(capsys)
+
+
 def test_nxtomo_bad_image_key(tmp_path: Path, capsys) -> None:
     path = tmp_path / "bad.nxs"
     with h5py.File(path, "w") as f:

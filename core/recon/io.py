@@ -504,7 +504,7 @@ def read_projections(
             return Projections(data.astype(np.float32, copy=False), None, src, fmt,
                                {"flats": 0, "darks": 0, "minus_log": bool(transmission)},
                                None, notes)
-        raw = _as_projections(arr, layout, p) if fmt == "volume" else arr
+        raw = _as_projections(arr, layout, p)
     if flat is not None:
         flats = _frames(flat, budget)
     if dark is not None:

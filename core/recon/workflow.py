@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import InputError
+from core.io.validate import format_bytes, memory_budget
 from core.recon.io import Projections, match_angles, parse_angles
 
 #: What ``center_px`` means, written into the summary.
@@ -164,6 +165,20 @@ def reconstruct(
             raise InputError("--center", f"{center!r} is not a finite column")
         center_method = "given"
     t_center = time.perf_counter()
+    # The volume is rows × size × size: a narrow file with a wide detector asks for a lot.
+    out_rows = n_rows if cone else (data.shape[1])
+    out_size = size or n_det
+    if size is not None and not (isinstance(size, int) and size > 0):
+        raise InputError("--size", f"must be a positive number of pixels, got {size!r}")
+    needed = 2 * 4 * out_rows * out_size * out_size  # the volume and a working copy, float32
+    budget = memory_budget()
+    if needed > budget:
+        raise InputError(
+            proj.source,
+            f"reconstructing {out_rows} × {out_size} × {out_size} voxels needs "
+            f"{format_bytes(needed)}, more than the memory budget of {format_bytes(budget)}; "
+            "reconstruct fewer rows (--rows A:B) or a smaller --size",
+        )
     pixel_um = pixel_size_um if pixel_size_um is not None else proj.pixel_size_um
     pixel_from = "--pixel-size" if pixel_size_um is not None else (
         "file" if proj.pixel_size_um is not None else "none (1 µm assumed, values per pixel)")
