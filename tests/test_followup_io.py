@@ -179,3 +179,21 @@ def test_sha256_file(tmp_path: Path) -> None:
     p = tmp_path / "x.bin"
     p.write_bytes(b"abc")
     assert fio.sha256_file(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_declared_huge_xanes_stack_refused_before_reading(tmp_path: Path, monkeypatch) -> None:
+    from core.followup.xanes import edge_energy_map
+
+    monkeypatch.setenv("CELLQC_MEMORY_BUDGET_GB", "1")
+    path = tmp_path / "bomb.h5"
+    e = seed_energy_grid()
+    with h5py.File(path, "w") as f:
+        f["energy"] = e
+        f.create_dataset("img_xanes", shape=(e.size, 4, 60000, 60000), dtype="f4",
+                         chunks=(1, 1, 64, 64), compression="gzip")
+    stack = fio.read_xanes(path)  # opening is lazy and cheap
+    try:
+        with pytest.raises(InputError, match="memory budget"):
+            edge_energy_map(stack)
+    finally:
+        stack.close()

@@ -21,6 +21,7 @@ from core.followup.xanes._base import (
     parabola_vertex,
 )
 from core.followup.xanes.normalisation import estimate_e0, normalize
+from core.io.validate import check_memory_budget, memory_budget
 
 #: Default quality thresholds: edge jump / pre-edge noise, post-edge residual / jump.
 MIN_SNR = 10.0
@@ -236,6 +237,14 @@ def edge_energy_map(
     if isinstance(data, XanesStack):
         e = check_energies(data.energies)
         spatial = data.spatial_shape
+        # Six float64 maps and a mask of the stack's spatial shape are kept whole, and one
+        # slab is read to find E0: refuse a declared shape (a lazy HDF5 stack) that would
+        # not fit before reading anything.
+        budget = memory_budget()
+        check_memory_budget((len(_BLOCK_KEYS) + 1, *spatial), np.float64, budget,
+                            data.source or "XANES stack")
+        check_memory_budget((e.size, *spatial[1:]), np.float64, budget,
+                            data.source or "XANES stack")
         rows = spatial[0]
         per_row = math.prod(spatial[1:])
         step = max(1, chunk // max(per_row, 1))
