@@ -197,3 +197,22 @@ def test_declared_huge_xanes_stack_refused_before_reading(tmp_path: Path, monkey
             edge_energy_map(stack)
     finally:
         stack.close()
+
+
+def test_doctor_names_the_command_that_installs_olefile(monkeypatch) -> None:
+    import importlib
+
+    from core import doctor
+
+    real = importlib.import_module
+
+    def fake(name, *args, **kwargs):
+        if name == "olefile":
+            raise ImportError("No module named 'olefile'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(doctor.importlib, "import_module", fake)
+    check = next(c for c in doctor.check_packages() if c.name == "package olefile")
+    assert check.status == "warn" and "pip install -e '.[xrm]'" in check.fix
+    other = next(c for c in doctor.check_packages() if c.name == "package numpy")
+    assert other.status == "ok"
