@@ -442,6 +442,7 @@ PERL_VALUE = st.one_of(NUMBER, st.text(alphabet=string.printable, max_size=8))
        gz=st.booleans(), json_form=st.booleans())
 @example(args={}, x=[], y=[], gz=False, json_form=False)  # empty arrays: a max() of nothing
 @example(args={"is_xmu": "inf"}, x=[], y=[], gz=False, json_form=False)  # int(inf): fuzz
+@example(args={}, x=5, y=None, gz=False, json_form=True)  # JSON arrays that are not arrays
 def test_fuzz_athena_records(args, x, y, gz, json_form):
     import gzip
 

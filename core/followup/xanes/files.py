@@ -617,7 +617,7 @@ def read_athena(path: str | os.PathLike[str], data: bytes | None = None) -> Spec
         if not_mu or not flag("is_xmu", "1"):
             notes.append(f"record {label!r} skipped: not μ(E) ({', '.join(not_mu) or 'is_xmu=0'})")
             continue
-        if rec.get("x") is None or rec.get("y") is None:
+        if not isinstance(rec.get("x"), list) or not isinstance(rec.get("y"), list):
             notes.append(f"record {label!r} skipped: no energy or μ array")
             continue
         x = _numbers(list(rec["x"]), p, f"record {label!r} energies")
