@@ -141,6 +141,8 @@ def reconstruct(
     if row_range is not None:
         data = data[:, row_range[0] : row_range[1]]
     if ring_removal != "none":
+        if not 1 <= ring_size <= n_det:
+            raise InputError("--ring-size", f"must be 1…{n_det} columns, got {ring_size}")
         data = remove_rings(data, ring_removal, ring_size)
     t_prep = time.perf_counter()
     if center is None:
@@ -183,6 +185,10 @@ def reconstruct(
     pixel_from = "--pixel-size" if pixel_size_um is not None else (
         "file" if proj.pixel_size_um is not None else "none (1 µm assumed, values per pixel)")
     pixel_mm = pixel_um / 1000.0 if pixel_um else 1.0
+    if pad is not None and not 0 <= pad <= 8 * n_det:
+        raise InputError("--pad", f"must be 0…{8 * n_det} columns (8 detector widths), got {pad}")
+    if threads is not None and not 1 <= threads <= 1024:
+        raise InputError("--threads", f"must be 1…1024, got {threads}")
     pad_cols = pad if pad is not None else (0 if pad_mode == "zero" else n_det)
     try:
         if cone:
