@@ -38,6 +38,10 @@ from core.recon.workflow import reconstruct
 
 TRIED: collections.Counter[str] = collections.Counter()
 
+# A healthy test file is walked in ~30 ms; a damaged one that makes libhdf5 loop is refused
+# after this many seconds (the default of 60 s is for large files on slow storage).
+os.environ.setdefault("CELLQC_HDF5_PROBE_TIMEOUT_S", "5")
+
 FUZZ = settings(
     max_examples=int(os.environ.get("CELLQC_FUZZ_EXAMPLES", "60")),
     deadline=None,
@@ -95,8 +99,15 @@ def h5_bytes(tmp_path_factory) -> bytes:
     return path.read_bytes()
 
 
+# Found by scripts/fuzz.sh (seed 4271407210): one byte of a global-heap collection set to 83
+# makes libhdf5 2.0 loop forever reading the NX_class attribute (HDFGroup/hdf5#1707);
+# core.io.h5guard walks the file in a child process first and refuses it in one line.
+HANGS_LIBHDF5 = [((2072 + 0.5) / (11430 - 1), 83)]
+
+
 @FUZZ
 @given(edits=EDITS, cut=CUT)
+@example(edits=HANGS_LIBHDF5, cut=None)
 def test_fuzz_hdf5_bytes(h5_bytes, edits, cut):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scan.h5"
@@ -219,6 +230,19 @@ def test_fuzz_pyhst_vol(info, junk, n_bytes, voxel, nonfinite):
         (Path(tmp) / "holo.vol.info").write_text("\n".join(lines), errors="replace")
         TRIED["vol"] += 1
         _attempt(lambda: read_pyhst_vol(vol, voxel))
+
+
+def test_hdf5_file_that_hangs_libhdf5_is_refused(h5_bytes, tmp_path):
+    assert len(h5_bytes) == 11430  # the fixture the example was found on
+    path = tmp_path / "scan.h5"
+    path.write_bytes(_mangle(h5_bytes, HANGS_LIBHDF5, None))
+    TRIED["hdf5"] += 1
+    for read in (lambda: read_volume(path, 10), lambda: read_xanes(path),
+                 lambda: read_projections(path)):
+        try:
+            read()
+        except InputError as exc:  # on libhdf5 2.0: "did not finish … damaged file"
+            _clean(exc)
 
 
 def test_vol_size_bomb_refused_without_allocating(tmp_path):

@@ -34,6 +34,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.io import Volume, memory_budget, read_volume
+from core.io.h5guard import ensure_hdf5_parses
 from core.io.validate import check_finite, check_memory_budget, one_line
 
 #: File suffixes read as Xradia (OLE2) files.
@@ -507,6 +508,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         if suffix in H5_SUFFIXES or _is_hdf5(path):
             import h5py
 
+            ensure_hdf5_parses(path)
             with h5py.File(path, "r") as f:
                 found: list[Any] = []
                 f.visititems(lambda n, o: found.append(o) if isinstance(o, h5py.Dataset) else None)
@@ -568,6 +570,7 @@ def _read_xanes_h5(
 ) -> XanesStack:
     import h5py
 
+    ensure_hdf5_parses(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -865,6 +868,7 @@ def detect_kind(paths: Sequence[str | os.PathLike[str]], energies: Any = None) -
         import h5py
 
         try:
+            ensure_hdf5_parses(files[0])
             with h5py.File(files[0], "r") as f:
                 if _h5_find(f, ENERGY_NAMES, ndim=1):
                     return "xanes"

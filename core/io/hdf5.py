@@ -15,6 +15,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.io._common import ReadResult, origin_from, text_value
+from core.io.h5guard import ensure_hdf5_parses, small_attributes
 from core.io.validate import (
     check_header,
     check_memory_budget,
@@ -204,10 +205,7 @@ def _detector_spacing(ds: h5py.Dataset) -> tuple[float, float, float] | None:
 
 
 def _attrs(obj: Any) -> dict[str, Any]:
-    try:
-        return dict(obj.attrs)
-    except Exception:  # noqa: BLE001 - an unreadable attribute is simply not used
-        return {}
+    return small_attributes(obj)  # oversized or unreadable attributes are not used
 
 
 def read_hdf5(path: Path, budget: int, dataset: str | None = None) -> ReadResult:
@@ -227,6 +225,7 @@ def read_hdf5(path: Path, budget: int, dataset: str | None = None) -> ReadResult
     ReadResult
         ``metadata["h5file"]`` holds the open ``h5py.File`` so the dataset stays readable.
     """
+    ensure_hdf5_parses(path)
     f = h5py.File(path, "r")
     try:
         ds, nxdata, definition = _select(f, path, dataset)

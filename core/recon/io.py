@@ -474,6 +474,9 @@ def read_projections(
     elif p.is_file() and dataset is None and _is_hdf5(p):
         import h5py
 
+        from core.io.h5guard import ensure_hdf5_parses
+
+        ensure_hdf5_parses(p)
         try:
             with h5py.File(p, "r") as f:
                 h5_layout = _h5_layout(f)
