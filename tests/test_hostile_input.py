@@ -467,6 +467,8 @@ PERL_VALUE = st.one_of(NUMBER, st.text(alphabet=string.printable, max_size=8))
 @example(args={}, x=[], y=[], gz=False, json_form=False)  # empty arrays: a max() of nothing
 @example(args={"is_xmu": "inf"}, x=[], y=[], gz=False, json_form=False)  # int(inf): fuzz
 @example(args={}, x=5, y=None, gz=False, json_form=True)  # JSON arrays that are not arrays
+@example(args={"is_kev": "1.0"}, x=["0.0"] * 13 + ["1e308"], y=["0.0"] * 14, gz=False,
+         json_form=False)  # fuzz.sh seed 3068214850: 1e308 keV overflowed to inf (a warning)
 def test_fuzz_athena_records(args, x, y, gz, json_form):
     import gzip
 
@@ -527,6 +529,8 @@ def _array(spec, rng):
          theta=None, units=None, seed=0)
 @example(data=([3, 2, 8], "u2", "random"), white=None, dark=None,
          theta=([3], "c8", "random"), units=None, seed=0)
+@example(data=([1, 0, 0], "u2", "ones"), white=([0, 0], "u2", "ones"), dark=None, theta=None,
+         units=None, seed=0)  # fuzz.sh seed 3068214850: empty projections, a mean of nothing
 def test_fuzz_dxchange_structure(data, white, dark, theta, units, seed):
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:

@@ -512,7 +512,7 @@ def read_projections(
         flats = _frames(flat, budget)
     if dark is not None:
         darks = _frames(dark, budget)
-    if raw.ndim != 3 or raw.shape[0] == 0:
+    if raw.ndim != 3 or 0 in raw.shape:
         raise InputError(p, f"projections of shape {raw.shape}; expected (angles, rows, columns)")
     if not np.all(np.isfinite(raw)):
         raise InputError(p, "projections hold NaN or infinite values")

@@ -204,7 +204,8 @@ def _energies_in_ev(
         how = "keV (values below 200)" if factor == 1000.0 else "eV"
     else:
         how = "keV (header)" if factor == 1000.0 else "eV (header)"
-    e = e * factor
+    with np.errstate(over="ignore"):  # 1e308 keV: inf, refused just below
+        e = e * factor
     lo, hi = ENERGY_RANGE_EV
     if float(e.min()) < lo or float(e.max()) > hi:
         raise InputError(
