@@ -37,6 +37,11 @@ OPTIONAL = (
     ("olefile", "Xradia .xrm/.txrm follow-up files"),
     ("onnxruntime", "ONNX models"),
 )
+#: The command that installs an optional package, when plain ``pip install -e .`` does not
+#: (packages of an extra in pyproject.toml).
+INSTALL_COMMAND = {
+    "olefile": "pip install -e '.[xrm]'",
+}
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,9 @@ def check_packages() -> list[Check]:
             checks.append(Check(
                 f"package {name}", "fail" if required else "warn",
                 f"cannot import: {type(exc).__name__}: {str(exc)[:120]}",
-                f"reinstall cellqc (pip install -e .) to get {name}, needed for {what}",
+                f"{INSTALL_COMMAND[name]} to get {name}, needed for {what}"
+                if name in INSTALL_COMMAND
+                else f"reinstall cellqc (pip install -e .) to get {name}, needed for {what}",
             ))
     return checks
 

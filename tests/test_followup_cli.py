@@ -267,5 +267,9 @@ def test_cli_phase_paganin(tmp_path: Path) -> None:
         )
         == 0
     )
-    phase = tifffile.imread(out)
+    with tifffile.TiffFile(out) as tif:  # ImageJ/Fiji reads the pixel size (µm)
+        assert tif.is_imagej and tif.imagej_metadata["unit"] == "um"
+        num, den = tif.pages[0].tags["XResolution"].value
+        assert num / den == pytest.approx(1 / 0.1, rel=1e-6)
+        phase = tif.asarray()
     assert phase.shape == (32, 32) and phase[15, 15] < phase[0, 0]

@@ -127,10 +127,92 @@ def test_xradia_needs_olefile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(InputError, match="needs the olefile package") as info:
         fio.read_xanes([path])
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+    assert "pip install -e '.[xrm]'" in str(info.value)  # a command that installs it
     assert fio.detect_kind([path]) == "xanes"
+
+
+def test_xradia_xanes_from_xrm_files(tmp_path: Path) -> None:
+    pytest.importorskip("olefile")
+    from tests.cfb import xradia_bytes
+
+    e = seed_energy_grid()[::4]  # 16 energies
+    mu, flat, counts = _transmission(e.size)
+    paths = []
+    for i, energy in enumerate(e):  # one .xrm per energy, energy in metadata and name
+        path = tmp_path / f"Ni_{i:02d}_{energy:.1f}eV.xrm"
+        path.write_bytes(xradia_bytes(counts[i : i + 1], energies_ev=[energy],
+                                      pixel_size_um=0.03, reference=flat.mean(axis=0),
+                                      float_data=True))
+        paths.append(path)
+    stack = fio.read_xanes(paths[::-1])  # any file order: sorted by energy
+    np.testing.assert_allclose(stack.energies, e, atol=0.01)
+    assert stack.spacing_um == pytest.approx((0.03, 0.03))
+    assert stack.quantity == "optical-density"  # ReferenceData/Image used as the flat
+    od = stack.block()
+    expected = -np.log(counts / flat.mean(axis=0))
+    np.testing.assert_allclose(od, expected, rtol=1e-4, atol=1e-4)
+    txrm = tmp_path / "stack.txrm"  # one file, all energies
+    txrm.write_bytes(xradia_bytes(counts, energies_ev=e, float_data=True))
+    assert fio.read_xanes(txrm).energies.size == e.size
+
+
+def test_xradia_absurd_sizes_are_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("olefile")
+    import struct
+
+    from tests.cfb import write_cfb
+
+    for width, height, message in ((-2, -2, "not 1…"), (70000, 1, "not 1…"), (4, 4, "holds")):
+        path = tmp_path / "odd.xrm"
+        path.write_bytes(write_cfb({
+            "ImageInfo/ImageWidth": struct.pack("<i", width),
+            "ImageInfo/ImageHeight": struct.pack("<i", height),
+            "ImageInfo/ImagesTaken": struct.pack("<i", 1),
+            "ImageData1/Image1": b"\0" * 6,
+        }))
+        with pytest.raises(InputError, match=message) as info:
+            fio.read_xanes([path], energies=[8333.0])
+        assert "\n" not in str(info.value)
 
 
 def test_sha256_file(tmp_path: Path) -> None:
     p = tmp_path / "x.bin"
     p.write_bytes(b"abc")
     assert fio.sha256_file(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_declared_huge_xanes_stack_refused_before_reading(tmp_path: Path, monkeypatch) -> None:
+    from core.followup.xanes import edge_energy_map
+
+    monkeypatch.setenv("CELLQC_MEMORY_BUDGET_GB", "1")
+    path = tmp_path / "bomb.h5"
+    e = seed_energy_grid()
+    with h5py.File(path, "w") as f:
+        f["energy"] = e
+        f.create_dataset("img_xanes", shape=(e.size, 4, 60000, 60000), dtype="f4",
+                         chunks=(1, 1, 64, 64), compression="gzip")
+    stack = fio.read_xanes(path)  # opening is lazy and cheap
+    try:
+        with pytest.raises(InputError, match="memory budget"):
+            edge_energy_map(stack)
+    finally:
+        stack.close()
+
+
+def test_doctor_names_the_command_that_installs_olefile(monkeypatch) -> None:
+    import importlib
+
+    from core import doctor
+
+    real = importlib.import_module
+
+    def fake(name, *args, **kwargs):
+        if name == "olefile":
+            raise ImportError("No module named 'olefile'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(doctor.importlib, "import_module", fake)
+    check = next(c for c in doctor.check_packages() if c.name == "package olefile")
+    assert check.status == "warn" and "pip install -e '.[xrm]'" in check.fix
+    other = next(c for c in doctor.check_packages() if c.name == "package numpy")
+    assert other.status == "ok"

@@ -1,4 +1,5 @@
-"""Hostile input: fuzzed HDF5, Zarr, PyHST2 .vol, Xradia, recipes and energy lists.
+"""Hostile input: fuzzed HDF5, Zarr, PyHST2 .vol, Xradia, recipes, energy lists, spectra files
+(XDI, Athena, tables), projections (DXchange, NXtomo) and angle lists.
 
 Every reader must either read the file or raise one clean :class:`InputError` (a
 :class:`RecipeError` for recipes) with a one-line message: never another exception, never a
@@ -29,10 +30,17 @@ from hypothesis import strategies as st
 
 from core.errors import InputError, RecipeError
 from core.followup.io import read_energy_file, read_pyhst_vol, read_xanes
+from core.followup.xanes import analyze_spectra_file
 from core.io import read_volume
 from core.recipe import load_recipe, recipe_from_dict, resolve_recipe_path
+from core.recon.io import match_angles, read_projections
+from core.recon.workflow import reconstruct
 
 TRIED: collections.Counter[str] = collections.Counter()
+
+# A healthy test file is walked in ~30 ms; a damaged one that makes libhdf5 loop is refused
+# after this many seconds (the default of 60 s is for large files on slow storage).
+os.environ.setdefault("CELLQC_HDF5_PROBE_TIMEOUT_S", "5")
 
 FUZZ = settings(
     max_examples=int(os.environ.get("CELLQC_FUZZ_EXAMPLES", "60")),
@@ -91,8 +99,15 @@ def h5_bytes(tmp_path_factory) -> bytes:
     return path.read_bytes()
 
 
+# Found by scripts/fuzz.sh (seed 4271407210): one byte of a global-heap collection set to 83
+# makes libhdf5 2.0 loop forever reading the NX_class attribute (HDFGroup/hdf5#1707);
+# core.io.h5guard walks the file in a child process first and refuses it in one line.
+HANGS_LIBHDF5 = [((2072 + 0.5) / (11430 - 1), 83)]
+
+
 @FUZZ
 @given(edits=EDITS, cut=CUT)
+@example(edits=HANGS_LIBHDF5, cut=None)
 def test_fuzz_hdf5_bytes(h5_bytes, edits, cut):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scan.h5"
@@ -215,6 +230,19 @@ def test_fuzz_pyhst_vol(info, junk, n_bytes, voxel, nonfinite):
         (Path(tmp) / "holo.vol.info").write_text("\n".join(lines), errors="replace")
         TRIED["vol"] += 1
         _attempt(lambda: read_pyhst_vol(vol, voxel))
+
+
+def test_hdf5_file_that_hangs_libhdf5_is_refused(h5_bytes, tmp_path):
+    assert len(h5_bytes) == 11430  # the fixture the example was found on
+    path = tmp_path / "scan.h5"
+    path.write_bytes(_mangle(h5_bytes, HANGS_LIBHDF5, None))
+    TRIED["hdf5"] += 1
+    for read in (lambda: read_volume(path, 10), lambda: read_xanes(path),
+                 lambda: read_projections(path)):
+        try:
+            read()
+        except InputError as exc:  # on libhdf5 2.0: "did not finish … damaged file"
+            _clean(exc)
 
 
 def test_vol_size_bomb_refused_without_allocating(tmp_path):
@@ -347,6 +375,242 @@ def test_energy_file_binary_garbage(tmp_path):
     path.write_bytes(os.urandom(4096))
     TRIED["energies"] += 1
     _attempt(lambda: read_energy_file(path))
+
+
+# ------------------------------------------------------------------- spectra files
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+NUMBER = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.floats(-1e6, 1e6).map(lambda v: f"{v:.6g}"),
+    st.floats(8.2, 8.6).map(lambda v: f"{v:.5f}"),
+    st.integers(8200, 8600).map(str),
+    st.sampled_from(["1e308", "-1e308", "1e-320", "0", "-0", "1,5", "8333,5", "1.5D+03"]),
+)
+SPECTRA_LINE = st.one_of(
+    st.lists(NUMBER, min_size=1, max_size=5).map(lambda v: " ".join(v)),
+    st.lists(NUMBER, min_size=1, max_size=5).map(lambda v: ",".join(v)),
+    st.lists(NUMBER, min_size=1, max_size=5).map(lambda v: ";".join(v)),
+    st.sampled_from([
+        "# XDI/1.0", "# Column.1: energy eV", "# Column.1: energy keV", "# Column.1: angle",
+        "# Column.2: i0", "# Column.3: itrans", "# Column.3: ifluor", "# Column.4: irefer",
+        "# Column.2: mutrans", "# Column.99999999999999: x", "# Mono.d_spacing: 0",
+        "# Element.symbol: Ni", "# Element.edge: K", "#----", "energy,i0,it,iref",
+        "E (keV);mu", "# Athena project file -- Demeter version 0.9", "",
+    ]),
+    st.text(max_size=20),
+)
+
+
+def _quiet_attempt(fn):
+    """:func:`_attempt` with warnings as errors: a numpy warning is a second stderr line."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return _attempt(fn)
+
+
+def _spectra_attempt(path: Path) -> None:
+    report = _quiet_attempt(lambda: analyze_spectra_file(path))
+    if report is not None:
+        json.dumps(report.summary, allow_nan=False)  # only finite numbers or null
+        assert any(r["e0_half_ev"] is not None for r in report.summary["spectra"])
+
+
+@FUZZ
+@given(lines=st.lists(SPECTRA_LINE, max_size=40), xdi=st.booleans(),
+       edge=st.floats(8300, 8400), n=st.integers(0, 60))
+def test_fuzz_spectra_text(lines, xdi, edge, n):
+    """Random lines, optionally around a real-looking edge: read or one clean InputError."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("s.xdi" if xdi else "s.csv")
+        e = np.linspace(edge - 60, edge + 120, n)
+        mu = 1 / (1 + np.exp(-(e - edge) / 2))
+        body = [f"{a:.3f},{b:.6f}" for a, b in zip(e, mu, strict=True)]
+        path.write_text("\n".join(lines + body), encoding="utf-8", errors="replace")
+        TRIED["spectra"] += 1
+        _spectra_attempt(path)
+
+
+@pytest.fixture(scope="module")
+def xdi_bytes() -> bytes:
+    real = REAL / "xas_ni_xdi" / "NiOH2_rt_01.xdi"
+    if real.is_file():
+        return real.read_bytes()
+    e = np.linspace(8200, 8600, 200)
+    i0 = np.full(e.size, 2e5)
+    it = i0 * np.exp(-(0.2 + 1 / (1 + np.exp(-(e - 8345) / 2))))
+    rows = "\n".join(f"{a} {b} {c} {c / 2}" for a, b, c in zip(e, i0, it, strict=True))
+    return ("# XDI/1.0\n# Column.1: energy eV\n# Column.2: i0\n# Column.3: itrans\n"
+            "# Column.4: irefer\n# Element.symbol: Ni\n#---\n" + rows).encode()
+
+
+@FUZZ
+@given(edits=EDITS, cut=CUT)
+def test_fuzz_xdi_bytes(xdi_bytes, edits, cut):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ni.xdi"
+        path.write_bytes(_mangle(xdi_bytes, edits, cut))
+        TRIED["spectra"] += 1
+        _spectra_attempt(path)
+
+
+PERL_VALUE = st.one_of(NUMBER, st.text(alphabet=string.printable, max_size=8))
+
+
+@FUZZ
+@given(args=st.dictionaries(st.sampled_from(["label", "is_xmu", "is_chi", "is_kev", "is_nor",
+                                             "bkg_eshift", "junk"]), PERL_VALUE, max_size=5),
+       x=st.lists(NUMBER, max_size=30), y=st.lists(NUMBER, max_size=30),
+       gz=st.booleans(), json_form=st.booleans())
+@example(args={}, x=[], y=[], gz=False, json_form=False)  # empty arrays: a max() of nothing
+@example(args={"is_xmu": "inf"}, x=[], y=[], gz=False, json_form=False)  # int(inf): fuzz
+@example(args={}, x=5, y=None, gz=False, json_form=True)  # JSON arrays that are not arrays
+@example(args={"is_kev": "1.0"}, x=["0.0"] * 13 + ["1e308"], y=["0.0"] * 14, gz=False,
+         json_form=False)  # fuzz.sh seed 3068214850: 1e308 keV overflowed to inf (a warning)
+def test_fuzz_athena_records(args, x, y, gz, json_form):
+    import gzip
+
+    if json_form:
+        doc = {"_____header1": "# Athena project file -- Demeter", "_____order": ["a"],
+               "a": {"args": args, "x": x, "y": y}}
+        text = json.dumps(doc)
+    else:
+        quoted = ",".join(f"'{k}','{v}'" for k, v in args.items())
+        text = ("# Athena project file -- Demeter version 0.9.26\n$old_group = 'a';\n"
+                f"@args = ({quoted});\n@x = ({','.join(repr(v) for v in x)});\n"
+                f"@y = ({','.join(repr(v) for v in y)});\n[record]\n1;\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "p.prj"
+        data = text.encode("utf-8", "replace")
+        path.write_bytes(gzip.compress(data) if gz else data)
+        TRIED["athena"] += 1
+        _spectra_attempt(path)
+
+
+# -------------------------------------------------------------------------- projections
+
+
+ARRAY_SPEC = st.tuples(
+    st.lists(st.integers(0, 5), min_size=0, max_size=4),
+    st.sampled_from(["u2", "f4", "f8", "i4", "?", "c8"]),
+    st.sampled_from(["ones", "zeros", "nan", "inf", "neg", "random"]),
+)
+
+
+def _array(spec, rng):
+    shape, dtype, fill = spec
+    shape = tuple(shape)
+    if fill == "ones":
+        a = np.ones(shape)
+    elif fill == "zeros":
+        a = np.zeros(shape)
+    elif fill == "nan":
+        a = np.full(shape, np.nan)
+    elif fill == "inf":
+        a = np.full(shape, np.inf)
+    elif fill == "neg":
+        a = -np.ones(shape)
+    else:
+        a = rng.uniform(0, 1000, shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return a.astype(dtype)
+
+
+@FUZZ
+@given(data=ARRAY_SPEC, white=st.one_of(st.none(), ARRAY_SPEC),
+       dark=st.one_of(st.none(), ARRAY_SPEC), theta=st.one_of(st.none(), ARRAY_SPEC),
+       units=st.sampled_from([None, "degrees", "rad", "furlong", ""]), seed=st.integers(0, 9))
+@example(data=([3, 2, 8], "u2", "random"), white=([1, 2, 8], "u2", "zeros"), dark=None,
+         theta=None, units=None, seed=0)
+# Found by scripts/fuzz.sh: no flat frames (a mean of nothing), complex angles.
+@example(data=([3, 2, 8], "u2", "random"), white=([0, 2, 8], "u2", "ones"), dark=None,
+         theta=None, units=None, seed=0)
+@example(data=([3, 2, 8], "u2", "random"), white=None, dark=None,
+         theta=([3], "c8", "random"), units=None, seed=0)
+@example(data=([1, 0, 0], "u2", "ones"), white=([0, 0], "u2", "ones"), dark=None, theta=None,
+         units=None, seed=0)  # fuzz.sh seed 3068214850: empty projections, a mean of nothing
+def test_fuzz_dxchange_structure(data, white, dark, theta, units, seed):
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "dx.h5"
+        with h5py.File(path, "w") as f:
+            f.create_dataset("exchange/data", data=_array(data, rng))
+            for name, spec in (("data_white", white), ("data_dark", dark), ("theta", theta)):
+                if spec is not None:
+                    ds = f.create_dataset(f"exchange/{name}", data=_array(spec, rng))
+                    if name == "theta" and units is not None:
+                        ds.attrs["units"] = units
+        TRIED["projections"] += 1
+
+        def run():
+            proj = read_projections(path)
+            return reconstruct(proj, center="auto")
+
+        _quiet_attempt(run)
+
+
+@FUZZ
+@given(keys=st.lists(st.integers(-1, 4), min_size=0, max_size=8),
+       angles=st.one_of(st.none(), st.lists(st.floats(allow_nan=True, allow_infinity=True),
+                                            max_size=8)),
+       frames=st.integers(0, 8), units=st.sampled_from([None, "deg", "radians", "parsec"]))
+@example(keys=[0, 0], angles=[1e308, 0.0], frames=2, units="radians")  # overflow in degrees
+def test_fuzz_nxtomo(keys, angles, frames, units):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.nxs"
+        with h5py.File(path, "w") as f:
+            det = f.create_group("entry/instrument/detector")
+            det.create_dataset("data", data=np.full((frames, 2, 6), 100.0, np.float32))
+            det.create_dataset("image_key", data=np.asarray(keys, dtype=np.int64))
+            if angles is not None:
+                ds = f.create_dataset("entry/sample/rotation_angle", data=np.asarray(angles))
+                if units:
+                    ds.attrs["units"] = units
+        TRIED["projections"] += 1
+        _quiet_attempt(lambda: reconstruct(read_projections(path)))
+
+
+@FUZZ
+@given(values=st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=40),
+       n=st.integers(1, 40))
+def test_fuzz_angle_lists(values, n):
+    TRIED["angles"] += 1
+    result = _attempt(lambda: match_angles(values, n, "angles.txt"))
+    if result is not None:
+        angles, _ = result
+        assert angles.size == n and np.all(np.isfinite(angles))
+
+
+@FUZZ
+@given(width=st.integers(-5, 70000), height=st.integers(-5, 70000),
+       taken=st.integers(-3, 300), dtype_code=st.sampled_from([None, 5, 10, 99, -1]),
+       pixel=st.floats(allow_nan=True, allow_infinity=True, width=32),
+       energy=st.floats(allow_nan=True, allow_infinity=True, width=32),
+       image_bytes=st.integers(0, 64))
+def test_fuzz_xradia_structure(width, height, taken, dtype_code, pixel, energy, image_bytes):
+    import struct
+
+    pytest.importorskip("olefile")
+    from tests.cfb import write_cfb
+
+    streams = {
+        "ImageInfo/ImageWidth": struct.pack("<i", width),
+        "ImageInfo/ImageHeight": struct.pack("<i", height),
+        "ImageInfo/ImagesTaken": struct.pack("<i", taken),
+        "ImageInfo/PixelSize": struct.pack("<f", pixel),
+        "ImageInfo/Energy": struct.pack("<f", energy),
+        "ImageData1/Image1": b"\x01" * image_bytes,
+    }
+    if dtype_code is not None:
+        streams["ImageInfo/DataType"] = struct.pack("<i", dtype_code)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "scan.txrm"
+        path.write_bytes(write_cfb(streams))
+        TRIED["xrm"] += 1
+        _quiet_attempt(lambda: reconstruct(read_projections(path)))
+        _quiet_attempt(lambda: read_xanes([path]))
 
 
 # ------------------------------------------------------------------ hostile cell ids

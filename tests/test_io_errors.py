@@ -726,3 +726,56 @@ def test_fuzz_tiff_bytes(blob):
             assert isinstance(vol, Volume)
             np.asarray(vol.array[0])
             del vol
+
+
+# ----------------------------------------------------------- absurd voxel sizes in files
+
+
+def _absurd_tiff(path: Path, data: np.ndarray) -> Path:
+    tifffile.imwrite(path, data, imagej=True, resolution=(1e-7, 1e-7),  # 10 m pixels
+                     metadata={"axes": "ZYX", "spacing": 1e12, "unit": "um"})
+    return path
+
+
+def _absurd_h5(path: Path, data: np.ndarray) -> Path:
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=data).attrs["spacing_um"] = [1e-9, 1e-9, 1e-9]
+    return path
+
+
+def _absurd_raw(path: Path, data: np.ndarray) -> Path:
+    raw = path.with_suffix(".raw")
+    data.astype("<u2").tofile(raw)
+    raw.with_suffix(".json").write_text(json.dumps(
+        {"shape": list(data.shape), "dtype": "uint16", "byte_order": "little",
+         "spacing_um": 1e300}))
+    return raw
+
+
+def _absurd_zarr(path: Path, data: np.ndarray) -> Path:
+    store = path.with_suffix(".zarr")
+    arr = zarr.open_array(store, mode="w", shape=data.shape, chunks=data.shape, dtype="uint16")
+    arr[:] = data
+    arr.attrs["spacing_um"] = [1e7, 10.0, 10.0]
+    return store
+
+
+@pytest.mark.parametrize("write", [_absurd_tiff, _absurd_h5, _absurd_raw, _absurd_zarr])
+def test_absurd_voxel_size_in_file_is_one_line(tmp_path: Path, write) -> None:
+    data = np.arange(2 * 4 * 5, dtype=np.uint16).reshape(2, 4, 5)
+    path = write(tmp_path / "v.tif", data)
+    with pytest.raises(InputError, match="outside .* µm .*--voxel-size") as info:
+        read_volume(path)
+    assert "\n" not in str(info.value) and str(path.name) in str(info.value)
+    vol = read_volume(path, voxel_size=10.0)  # the operator's value replaces the file's
+    assert vol.spacing_um == (10.0, 10.0, 10.0)
+    np.testing.assert_array_equal(np.asarray(vol.array), data)
+
+
+@pytest.mark.parametrize("value", ["1e-30", "1e30", "0", "-5", "nan", "inf", "1,2"])
+def test_absurd_voxel_size_argument_is_one_line(tmp_path: Path, value: str, capsys) -> None:
+    path = tmp_path / "v.npy"
+    np.save(path, np.ones((2, 4, 5), np.uint16))
+    with pytest.raises(InputError) as info:
+        read_volume(path, voxel_size=value)
+    assert "\n" not in str(info.value) and "voxel size" in str(info.value)

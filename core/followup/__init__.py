@@ -4,11 +4,14 @@ Modules
 -------
 io
     Readers: holotomography volumes (TIFF, HDF5, PyHST2 ``.vol``), XANES stacks with their
-    energies (HDF5, TIFF + energy list, Xradia ``.xrm``/``.txrm`` via olefile), flat fields.
+    energies (HDF5, TIFF + energy list, Xradia ``.xrm``/``.txrm`` through
+    :mod:`core.io.xradia`), flat fields, single images (:func:`~core.followup.io.read_image`).
 phase
     Paganin single-distance and multi-distance CTF phase retrieval, Fresnel simulation.
 xanes
-    Vectorised normalisation, edge energies, quality mask, linear-combination fitting.
+    A package: vectorised normalisation, edge energies, per-voxel maps with a quality mask,
+    linear-combination fitting; spectra files (XDI, Athena ``.prj``, tables) with robust
+    normalisation and reference-foil calibration.
 particles
     Particle/fragment segmentation (distance-transform watershed), size statistics, depth
     regions, damage classes.
@@ -52,9 +55,11 @@ from core.followup.records import (
 )
 from core.followup.xanes import (
     EdgeMaps,
+    analyze_spectra_file,
     edge_energy_map,
     fit_linear_combination,
     normalize,
+    read_spectra,
     read_spectra_table,
     seed_energy_grid,
 )
@@ -68,6 +73,7 @@ __all__ = [
     "XanesResult",
     "XanesStack",
     "analyze_holo",
+    "analyze_spectra_file",
     "analyze_xanes",
     "ctf_phase",
     "detect_kind",
@@ -82,6 +88,7 @@ __all__ = [
     "read_energy_file",
     "read_holo_volume",
     "read_pyhst_vol",
+    "read_spectra",
     "read_spectra_table",
     "read_xanes",
     "record_analysis",

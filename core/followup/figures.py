@@ -263,16 +263,19 @@ def size_vs_depth_png(depth_rows: Sequence[dict[str, Any]]) -> bytes:
 
 
 def spectra_png(
-    energies: np.ndarray, norm: np.ndarray, names: Sequence[str], e0_half: Sequence[float | None]
+    energies: np.ndarray | Sequence[np.ndarray],
+    norm: np.ndarray | Sequence[np.ndarray],
+    names: Sequence[str],
+    e0_half: Sequence[float | None],
 ) -> bytes:
     """Normalised spectra, with their half-jump energies marked.
 
     Parameters
     ----------
-    energies : ndarray
-        eV.
-    norm : ndarray
-        (n_energies, n_spectra) normalised spectra.
+    energies : ndarray or sequence of ndarray
+        eV: one axis shared by all spectra, or one axis per spectrum.
+    norm : ndarray or sequence of ndarray
+        (n_energies, n_spectra) normalised spectra, or one 1-D array per spectrum.
     names : sequence of str
         Legend names.
     e0_half : sequence of float or None
@@ -283,11 +286,20 @@ def spectra_png(
     bytes
         PNG.
     """
+    k = len(names)
+    if isinstance(norm, np.ndarray) and norm.ndim == 2:
+        curves = [norm[:, j] for j in range(k)]
+    else:
+        curves = [np.asarray(c, dtype=np.float64) for c in norm]
+    if isinstance(energies, np.ndarray) and energies.ndim == 1:
+        axes = [energies] * k
+    else:
+        axes = [np.asarray(a, dtype=np.float64) for a in energies]
     fig, ax = _figure()
     for j, name in enumerate(names):
         (line,) = ax.plot(
-            energies,
-            norm[:, j],
+            axes[j],
+            curves[j],
             lw=1.2,
             label=f"{name}" + (f" E½={e0_half[j]:.2f} eV" if e0_half[j] else ""),
         )
@@ -295,7 +307,9 @@ def spectra_png(
             ax.axvline(e0_half[j], color=line.get_color(), lw=0.8, ls="--")
     ax.axhline(0.5, color="#999999", lw=0.6)
     edges = [v for v in e0_half if v]
-    if edges and float(energies[-1] - energies[0]) > 200.0:  # zoom on the edge region
+    lo = min(float(a[0]) for a in axes) if axes else 0.0
+    hi = max(float(a[-1]) for a in axes) if axes else 1.0
+    if edges and hi - lo > 200.0:  # zoom on the edge region
         centre = float(np.median(edges))
         ax.set_xlim(centre - 40.0, centre + 80.0)
     ax.set_xlabel("energy (eV)")

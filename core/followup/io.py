@@ -34,6 +34,7 @@ import numpy as np
 from core.errors import InputError
 from core.fileio import sha256_file  # noqa: F401  (re-exported: core.followup.sha256_file)
 from core.io import Volume, memory_budget, read_volume
+from core.io.h5guard import ensure_hdf5_parses
 from core.io.validate import check_finite, check_memory_budget, one_line
 
 #: File suffixes read as Xradia (OLE2) files.
@@ -50,6 +51,15 @@ FLAT_NAMES = ("img_bkg", "data_white", "flat", "flats", "white", "whites", "i0",
 DARK_NAMES = ("img_dark", "data_dark", "dark", "darks")
 #: Energies below this many eV are taken as keV.
 KEV_LIMIT = 200.0
+#: Largest energy list / .vol.info / energy dataset read (bytes): they hold numbers, not data.
+MAX_TEXT_BYTES = 16 * 2**20
+
+
+def _check_text_size(path: Path) -> None:
+    """Refuse a text file (energy list, .vol.info) too large to be one."""
+    size = path.stat().st_size
+    if size > MAX_TEXT_BYTES:
+        raise InputError(path, f"is {size} bytes; a text file of this kind is under {MAX_TEXT_BYTES}")
 
 
 def _check_file(path: Path) -> None:
@@ -120,6 +130,7 @@ def read_energy_file(path: str | os.PathLike[str]) -> np.ndarray:
     """
     p = Path(path)
     _check_file(p)
+    _check_text_size(p)
     values: list[float] = []
     try:
         text = p.read_text(encoding="utf-8", errors="replace")
@@ -198,8 +209,13 @@ def read_vol_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     p = Path(path)
     _check_file(p)
+    _check_text_size(p)
     info: dict[str, Any] = {}
-    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+    try:
+        text = p.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(p, f"cannot read: {one_line(exc.strerror or exc)}") from None
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith(("!", "#")) or "=" not in line:
             continue
@@ -422,90 +438,68 @@ def _as_ref(ref: Any, shape: tuple[int, ...], source: object, what: str) -> np.n
 
 
 def _read_xrm(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-    """Images, energies (eV) and metadata of one Xradia .xrm/.txrm file (olefile)."""
-    try:
-        import olefile
-    except ImportError:
-        raise InputError(
-            path, "reading Xradia .xrm/.txrm files needs the olefile package (pip install olefile)"
-        ) from None
-    if not olefile.isOleFile(str(path)):
-        raise InputError(path, "not an Xradia file (no OLE2 header)")
-    ole = olefile.OleFileIO(str(path))
-    try:
+    """Images, energies (eV) and metadata of one Xradia .xrm/.txrm file."""
+    from core.io.xradia import read_xradia
 
-        def stream(name: str, dtype: str) -> np.ndarray | None:
-            if not ole.exists(name):
-                return None
-            return np.frombuffer(ole.openstream(name).read(), dtype=dtype)
-
-        def scalar(name: str, dtype: str = "<i4") -> float | None:
-            values = stream(name, dtype)
-            return None if values is None or values.size == 0 else float(values[0])
-
-        width, height = scalar("ImageInfo/ImageWidth"), scalar("ImageInfo/ImageHeight")
-        if not width or not height:
-            raise InputError(path, "Xradia file without ImageInfo/ImageWidth and ImageHeight")
-        nx, ny = int(width), int(height)
-        count = scalar("ImageInfo/ImagesTaken") or scalar("ImageInfo/NoOfImages") or 1
-        code = scalar("ImageInfo/DataType")
-        images = []
-        for i in range(int(count)):
-            name = f"ImageData{i // 100 + 1}/Image{i + 1}"
-            if not ole.exists(name):
-                break
-            buf = ole.openstream(name).read()
-            if code == 10 or (code is None and len(buf) == 4 * nx * ny):
-                img = np.frombuffer(buf, "<f4")
-            else:
-                img = np.frombuffer(buf, "<u2")
-            if img.size != nx * ny:
-                raise InputError(path, f"image {i + 1} holds {img.size} pixels, not {nx}×{ny}")
-            images.append(img.reshape(ny, nx).astype(np.float32))
-        if not images:
-            raise InputError(path, "Xradia file holds no images (ImageData1/Image1 missing)")
-        energies = stream("ImageInfo/Energy", "<f4")
-        metadata: dict[str, Any] = {"format": "xradia"}
-        pixel = scalar("ImageInfo/PixelSize", "<f4")
-        if pixel and pixel > 0:
-            metadata["pixel_size_um"] = pixel
-        ref = stream("ReferenceData/Image", "<f4")
-        if ref is not None and ref.size == nx * ny:
-            metadata["reference"] = ref.reshape(ny, nx).astype(np.float32)
-        e = None
-        if (
-            energies is not None
-            and energies.size >= len(images)
-            and np.all(energies[: len(images)] > 0)
-        ):
-            e = energies[: len(images)].astype(np.float64)
-        return np.stack(images), e, metadata
-    finally:
-        ole.close()
+    data = read_xradia(path)
+    metadata: dict[str, Any] = {"format": "xradia"}
+    if data.pixel_size_um is not None:
+        metadata["pixel_size_um"] = data.pixel_size_um
+    if data.reference is not None:
+        metadata["reference"] = data.reference
+    return data.images, data.energies_ev, metadata
 
 
-def _read_image_file(path: Path) -> np.ndarray:
-    """A reference image/stack (flat, dark) from TIFF, .npy, HDF5 (one dataset) or .xrm."""
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """One image or a small stack (a flat, a dark, a projection) from TIFF, .npy, HDF5 or Xradia.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A TIFF, ``.npy``, an HDF5 file holding one image dataset, or an ``.xrm``/``.txrm``.
+
+    Returns
+    -------
+    ndarray
+        As stored (2-D image or (n, ny, nx) frames).
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable, or larger than the memory budget (checked from the header,
+        before anything is decoded).
+    """
+    path = Path(path)
     _check_file(path)
     suffix = path.suffix.lower()
+    budget = memory_budget()
     try:
         if suffix in XRM_SUFFIXES:
             return _read_xrm(path)[0]
         if suffix == ".npy":
-            return np.load(path)
-        if suffix in H5_SUFFIXES:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            check_memory_budget(arr.shape, arr.dtype, budget, path)
+            return np.asarray(arr)
+        if suffix in H5_SUFFIXES or _is_hdf5(path):
             import h5py
 
+            ensure_hdf5_parses(path)
             with h5py.File(path, "r") as f:
                 found: list[Any] = []
                 f.visititems(lambda n, o: found.append(o) if isinstance(o, h5py.Dataset) else None)
                 images = [d for d in found if d.ndim >= 2]
                 if len(images) != 1:
                     raise InputError(path, f"expected one image dataset, found {len(images)}")
+                check_memory_budget(images[0].shape, images[0].dtype, budget, path)
                 return np.asarray(images[0][()])
         import tifffile
 
-        return np.asarray(tifffile.imread(path))
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise InputError(path, "TIFF file holds no images")
+            series = tif.series[0]
+            check_memory_budget(series.shape, series.dtype, budget, path)
+            return np.asarray(series.asarray())
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any library failure becomes one line
@@ -536,6 +530,8 @@ def _h5_find(
 
 
 def _energy_units(ds: Any) -> np.ndarray:
+    check_memory_budget(ds.shape, np.float64, min(memory_budget(), MAX_TEXT_BYTES),
+                        f"{ds.file.filename}:{ds.name}")
     values = np.asarray(ds[()], dtype=np.float64).ravel()
     unit = ds.attrs.get("units", ds.attrs.get("unit", b""))
     unit = unit.decode() if isinstance(unit, bytes) else str(unit)
@@ -549,6 +545,7 @@ def _read_xanes_h5(
 ) -> XanesStack:
     import h5py
 
+    ensure_hdf5_parses(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -611,6 +608,7 @@ def _read_xanes_h5(
         for names, what in ((FLAT_NAMES, "flat"), (DARK_NAMES, "dark")):
             found = [d for d in _h5_find(f, names, min_ndim=1) if d.name != stack.name]
             if found:
+                check_memory_budget(found[0].shape, found[0].dtype, memory_budget(), path)
                 ref = _as_ref(found[0][()], stack.shape, f"{path}:{found[0].name}", what)
                 metadata[f"{what}_dataset"] = found[0].name
                 if what == "flat":
@@ -669,7 +667,7 @@ def _load_images(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray | None, 
             if e is not None:
                 energies.extend(e.tolist())
         else:
-            img = _read_image_file(p)
+            img = read_image(p)
             images.extend([img] if img.ndim == 2 else list(img))
     shapes = {im.shape for im in images}
     if len(shapes) != 1:
@@ -762,7 +760,7 @@ def read_xanes(
         raise InputError(first, f"only {n_img} energies; a XANES edge needs at least 8")
     try:
         if flat is not None:
-            ref = flat if isinstance(flat, np.ndarray) else _read_image_file(Path(flat))
+            ref = flat if isinstance(flat, np.ndarray) else read_image(Path(flat))
             stack.flat = _as_ref(
                 ref,
                 tuple(stack.raw.shape),
@@ -771,7 +769,7 @@ def read_xanes(
             )
             stack.metadata["flat"] = "given" if isinstance(flat, np.ndarray) else str(flat)
         if dark is not None:
-            ref = dark if isinstance(dark, np.ndarray) else _read_image_file(Path(dark))
+            ref = dark if isinstance(dark, np.ndarray) else read_image(Path(dark))
             stack.dark = _as_ref(
                 ref,
                 tuple(stack.raw.shape),
@@ -782,12 +780,33 @@ def read_xanes(
         stack.close()
         raise
     if voxel_size is not None:
-        values = np.atleast_1d(np.asarray(voxel_size, dtype=np.float64))
-        nd = len(stack.spatial_shape)
-        stack.spacing_um = tuple(
-            float(v) for v in (values if values.size == nd else np.repeat(values[0], nd))
-        )
+        try:
+            stack.spacing_um = _spacing(voxel_size, len(stack.spatial_shape))
+        except BaseException:
+            stack.close()
+            raise
     return stack
+
+
+def _spacing(voxel_size: Any, nd: int) -> tuple[float, ...]:
+    """Pixel/voxel size of the spatial axes: one number or one per axis, plausible µm."""
+    from core.io.volume import PLAUSIBLE_VOXEL_UM
+
+    try:
+        if isinstance(voxel_size, str):
+            values = [float(v) for v in voxel_size.replace(" ", "").split(",") if v]
+        else:
+            values = [float(v) for v in np.atleast_1d(np.asarray(voxel_size, dtype=np.float64))]
+    except (TypeError, ValueError):
+        raise InputError("--voxel-size", f"{voxel_size!r} is not a number or z,y,x") from None
+    if len(values) == 1:
+        values = values * nd
+    if len(values) != nd:
+        raise InputError("--voxel-size", f"{voxel_size!r}: give 1 or {nd} numbers")
+    lo, hi = PLAUSIBLE_VOXEL_UM
+    if not all(math.isfinite(v) and lo <= v <= hi for v in values):
+        raise InputError("--voxel-size", f"{voxel_size!r} is not a plausible size in µm")
+    return tuple(values)
 
 
 def _is_hdf5(path: Path) -> bool:
@@ -824,6 +843,7 @@ def detect_kind(paths: Sequence[str | os.PathLike[str]], energies: Any = None) -
         import h5py
 
         try:
+            ensure_hdf5_parses(files[0])
             with h5py.File(files[0], "r") as f:
                 if _h5_find(f, ENERGY_NAMES, ndim=1):
                     return "xanes"

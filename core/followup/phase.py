@@ -370,3 +370,68 @@ def phase_error(retrieved: np.ndarray, truth: np.ndarray) -> float:
     t = np.asarray(truth, dtype=np.float64)
     diff = (r - r.mean()) - (t - t.mean())
     return float(np.sqrt(np.mean(diff**2)) / np.sqrt(np.mean((t - t.mean()) ** 2)))
+
+
+def retrieve_phase(
+    images: Sequence[np.ndarray] | np.ndarray,
+    distances_mm: Sequence[float],
+    pixel_um: float,
+    energy_kev: float,
+    *,
+    delta_beta: float | None = None,
+    alpha: float = 1e-8,
+    source: object = "phase retrieval",
+) -> np.ndarray:
+    """Phase from flat-field-corrected images: Paganin for one distance, CTF for several.
+
+    Parameters
+    ----------
+    images : sequence of ndarray or ndarray
+        One 2-D ``I/I₀`` image per distance, all the same shape.
+    distances_mm : sequence of float
+        Effective distances (mm), one per image.
+    pixel_um : float
+        Pixel size (µm).
+    energy_kev : float
+        Photon energy (keV).
+    delta_beta : float, optional
+        δ/β; needed for one distance (Paganin), optional for CTF.
+    alpha : float
+        CTF Tikhonov regularisation.
+    source : object
+        Named in errors.
+
+    Returns
+    -------
+    ndarray
+        Phase φ (rad), float64, shape (ny, nx).
+
+    Raises
+    ------
+    core.errors.InputError
+        Images that are not 2-D or differ in shape, a count that does not match the
+        distances, non-finite or non-positive parameters.
+    """
+    from core.errors import InputError
+
+    stack = [np.asarray(im, dtype=np.float64) for im in images]
+    if not stack or any(im.ndim != 2 for im in stack) or len({im.shape for im in stack}) != 1:
+        raise InputError(source, "phase retrieval needs one 2-D image per distance, all one shape")
+    if len(stack) != len(distances_mm):
+        raise InputError(
+            "--distance", f"give one per image ({len(stack)} images, {len(distances_mm)} distances)"
+        )
+    for name, value in (("--pixel", pixel_um), ("--energy", energy_kev),
+                        *(("--distance", d) for d in distances_mm)):
+        if not (np.isfinite(value) and value > 0):
+            raise InputError(name, f"must be a positive number, got {value!r}")
+    if delta_beta is not None and not (np.isfinite(delta_beta) and delta_beta > 0):
+        raise InputError("--delta-beta", f"must be a positive number, got {delta_beta!r}")
+    if not all(np.all(np.isfinite(im)) for im in stack):
+        raise InputError(source, "images hold NaN or infinite values")
+    if len(stack) == 1:
+        if delta_beta is None:
+            raise InputError("--delta-beta", "single-distance (Paganin) retrieval needs δ/β")
+        return paganin_phase(stack[0], pixel_um, distances_mm[0], energy_kev, delta_beta)
+    return ctf_phase(np.stack(stack), distances_mm, pixel_um, energy_kev,
+                     delta_beta=delta_beta, alpha=alpha)

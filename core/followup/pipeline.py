@@ -112,15 +112,19 @@ def write_xanes_outputs(result: A.XanesResult, out_dir: Path) -> list[str]:
 
 
 def load_references(paths: Sequence[str | os.PathLike[str]]) -> list[A.Reference]:
-    """End members from two-column text files (energy eV/keV, absorption), named by file stem."""
-    from core.followup.xanes import read_spectra_table
+    """End members from spectra files (tables, XDI, Athena projects), named by file stem.
+
+    Only sample spectra are taken (an XDI reference-foil channel is not an end member), with
+    their energies calibrated by that channel when the file has one.
+    """
+    from core.followup.xanes import sample_spectra
 
     refs = []
     for p in paths:
-        e, names, spectra = read_spectra_table(p)
-        for j, name in enumerate(names):
-            label = Path(p).stem.removeprefix("ref_") if len(names) == 1 else name
-            refs.append(A.Reference(label, e, spectra[:, j]))
+        spectra = sample_spectra(p)
+        for s in spectra:
+            label = Path(p).stem.removeprefix("ref_") if len(spectra) == 1 else s.name
+            refs.append(A.Reference(label, s.energy_ev, s.mu))
     return refs
 
 

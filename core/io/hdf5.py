@@ -15,6 +15,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.io._common import ReadResult, origin_from, text_value
+from core.io.h5guard import ensure_hdf5_parses, small_attributes
 from core.io.validate import (
     check_header,
     check_memory_budget,
@@ -26,6 +27,8 @@ from core.io.validate import (
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5", ".he5")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+#: Longest NXdata axis read to find a voxel size (an axis has one value per voxel).
+MAX_AXIS_VALUES = 10**7
 
 
 def _nx_class(obj: Any) -> str | None:
@@ -75,7 +78,8 @@ def _nexus_candidates(f: h5py.File) -> list[tuple[h5py.Dataset, h5py.Group | Non
     entries.sort(key=lambda g: 0 if default and g.name == f"/{default}" else 1)
     for entry in entries:
         definition = ""
-        if isinstance(entry.get("definition"), h5py.Dataset):
+        definition_ds = entry.get("definition")
+        if isinstance(definition_ds, h5py.Dataset) and (definition_ds.size or 0) <= 1:
             try:
                 definition = text_value(entry["definition"][()]) or ""
             except (OSError, TypeError, ValueError):
@@ -148,7 +152,7 @@ def _axis_step(group: h5py.Group, name: str) -> float | None:
     axis = group.get(name)
     if not isinstance(axis, h5py.Dataset) or axis.shape is None or len(axis.shape) != 1:
         return None
-    if axis.shape[0] < 2 or axis.dtype.kind not in "iuf":
+    if axis.shape[0] < 2 or axis.shape[0] > MAX_AXIS_VALUES or axis.dtype.kind not in "iuf":
         return None
     factor = unit_to_um(axis.attrs.get("units", axis.attrs.get("unit")))
     if factor is None:
@@ -190,6 +194,8 @@ def _detector_spacing(ds: h5py.Dataset) -> tuple[float, float, float] | None:
         item = detector.get(key)
         if not isinstance(item, h5py.Dataset):
             return None
+        if item.shape is None or item.size > 3:  # a pixel size is a number or two, not data
+            return None
         factor = unit_to_um(item.attrs.get("units", item.attrs.get("unit")))
         spacing = spacing_from_values(item[()], factor or 0.0, 2) if factor else None
         if spacing is None:
@@ -199,10 +205,7 @@ def _detector_spacing(ds: h5py.Dataset) -> tuple[float, float, float] | None:
 
 
 def _attrs(obj: Any) -> dict[str, Any]:
-    try:
-        return dict(obj.attrs)
-    except Exception:  # noqa: BLE001 - an unreadable attribute is simply not used
-        return {}
+    return small_attributes(obj)  # oversized or unreadable attributes are not used
 
 
 def read_hdf5(path: Path, budget: int, dataset: str | None = None) -> ReadResult:
@@ -222,6 +225,7 @@ def read_hdf5(path: Path, budget: int, dataset: str | None = None) -> ReadResult
     ReadResult
         ``metadata["h5file"]`` holds the open ``h5py.File`` so the dataset stays readable.
     """
+    ensure_hdf5_parses(path)
     f = h5py.File(path, "r")
     try:
         ds, nxdata, definition = _select(f, path, dataset)

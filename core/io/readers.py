@@ -36,7 +36,7 @@ from core.io.validate import (
     memory_budget,
     one_line,
 )
-from core.io.volume import Volume, parse_voxel_size
+from core.io.volume import PLAUSIBLE_VOXEL_UM, Volume, parse_voxel_size
 from core.io.zarr_store import is_zarr_dir, read_zarr
 from core.text import cell_id_problem, check_cell_id, path_text
 
@@ -242,6 +242,14 @@ def read_volume(
                 spacing, spacing_from = spacing_arg, "argument"
             elif result.spacing_um is not None:
                 spacing, spacing_from = result.spacing_um, "file"
+                lo, hi = PLAUSIBLE_VOXEL_UM
+                if not all(lo <= float(v) <= hi for v in spacing):
+                    shown = ", ".join(f"{float(v):.4g}" for v in spacing)
+                    raise InputError(
+                        source,
+                        f"the file's voxel size ({shown}) µm is outside {lo:g}–{hi:g} µm "
+                        "(a unit mistake?); pass --voxel-size UM",
+                    )
             else:
                 why = f" ({result.spacing_note})" if result.spacing_note else ""
                 raise InputError(source, NO_VOXEL_SIZE + why)

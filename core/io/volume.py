@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,9 @@ from core.errors import InputError
 MIN_VOXEL_UM = 0.01
 #: Largest voxel size accepted (µm): 1 mm, coarser than any CT of a cell could be useful.
 MAX_VOXEL_UM = 1000.0
+#: The same range, for readers that check a file's own voxel size: outside it a number is a unit
+#: mistake or garbage (a metre written as µm, a resolution tag of 1e-30).
+PLAUSIBLE_VOXEL_UM = (MIN_VOXEL_UM, MAX_VOXEL_UM)
 
 
 def parse_voxel_size(value: Any, source: object = "--voxel-size") -> tuple[float, float, float]:
@@ -122,7 +126,7 @@ class Volume:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize  # Python ints: never wraps
 
     def slice(self, z: int) -> np.ndarray:
         """One axial slice as a float32 array (reads only that slice from lazy storage)."""

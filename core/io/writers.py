@@ -7,6 +7,7 @@ the end (:mod:`core.fileio`), so a crash never leaves a half-written file under 
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ def _native(dtype: np.dtype) -> np.dtype:
 
 
 def _slab_step(shape: tuple[int, ...], dtype: np.dtype, multiple: int = 1) -> int:
-    slice_bytes = max(1, int(np.prod(shape[1:])) * dtype.itemsize)
+    slice_bytes = max(1, math.prod(shape[1:]) * dtype.itemsize)
     step = max(1, WRITE_SLAB_BYTES // slice_bytes)
     return max(multiple, step // multiple * multiple)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ def import_roi_volume(
     core.errors.InputError
         Unreadable volume, unknown request or a request in the wrong state.
     """
-    from core.io import read_volume
+    from core.io import memory_budget, parse_voxel_size, read_volume
+    from core.io.validate import check_memory_budget
 
     request = get_request(db, roi_id)
     plan = request["plan"]
@@ -73,7 +75,16 @@ def import_roi_volume(
     planned = plan.get("center_zyx_px")
     if ov_spacing is None or planned is None:
         raise InputError(f"ROI {roi_id}", "its plan lacks the overview voxel size or centre")
+    # The plan comes from the log: whoever can write the log file can put anything there.
+    ov_spacing = parse_voxel_size(ov_spacing, f"ROI {roi_id} plan (overview voxel size)")
+    try:
+        planned = [float(v) for v in planned]
+    except (TypeError, ValueError):
+        planned = []
+    if len(planned) != 3 or not all(math.isfinite(v) for v in planned):
+        raise InputError(f"ROI {roi_id}", "its plan's centre is not 3 finite numbers")
     volume = read_volume(volume_path, voxel_size)
+    check_memory_budget(volume.shape, volume.dtype, memory_budget(), volume.source)
     roi_array = volume.array
     reg: Registration | None = None
     note = ""

@@ -118,13 +118,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     an.add_argument("--db", metavar="FILE")
     an.set_defaults(_action=run_analyze)
 
-    sp = sub.add_parser("xanes-spectra", help="edge energies of spectra in a text/CSV table")
+    sp = sub.add_parser(
+        "xanes-spectra", help="edge energies of spectra in an XDI, Athena .prj or text/CSV file"
+    )
     sp.add_argument(
-        "file", metavar="FILE", help="first column energy (eV/keV), one column per spectrum"
+        "file",
+        metavar="FILE",
+        help="XDI (.xdi), Athena project (.prj) or a table: energy (eV/keV), then spectra",
     )
     sp.add_argument("--json", metavar="OUT", help="write the JSON here (default stdout)")
     sp.add_argument("--png", metavar="OUT", help="plot of the normalised spectra")
     sp.add_argument("--e0", type=float, help="nominal edge energy (eV)")
+    sp.add_argument("--window", type=_pair, metavar="E1,E2", help="edge search window (eV)")
+    sp.add_argument(
+        "--foil-edge",
+        type=float,
+        metavar="EV",
+        help="edge energy of the reference foil (default tabulated for the file's element)",
+    )
+    sp.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="do not shift energies by the file's reference-foil channel",
+    )
     sp.set_defaults(_action=run_spectra)
 
     ph = sub.add_parser("phase", help="phase retrieval of flat-field-corrected projections")
@@ -293,81 +309,60 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 
 def run_spectra(args: argparse.Namespace) -> int:
-    from core.followup.xanes import analyze_spectra, normalize, read_spectra_table
+    from core.followup.figures import spectra_png
+    from core.followup.xanes import analyze_spectra_file
 
-    energies, names, spectra = read_spectra_table(args.file)
-    rows = analyze_spectra(energies, spectra, names, e0=args.e0)
-    text = (
-        json.dumps({"file": str(args.file), "spectra": rows}, indent=1, ensure_ascii=False) + "\n"
+    report = analyze_spectra_file(
+        args.file,
+        e0=args.e0,
+        window=args.window,
+        calibrate=not args.no_calibration,
+        foil_edge=args.foil_edge,
     )
+    for line in report.summary["warnings"]:
+        print(f"cellqc: warning: {line}", file=sys.stderr)
+    text = json.dumps(report.summary, indent=1, ensure_ascii=False) + "\n"
+    if args.png:
+        png = spectra_png(
+            [c[1] for c in report.curves],
+            [c[2] for c in report.curves],
+            [c[0] for c in report.curves],
+            [c[3] for c in report.curves],
+        )
+        Path(args.png).write_bytes(png)  # atomic
     if args.json:
-        Path(args.json).write_text(text, encoding="utf-8")
+        Path(args.json).write_text(text, encoding="utf-8")  # atomic
     else:
         sys.stdout.write(text)
-    if args.png:
-        import numpy as np
-
-        from core.followup.figures import spectra_png
-
-        norm = np.column_stack(
-            [
-                normalize(energies, spectra[:, j : j + 1], e0=r["e0_nominal_ev"]).norm[:, 0]
-                for j, r in enumerate(rows)
-            ]
-        )
-        Path(args.png).write_bytes(
-            spectra_png(energies, norm, names, [r["e0_half_ev"] for r in rows])
-        )
     return 0
-
-
-def _read_image(path: str) -> Any:
-    import numpy as np
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "no such file")
-    try:
-        if p.suffix.lower() == ".npy":
-            return np.load(p)
-        import tifffile
-
-        return tifffile.imread(p)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(p, f"cannot read the image: {exc}") from None
 
 
 def run_phase(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from core.followup.phase import ctf_phase, paganin_phase
+    from core.followup.io import read_image
+    from core.followup.phase import retrieve_phase
+    from core.io import Volume, write_tiff
 
-    if len(args.distance) != len(args.files):
-        raise InputError(
-            "--distance",
-            f"give one per file ({len(args.files)} files, {len(args.distance)} distances)",
-        )
-    images = np.stack([np.asarray(_read_image(f), dtype=np.float64) for f in args.files])
-    if len(args.files) == 1:
-        if args.delta_beta is None:
-            raise InputError("--delta-beta", "single-distance (Paganin) retrieval needs δ/β")
-        phase = paganin_phase(images[0], args.pixel, args.distance[0], args.energy, args.delta_beta)
-    else:
-        phase = ctf_phase(
-            images,
-            args.distance,
-            args.pixel,
-            args.energy,
-            delta_beta=args.delta_beta,
-            alpha=args.alpha,
-        )
     out = Path(args.out)
+    if out.suffix.lower() not in (".tif", ".tiff", ".npy"):
+        raise InputError(out, "output must end in .tif, .tiff or .npy")
+    phase = retrieve_phase(
+        [read_image(f) for f in args.files],
+        args.distance,
+        args.pixel,
+        args.energy,
+        delta_beta=args.delta_beta,
+        alpha=args.alpha,
+        source=args.files[0],
+    ).astype(np.float32)
     if out.suffix.lower() == ".npy":
-        np.save(out, phase.astype(np.float32))
-    else:
-        import tifffile
-
-        tifffile.imwrite(out, phase.astype(np.float32))
+        tmp = out.with_name(f".{out.name}.tmp.npy")
+        np.save(tmp, phase)
+        tmp.replace(out)  # atomic
+    else:  # ImageJ/Fiji TIFF calibrated in µm (resolution, spacing, unit)
+        pixel = float(args.pixel)
+        write_tiff(Volume(phase, (pixel, pixel, pixel), source=str(out), modality="phase"), out)
     print(out)
     return 0
 
