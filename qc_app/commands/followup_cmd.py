@@ -309,6 +309,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 
 def run_spectra(args: argparse.Namespace) -> int:
+    from core.fileio import atomic_write
     from core.followup.figures import spectra_png
     from core.followup.xanes import analyze_spectra_file
 
@@ -329,9 +330,9 @@ def run_spectra(args: argparse.Namespace) -> int:
             [c[0] for c in report.curves],
             [c[3] for c in report.curves],
         )
-        Path(args.png).write_bytes(png)  # atomic
+        atomic_write(args.png, png)
     if args.json:
-        Path(args.json).write_text(text, encoding="utf-8")  # atomic
+        atomic_write(args.json, text)
     else:
         sys.stdout.write(text)
     return 0
@@ -340,6 +341,7 @@ def run_spectra(args: argparse.Namespace) -> int:
 def run_phase(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from core.fileio import atomic_writer
     from core.followup.io import read_image
     from core.followup.phase import retrieve_phase
     from core.io import Volume, write_tiff
@@ -357,9 +359,8 @@ def run_phase(args: argparse.Namespace) -> int:
         source=args.files[0],
     ).astype(np.float32)
     if out.suffix.lower() == ".npy":
-        tmp = out.with_name(f".{out.name}.tmp.npy")
-        np.save(tmp, phase)
-        tmp.replace(out)  # atomic
+        with atomic_writer(out) as handle:
+            np.save(handle, phase)
     else:  # ImageJ/Fiji TIFF calibrated in µm (resolution, spacing, unit)
         pixel = float(args.pixel)
         write_tiff(Volume(phase, (pixel, pixel, pixel), source=str(out), modality="phase"), out)

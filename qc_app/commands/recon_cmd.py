@@ -130,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
     summary["timings_s"].update(read=round(t_read - started, 4), write=round(t_end - t_recon, 4),
                                 total=round(t_end - started, 4))
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")  # atomic
+        from core.fileio import atomic_write
+
+        atomic_write(args.json, json.dumps(summary, indent=1) + "\n")
     volume = result.volume
     print(f"wrote {out} ({volume.shape[0]}×{volume.shape[1]}×{volume.shape[2]}, "
           f"{result.voxel_size_um:.4g} µm voxels) in {t_end - started:.1f} s", file=sys.stderr)
