@@ -116,8 +116,9 @@ def test_cathode_sheet_thickness_median_within_5_percent(measured):
     thickness = geometry.stacked("sheet_thickness_um")[:, :n]
     truth = np.median(cell.truth["stack"]["cathode_sheet_thickness_um"])
     assert abs(np.nanmedian(thickness) / truth - 1) < 0.05
-    # Measured everywhere but where the anatomy sets it aside (ends, one-sided, tab window).
-    assert np.isfinite(thickness).mean() > 0.85
+    # Measured everywhere but where the anatomy sets it aside (ends, one-sided, tab window,
+    # the innermost turn).
+    assert np.isfinite(thickness).mean() > 0.8
 
 
 def test_can_and_roll_measured_in_physical_units(measured):

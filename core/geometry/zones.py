@@ -162,16 +162,21 @@ def find_uncoated_zones(rolls: list[SliceRoll], slice_um: float, min_height_um: 
     order_mid = sheet_order(rolls[len(rolls) // 2])
     ref_seam = rolls[len(rolls) // 2].seam_deg  # positions of every slice count from this seam
     thick = np.array([_along(s, s.sheet_thickness_um, k_max, ref_seam) for s in rolls])  # (z, positions)
-    inten = np.array([_along(s, s.sheet_intensity, k_max, ref_seam) for s in rolls])
+    inten = np.array([_along(s, s.sheet_intensity, k_max, ref_seam) if s.sheet_intensity.shape == s.sheet_thickness_um.shape
+                      else np.full(k_max * n_t, np.nan, np.float32) for s in rolls])
     mid = np.array([_along(s, 0.5 * (s.sheet_inner_um + s.sheet_outer_um), k_max, ref_seam) for s in rolls])
     measured = np.isfinite(thick)
     # A sheet the band tracer found nothing of, between two traced collectors (and not hidden
     # by a collector pressed on it): the foil alone, too faint to trace (seen at 25 µm voxels,
     # where a 15 µm Al foil is no band).
-    cu = np.array([_along(s, s.cu_radius_um, k_max, ref_seam) for s in rolls])
-    touching = np.array([_along(s, s.sheet_cu_contact.astype(np.float32), k_max, ref_seam) for s in rolls]) > 0
-    bracketed = np.isfinite(cu) & np.isfinite(np.concatenate([cu[:, n_t:], np.full((len(rolls), n_t), np.nan)], axis=1))
-    empty = bracketed & ~measured & ~touching
+    if all(s.cu_radius_um.shape[1:] == (n_t,) and s.sheet_cu_contact.shape == s.sheet_thickness_um.shape for s in rolls):
+        cu = np.array([_along(s, s.cu_radius_um, k_max, ref_seam) for s in rolls])
+        touching = np.array([_along(s, s.sheet_cu_contact.astype(np.float32), k_max, ref_seam) for s in rolls]) > 0
+        bracketed = np.isfinite(cu) & np.isfinite(
+            np.concatenate([cu[:, n_t:], np.full((len(rolls), n_t), np.nan)], axis=1))
+        empty = bracketed & ~measured & ~touching
+    else:  # sheets without their collectors (a caller's own arrays): only what was measured
+        empty = np.zeros_like(measured)
     known = measured | empty
     seen = known.sum(axis=0)
     enough = seen >= MIN_SLICE_FRACTION * len(rolls)
@@ -283,7 +288,7 @@ def measure_sag(zone: UncoatedZone, rolls: list[SliceRoll]) -> float:
 
 
 # Collectors around a window whose gap closes by less than this are not relaxing into it (a
-# generated cell keeps its pitch): only the two bounding the window are set aside there.
+# generated cell keeps its pitch): they are judged as everywhere.
 SAG_EXCUSE_UM = 30.0
 
 
@@ -298,13 +303,17 @@ def collector_exclusion(zones: list[UncoatedZone], s: SliceRoll, k_max: int, pit
     collectors of windings 6–8 bent by 34–51 µm against their neighbours up to 1.5 mm before
     its start, and windings 5 and 10 still followed. Collectors up to ``reach`` layers either
     side, over the zone and ``margin_um`` of arc (at least a pitch) beyond its ends, are not
-    judged — where they do relax (the zone's measured sag ≥ :data:`SAG_EXCUSE_UM`); elsewhere
-    only the two collectors bounding the zone, over it and a pitch beyond.
+    judged — where they do relax (the zone's measured sag ≥ :data:`SAG_EXCUSE_UM`). Where the
+    sag is measured smaller, they are judged like any other (a deflected collector beside a
+    window is a deflection); where it could not be measured, the two bounding the zone are set
+    aside over it and a pitch beyond.
     """
     out = np.zeros((k_max, s.t_rad.size), bool)
     pitch = pitch_um if math.isfinite(pitch_um) else 0.0
     for zone in zones:
-        relaxing = math.isfinite(zone.sag_um) and zone.sag_um >= SAG_EXCUSE_UM
+        if math.isfinite(zone.sag_um) and zone.sag_um < SAG_EXCUSE_UM:
+            continue  # the collectors keep their places: judged like any other
+        relaxing = math.isfinite(zone.sag_um)
         n_reach = reach if relaxing else 1
         sheet = zone.sheet_mask(s, k_max, max(margin_um, pitch) if relaxing else pitch)
         for shift in range(-n_reach + 1, n_reach + 1):  # collectors k - reach + 1 … k + reach
