@@ -66,11 +66,15 @@ def _root(parent: list[int], i: int) -> int:
 
 
 def _same_layer(a: Finding, b: Finding, gap_um: float) -> bool:
+    """Parts on one physical layer: the same winding, or the next one where the layer's ray
+    index changes at the seam (both parts marked ``at_seam``, or their boxes overlapping)."""
     if a.detector not in LAYERED or a.winding is None or b.winding is None:
         return True
     if a.winding == b.winding:
         return True
-    return abs(a.winding - b.winding) == 1 and gap_um == 0.0
+    if abs(a.winding - b.winding) != 1:
+        return False
+    return gap_um == 0.0 or (bool((a.extra or {}).get("at_seam")) and bool((b.extra or {}).get("at_seam")))
 
 
 def _union_box(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:

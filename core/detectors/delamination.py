@@ -57,11 +57,16 @@ def sheet_centre_lines(s, n_k: int, t: np.ndarray) -> np.ndarray:
     seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
     mid = measured_mid - smooth_path_residual(measured_mid, t, seam, s.direction)
     mid = _centre_from_collectors(s, measured_mid, mid)
+    # Gaps are filled along each winding from its seam (θ from 0 to 2π): across the seam angle
+    # the ray index changes and the centre jumps by a pitch, which a periodic fill in angle
+    # would bridge with a ramp through the neighbouring layers.
+    order = np.argsort((s.direction * (t - seam)) % (2 * np.pi), kind="stable")
     idx = np.arange(n_t)
     for k in range(mid.shape[0]):
-        ok = np.isfinite(mid[k])
+        row = mid[k, order]
+        ok = np.isfinite(row)
         if ok.sum() >= 8 and not ok.all():
-            mid[k] = np.interp(idx, idx[ok], mid[k, ok], period=n_t)
+            mid[k, order] = np.interp(idx, idx[ok], row[ok])
     return mid
 
 
@@ -90,6 +95,8 @@ def _centre_from_collectors(s, measured_mid: np.ndarray, fallback: np.ndarray) -
     return out
 
 
+# Degrees either side of the seam (where every layer's ray index changes) left out of the search.
+SEAM_MARGIN_DEG = 1.0
 # A change of the gap between two collectors beyond this (µm) is one of them bent: their midpoint
 # is no guide to the sheet between them (the deflection review limit is 30 µm).
 DEFLECTED_GAP_UM = 20.0
@@ -172,10 +179,13 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     if "core_first_slice" in ctx.reference:
         own = (zs_all >= ctx.reference["core_first_slice"]) & (zs_all <= ctx.reference["core_last_slice"])
     structure = np.ones((3, 3, 3), bool)
-    # Sheets end and begin at the seam (ray index jumps there): not a place to look for voids.
-    near_seam = np.array([near_layer_ends(s, 4.0, max(n_k, s.windings))[:n_k] for s in rolls])  # (z, k, t)
+    # The ray index jumps at the seam: the samples right at it are not looked at (a void across
+    # it is found in its two windings, which touch there, and joined: core.findings).
+    near_seam = np.array([near_layer_ends(s, SEAM_MARGIN_DEG, max(n_k, s.windings))[:n_k] for s in rolls])
     # Sheets set aside by the geometry (an edge at the roll end, an uncoated tab window) hold
     # no coating to look into.
+    # Within a few degrees of the seam a void's part joins its other part in the next winding.
+    seam_band = np.array([near_layer_ends(s, 4.0 * SEAM_MARGIN_DEG + 2.0) for s in rolls])  # (z, t)
     excluded = np.zeros((len(rolls), n_k, n_t), bool)
     for i, s in enumerate(rolls):
         if s.sheet_excluded.size:
@@ -252,6 +262,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             length = max(arc_length, height)
             severity, rule = judge_void(volume_mm3, length, ctx.rules)
             total_volume += volume_mm3
+            at_seam = bool(np.any(seam_band[zi, ti]))
             findings.append(Finding(
                 detector=NAME, severity=severity, centroid_zyx_px=centroid, bbox_zyx_px=box,
                 value=volume_mm3, unit="mm³", winding=k, angle_deg=polar_angle_deg(g, *centroid), rule=rule,
@@ -259,7 +270,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
                          f"{arc_length:.0f} µm × {height:.0f} µm × {float(column_thick.max()):.0f} µm"),
                 extra={"arc_length_um": arc_length, "height_um": height,
                        "thickness_um": float(column_thick.max()), "side": side,
-                       "depth_from_al_um": depth_from_al},
+                       "depth_from_al_um": depth_from_al, "at_seam": at_seam},
             ))
         ctx.report(0.7 + 0.3 * (k + 1) / n_k, f"delamination: winding {k}")
     findings.sort(key=lambda f: -f.value)

@@ -81,6 +81,8 @@ class CellGeometry:
     can_inner_um: float = math.nan
     # Slices whose can is judged (beside the roll's interior), and the can's groove and crimp.
     judged_can_slices: list[int] | None = None
+    # The median radius of winding 0's collector every slice counts from (see _agree_on_first_layer).
+    first_layer_radius_um: float = math.nan
     can_narrowings: list[CanNarrowing] = field(default_factory=list)
     # The cathode's ends and one-sided stretches, and the coating edge bands at the roll's ends.
     cathode_anatomy: CathodeAnatomy | None = None
@@ -230,6 +232,7 @@ class RollPrior:
     uncoated_zones: list[UncoatedZone] = field(default_factory=list)
     cathode_anatomy: CathodeAnatomy | None = None
     anatomy_angles: int = 0
+    first_layer_radius_um: float = math.nan
 
     def shifted(self, z0: int) -> RollPrior:
         """The same prior for a chunk whose first slice is slice ``z0`` of the volume."""
@@ -260,6 +263,7 @@ def roll_prior(geometry: CellGeometry, z_of_slice: np.ndarray) -> RollPrior | No
         direction=geometry.direction, seam_deg=seam if seam is not None else math.nan, windings=geometry.windings,
         interior=_interior_reference(rolls), winding_interior=_winding_reference(rolls, k_max),
         uncoated_zones=list(geometry.uncoated_zones), cathode_anatomy=geometry.cathode_anatomy,
+        first_layer_radius_um=geometry.first_layer_radius_um,
         anatomy_angles=rolls[0].t_rad.size)
 
 
@@ -364,6 +368,9 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
         direction=geometry.direction, n_angles=n_angles, grids=grids, seam_deg=seam),
         common=prior.seam_deg if prior is not None else None)
     geometry.slices = slices
+    geometry.first_layer_radius_um = _agree_on_first_layer(
+        [s for s in slices if s.is_roll], geometry.pitch_um,
+        prior.first_layer_radius_um if prior is not None else None)
     rolls = [s for s in slices if s.is_roll]
     if rolls:
         typical = prior.windings if prior is not None else int(np.median([s.windings for s in rolls]))
@@ -541,6 +548,46 @@ def _agree_on_seam(slices: list[SliceRoll], retrace: Callable[[int, float], Slic
             # Within the tolerance the fit's own scatter (±6° seen): one seam for all, so that a
             # place along the strip has the same winding and position in every slice.
             reseam(s, common)
+
+
+def _agree_on_first_layer(rolls: list[SliceRoll], pitch_um: float, reference_um: float | None = None) -> float:
+    """Count the windings of every slice from the same physical layer.
+
+    The tracer numbers the layers of each slice from its innermost traced collector; in some
+    slices the bare lead of the anode around the mandrel is traced as one more layer, in others
+    not (seen on generated cells: 17 and 18 windings alternating from slice to slice), which
+    moves every winding number, and a tab window or a void by one winding between slices.
+    With one seam for all slices, the first layer's median radius tells: a slice whose first
+    layer lies a pitch inside the others' (``reference_um``, or their median) drops it, one a
+    pitch outside gets an empty layer in front.
+
+    Returns
+    -------
+    float
+        The first layer's median radius the slices now agree on (NaN without roll slices).
+    """
+    radii = [(s, float(np.nanmedian(s.cu_radius_um[0]))) for s in rolls
+             if s.cu_radius_um.shape[0] and np.isfinite(s.cu_radius_um[0]).sum() >= 8]
+    if not radii or not math.isfinite(pitch_um) or pitch_um <= 0:
+        return math.nan
+    ref = reference_um if reference_um is not None and math.isfinite(reference_um) else float(
+        np.median([r for _, r in radii]))
+    for s, r0 in radii:
+        shift = int(round((r0 - ref) / pitch_um))
+        if shift == 0 or abs(shift) > 2:
+            continue
+        for name in _PER_LAYER:
+            arr = getattr(s, name)
+            if arr.ndim != 2:
+                continue
+            fill = False if arr.dtype == bool else (0.0 if name == "cu_zscore" else np.nan)
+            if shift < 0:  # an extra layer inside: drop it
+                arr = arr[-shift:]
+            else:  # the first layer missing: an empty one in front
+                arr = np.concatenate([np.full((shift, arr.shape[1]), fill, dtype=arr.dtype), arr])
+            setattr(s, name, arr)
+        s.windings = max(0, s.windings + shift)
+    return ref
 
 
 _PER_LAYER = ("cu_radius_um", "cu_zscore", "sheet_inner_um", "sheet_outer_um", "sheet_thickness_um", "cu_al_gap_um",
