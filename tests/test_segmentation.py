@@ -67,6 +67,24 @@ def held_out():
     return held_out_cell(40, 20.0)
 
 
+# On cells with a real cell's anatomy (single-sided stretches, staggered electrode ends, wobble),
+# which the model was not trained on, it reads worse (measured 0.887 on seed 900040): a floor
+# that catches a regression, and the reason the classic detector stays the default.
+ACCURACY_MIN_ANATOMY = 0.85
+
+
+def test_accuracy_on_held_out_volume_with_anatomy(seg):
+    from models.eval_layerseg import held_out_cell, segment_with_truth_frame
+
+    cell, frac, spec = held_out_cell(40, 20.0, anatomy=True)
+    truth = class_labels(frac[:, 0])
+    pred = segment_with_truth_frame(cell, spec, seg, 0)
+    cy, cx = cell.truth["axis_center_yx_px"][0]
+    yy, xx = np.ogrid[: truth.shape[0], : truth.shape[1]]
+    inside = np.hypot(yy - cy, xx - cx) * spec.voxel_size_um <= float(spec.can_outer_radius_um) + 2 * spec.voxel_size_um
+    assert float(np.mean(pred[inside] == truth[inside])) >= ACCURACY_MIN_ANATOMY
+
+
 def test_accuracy_on_held_out_volume(seg, held_out):
     from models.eval_layerseg import segment_with_truth_frame
     from models.train_layerseg import iou_table
@@ -155,6 +173,7 @@ def _nearest(finding_list, truth):
 
 
 def test_one_finding_per_void_and_its_volume(two_voids):
+    from core.phantom.render import cellqc_winding
     from core.segment.voids import find_voids
 
     cell, ctx, (rolls, t, rho_um, p_void, _) = two_voids
@@ -163,7 +182,9 @@ def test_one_finding_per_void_and_its_volume(two_voids):
     assert len(out.findings) == len(truth), [f.message for f in out.findings]
     for d in truth:
         f, dist = _nearest(out.findings, d)
-        assert dist <= 4 and f.severity == "fail" and f.winding == d["winding"]
+        # The truth counts winding slots from the mandrel; cellqc from the cathode's start.
+        winding = cellqc_winding(cell.truth, d["winding"], d["angle_deg"], "cathode")
+        assert dist <= 4 and f.severity == "fail" and f.winding == winding
         assert abs(f.value / d["volume_mm3"] - 1) <= VOLUME_ERROR_MAX, (f.value, d["volume_mm3"])
 
 

@@ -81,7 +81,10 @@ def _centre_from_collectors(s, measured_mid: np.ndarray, fallback: np.ndarray) -
     between = nan_gaussian(between, (0.0, 2.0), min_weight=0.5)  # a few samples: trace noise only
     # Where one collector bends away from the other (a deflected foil: the gap between them
     # changes) their midpoint leaves the sheet, which did not move: there the sheet's own smooth
-    # path is its centre (a 114 µm deflection read as a 1 mm "void" beside it otherwise).
+    # path is its centre (a 114 µm deflection read as a 1 mm "void" beside it otherwise); or,
+    # where the sheet's two faces are traced, their midpoint: at a buckle the layers leave the
+    # smooth path together (by 118 µm on a real 21700, whose midpoint-less centre read the
+    # cathode's inner face as a 0.001 mm³ "void").
     seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
     gap = cu[1:k_here + 1] - cu[:k_here]
     bent = np.abs(smooth_path_residual(gap, s.t_rad, seam, s.direction)) > DEFLECTED_GAP_UM
@@ -90,8 +93,11 @@ def _centre_from_collectors(s, measured_mid: np.ndarray, fallback: np.ndarray) -
         if ok.sum() < 16:
             continue
         offset = float(np.median(measured_mid[k, ok] - between[k, ok]))
-        use = np.isfinite(between[k]) & ~ndimage.binary_dilation(bent[k], iterations=3)
+        bent_here = ndimage.binary_dilation(bent[k], iterations=3)
+        use = np.isfinite(between[k]) & ~bent_here
         out[k, use] = between[k, use] + offset
+        traced = bent_here & np.isfinite(measured_mid[k])
+        out[k, traced] = measured_mid[k, traced]
     return out
 
 

@@ -247,7 +247,7 @@ def read_volume(
                     shown = ", ".join(f"{float(v):.4g}" for v in spacing)
                     raise InputError(
                         source,
-                        f"the file's voxel size ({shown}) µm is outside {lo:g}–{hi:g} µm "
+                        f"the file's voxel size ({shown}) µm is outside the physical range {lo:g}–{hi:g} µm "
                         "(a unit mistake?); pass --voxel-size UM",
                     )
             else:

@@ -148,6 +148,27 @@ def truth_layer_present(truth: dict[str, Any], layer: str, winding: int, polar_d
     return out
 
 
+def cellqc_winding(truth: dict[str, Any], slot: int, polar_deg: float, layer: str = "cu") -> int:
+    """The winding number cellqc gives the ``layer`` ("cu" or "cathode") in winding slot
+    ``slot`` at ``polar_deg``.
+
+    The truth counts slots along a ray from the mandrel, separator-only turns included;
+    cellqc counts collectors from the one the cathode's start lies on (the seam, where the
+    full stack begins), and numbers a cathode sheet by the collector inside it (the truth's
+    cathode of slot w lies between the collectors of slots w − 1 and w). Without anatomy the
+    two are the same.
+    """
+    anatomy = truth.get("anatomy")
+    if not anatomy:
+        return int(slot)
+    if layer == "cathode":
+        return max(cellqc_winding(truth, slot - 1, polar_deg, "cu"), 0)
+    start = anatomy["strip"]["cathode"]["start"]["strip_turns"]
+    inside = [k for k in truth_windings_with(truth, "cu", polar_deg)
+              if k < slot and truth_strip_position(truth, k, polar_deg) + 1.0 > start]
+    return len(inside)
+
+
 def truth_windings_with(truth: dict[str, Any], layer: str, polar_deg: float) -> list[int]:
     """Windings (along the ray at ``polar_deg``) in which ``layer`` exists."""
     n = truth["roll"]["windings"]

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from qc_app.auth import login_to_log
     from qc_app.cli import VERDICT_EXIT
     from qc_app.commands.inspect_cmd import print_summary
-    from qc_app.commands.phantom_cmd import describe_defect
+    from qc_app.commands.phantom_cmd import describe_anatomy, describe_defect
 
     db = args.db or default_db_path()
     operator = login_to_log(db, args, "inspect")  # before anything is written
@@ -102,9 +102,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"Demo cell {truth['cell_id']}: synthetic {truth['spec']['kind']} cell, "
           f"{truth['roll']['windings']} windings, {nz} × {ny} × {nx} voxels of {v:g} µm")
     print(f"  volume: {path}")
+    print("  anatomy (by design, never a finding):")
+    for line in describe_anatomy(truth):
+        print(f"    - {line}")
     print(f"  injected defects ({len(truth['defects'])}):")
     for d in truth["defects"]:
-        print(f"    - {describe_defect(d, v)}")
+        print(f"    - {describe_defect(d, v, truth)}")
     folder = path.parent
     inspection, iid = inspect_and_file(
         path, cell_id=truth["cell_id"], json_out=folder / "demo_result.json",

@@ -366,14 +366,22 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def describe_defect(d: dict[str, Any], voxel_um: float) -> str:
-    """One line per defect of a truth dict, for people."""
+def describe_defect(d: dict[str, Any], voxel_um: float, truth: dict[str, Any] | None = None) -> str:
+    """One line per defect of a truth dict, for people (windings as cellqc counts them when
+    the cell's ``truth`` is given)."""
     kind = d["kind"]
     where = ""
     if d.get("present"):
         z, y, x = d["centroid_zyx_px"]
         where = f" at (z {z:.1f}, y {y:.1f}, x {x:.1f}) px"
-    winding = f", winding {d['winding']}" if d.get("winding") is not None else ""
+    winding = ""
+    if d.get("winding") is not None:
+        from core.phantom.render import cellqc_winding
+
+        layer = "cu" if kind == "collector_deflection" else "cathode"
+        counted = cellqc_winding(truth, d["winding"], d["angle_deg"], layer) if truth else d["winding"]
+        slot = f" (slot {d['winding']} from the mandrel)" if counted != d["winding"] else ""
+        winding = f", winding {counted}{slot}"
     angle = f", {d['angle_deg']:.0f}°"
     if kind == "collector_deflection":
         size = f"Cu collector deflected {d['amplitude_um']:.0f} µm"
@@ -424,7 +432,7 @@ def run(args: argparse.Namespace) -> int:
     for line in describe_anatomy(truth):
         print(f"  {line}")
     for d in truth["defects"]:
-        print(f"  {describe_defect(d, spec.voxel_size_um)}")
+        print(f"  {describe_defect(d, spec.voxel_size_um, truth)}")
     return 0
 
 
