@@ -143,11 +143,14 @@ def test_cli_with_the_wrong_format_recipe_reviews_instead_of_failing(tmp_path, c
 def real_roll_geometry():
     """Geometry of the slices through the roll (60–99) at full slice resolution."""
     from core.geometry import measure_geometry
+    from core.inspect import geometry_params
     from core.io import Volume
+    from core.recipe import load_recipe
 
     vol = read_volume(DATA, voxel_size=SPACING)
     sub = Volume(np.stack([vol.slice(z) for z in range(60, 100)]), spacing_um=SPACING, source=str(DATA))
-    return sub, measure_geometry(sub)
+    # With the recipe's geometry parameters, as `cellqc inspect` measures it.
+    return sub, measure_geometry(sub, geometry_params(load_recipe("21700-nmc")))
 
 
 def test_real_roll_seam_tab_window_and_no_false_fail(real_roll_geometry):
