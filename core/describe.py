@@ -759,9 +759,12 @@ def metric_text(name: str, value: object, result: Mapping[str, Any] | None = Non
 
 
 def measurement_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Every metric of the result as (label, value with unit), in the result's order."""
+    """Every metric of the result as (label, value with unit): the known ones grouped by what
+    they measure (one order, whichever order the result was stored in), then any others by name."""
     metrics = result.get("metrics") or {}
-    return [(metric_label(name)[0], metric_text(name, value, result)) for name, value in metrics.items()]
+    known = [name for name in _METRICS if name in metrics]
+    others = sorted(name for name in metrics if name not in _METRICS)
+    return [(metric_label(name)[0], metric_text(name, metrics[name], result)) for name in known + others]
 
 
 # ---------------------------------------------------------------------------- ROI plans

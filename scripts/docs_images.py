@@ -165,21 +165,32 @@ def main(argv: list[str] | None = None) -> int:
     db.close()
     demo, _ = generate_demo_cell(home)
     real = not args.no_real and REAL.is_dir()
-    iid = gui_images(out, home, demo, real, only)
+    gui_names = {"gui-finding", "gui-engineer", "gui-map", "gui-real"}
+    iid = None
+    if only and not (only & gui_names):  # report pages only: the demo's last inspection in this home
+        db = open_log(db_path)
+        rows = list(db.query("SELECT id FROM inspections WHERE cell_id LIKE 'DEMO-%' AND status = 'complete' "
+                             "ORDER BY id DESC LIMIT 1"))
+        db.close()
+        iid = rows[0]["id"] if rows else None
+    if iid is None:
+        iid = gui_images(out, home, demo, real, only)
 
     report_names = {"report-page1", "report-checks", "report-map", "report-story"}
     if only and not (only & report_names):
         return 0
     from qc_app.cli import main as cli
 
+    os.environ["CELLQC_PASSWORD"] = SECRET  # the log has users: commands that file sign as the engineer
+    who = ["--user", USER]
     first = home / "report-first.pdf"
-    assert cli(["report", str(iid), "--db", str(db_path), "--out", str(first)]) == 0
+    assert cli(["report", str(iid), "--db", str(db_path), "--out", str(first), *who]) == 0
     pdf_pages(out, first, {1: "report-page1.png", 2: "report-checks.png",
-                           _pdf_page_of(first, "Unrolled cathode sheet"): "report-map.png"})
+                           _pdf_page_of(first, "coating) unrolled"): "report-map.png"})
     # The cell's story: an ROI plan for its findings, then the report written again from the log.
-    assert cli(["roi", "plan", str(iid), "--db", str(db_path)]) == 0
+    assert cli(["roi", "plan", str(iid), "--db", str(db_path), *who]) == 0
     story = home / "report-story.pdf"
-    assert cli(["report", str(iid), "--db", str(db_path), "--out", str(story)]) == 0
+    assert cli(["report", str(iid), "--db", str(db_path), "--out", str(story), *who]) == 0
     pdf_pages(out, story, {_pdf_page_of(story, "ROI local-tomography plans"): "report-story.png"})
     print(f"home: {home}")
     return 0

@@ -94,10 +94,14 @@ class ReportInputs:
         spacing = self.result.get("spacing_um") or [self.result.get("voxel_size_um")] * 3
         dz = float(spacing[0]) if spacing and spacing[0] else None
         if self.thickness_map_um is not None:
-            summary = ThicknessSummary.from_array(np.asarray(self.thickness_map_um), self.thickness_map_extent_mm, dz)
+            values = np.asarray(self.thickness_map_um)
+            summary = ThicknessSummary.from_array(values, self.thickness_map_extent_mm, dz)
             median = (self.result.get("metrics") or {}).get("cathode_sheet_thickness_median_um")
             if summary is not None and median:
                 summary.median_um = float(median)
+            if summary is None and self.thickness_note is None:
+                self.thickness_note = ("the thickness map holds no measured value" if values.ndim == 2
+                                       else f"the thickness map has shape {values.shape}, not 2-D")
             return summary
         if self.thickness_values_um is not None:
             values = np.asarray(self.thickness_values_um, dtype=np.float32).reshape(1, -1)

@@ -69,6 +69,13 @@ SEVERITY_BADGE = {
 }
 
 
+def _where_cell(where: str) -> str:
+    """"slice 8 (z 0.17 mm), winding 10, 102°" → the slice unbroken on one line, the rest below."""
+    first, _, rest = str(where).partition(", ")
+    text = _t(first).replace(" ", "&nbsp;")
+    return text + (f"<br/>{_t(rest)}" if rest else "")
+
+
 class _Doc:
     """Collects the flowables of one report."""
 
@@ -201,7 +208,7 @@ class _Doc:
                 self.p(f"<b>{_t(reason.label)}</b><br/><font size='7.2' color='{MUTED}'>{_t(reason.sentence)}</font>",
                        "cell"),
                 self.p(f"<b>{_t(reason.value)}</b><br/><font size='7.2'>{_t(reason.limit)}</font>", "cell"),
-                self.p(_t(reason.where).replace(", ", "<br/>", 1), "cell"),
+                self.p(_where_cell(reason.where), "cell"),
                 self.p(ids, "cell"),
             ])
         w = self.width
@@ -325,14 +332,22 @@ class _Doc:
         rows: list[list[Any]] = [[self.p("ID", "head"), self.p("Severity", "head"), self.p("What", "head"),
                                   self.p("Value", "headr"), self.p("Where", "head"),
                                   self.p("Description", "head")]]
+        roi_of: dict[str, list[str]] = {}  # the ROI scans planned for each finding (the cell's story)
+        for plan in self.inputs.roi_plans or []:
+            body = plan.get("plan") if isinstance(plan.get("plan"), Mapping) else plan
+            for fid in body.get("finding_ids") or []:
+                roi_of.setdefault(str(fid), []).append(f"#{plan.get('id')} ({plan.get('status') or 'planned'})")
         for f in findings:
             severity = str(f.get("severity") or "info").lower()
             badge = SEVERITY_BADGE.get(severity, (severity, "#EEEEEE", INK))
             loc = describe.finding_location(f, self.result)
-            where = "<br/>".join(_t(x) for x in (loc.slice_text(), loc.roll_text(), loc.span_text()) if x) or "—"
+            where = "<br/>".join(_t(x).replace(" ", "&nbsp;") if i == 0 else _t(x)
+                                 for i, x in enumerate((loc.slice_text(), loc.roll_text(), loc.span_text())) if x) or "—"
             sentence = describe.finding_sentence(f, self.result)
             if f.get("related"):
                 sentence += f". Also seen as {', '.join(str(x) for x in f['related'])}"
+            if roi_of.get(str(f.get("id"))):
+                sentence += f". ROI scan {', '.join(roi_of[str(f.get('id'))])}"
             rows.append([
                 self.p(f"<b>{_t(f.get('id'))}</b>", "cell"),
                 _badge(*badge, self.s),
