@@ -320,7 +320,7 @@ class _Doc:
                 self.p(value, "cellr"), self.p(_t(row.review), "cellr"), self.p(_t(row.fail), "cellr"), badge,
             ])
         w = self.width
-        self.add(_table(rows, [0.50 * w, 0.14 * w, 0.12 * w, 0.12 * w, 0.12 * w],
+        self.add(_table(rows, [0.46 * w, 0.18 * w, 0.12 * w, 0.12 * w, 0.12 * w],
                         extra=[("VALIGN", (0, 0), (-1, -1), "TOP")]))
 
     def findings_table(self) -> None:

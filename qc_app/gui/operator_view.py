@@ -213,7 +213,10 @@ class FindingsList(QtWidgets.QTreeWidget):
         for i in range(self.topLevelItemCount()):
             item = self.topLevelItem(i)
             if item.data(0, QtCore.Qt.ItemDataRole.UserRole) == finding_id:
-                self.setCurrentItem(item)
+                if item is self.currentItem():  # chosen again: go back to it (the view may have moved)
+                    self._current_changed(item, None)
+                else:
+                    self.setCurrentItem(item)
                 return
 
     def step(self, delta: int) -> None:

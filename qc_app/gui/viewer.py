@@ -461,10 +461,10 @@ class VolumeViewer(QtWidgets.QWidget):
     def reset_view(self) -> None:
         if self.volume is None:
             return
-        _, ny, nx = self.volume.shape
-        _, sy, sx = self._mm()
-        self.axial.getViewBox().enableAutoRange()
-        self.section.getViewBox().enableAutoRange()
+        for view in (self.axial, self.section):
+            box = view.getViewBox()
+            box.enableAutoRange()
+            box.updateAutoRange()  # now, not at the next paint: a finding chosen next zooms from here
 
     def zoom(self, factor: float) -> None:
         """Zoom the axial view about its centre (factor < 1 zooms in)."""
