@@ -83,6 +83,10 @@ def report_inputs(inspection: Inspection, inspection_id: int | None = None, audi
 def save_maps(inspection: Inspection, folder: str | Path) -> list[Path]:
     """Write the unrolled maps (``NAME.npz`` + ``NAME.png``) and a traced-layer overlay PNG.
 
+    The thickness map's PNG is the report's figure (:func:`core.report.figures.thickness_map_figure`:
+    deviation from the cell median, the recipe's limits on the colour bar, findings boxed and
+    named, anatomy hatched); the other maps are plain colour maps of their quantity.
+
     Raises
     ------
     core.errors.InputError
@@ -102,8 +106,22 @@ def save_maps(inspection: Inspection, folder: str | Path) -> list[Path]:
             with atomic_writer(target, suffix=".npz") as handle:
                 umap.save_npz(handle)
             written.append(target)
-            cmap = "RdBu" if "gap" in name else "viridis"
             target = folder / f"{name}.png"
+            if name == "cathode_thickness_um":
+                from core.fileio import atomic_write
+                from core.report.figures import NoFigure, thickness_map_figure
+                from core.report.thickness import ThicknessSummary
+
+                summary = ThicknessSummary.from_inspection(inspection)
+                try:
+                    png = thickness_map_figure(summary, inspection.result) if summary is not None else None
+                except NoFigure:
+                    png = None
+                if png is not None:
+                    atomic_write(target, png)
+                    written.append(target)
+                    continue
+            cmap = "RdBu" if "gap" in name else "viridis"
             written.append(render_map_png(umap, target, cmap=cmap))
         geometry = inspection.geometry
         if geometry is not None and geometry.roll_slices:
