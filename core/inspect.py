@@ -187,6 +187,9 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
     if slices_per_chunk is None and chunked.estimated_bytes(volume.shape) <= budget:
         geometry = measure_geometry(volume, geometry_params(recipe), progress=stage(0.0, 0.6), cancel=cancel)
         timings["geometry"] = time.perf_counter() - t0
+        if selection.mode == "auto" and selection.measured_can_outer_diameter_mm is None:
+            # The quick probe found no can (odd slices, heavy artifacts); the geometry's fits did.
+            recipe, selection = select_recipe(2e-3 * geometry.can_stat("outer_radius_um"))
         findings, metrics, raw_maps = _run_detectors(volume, geometry, recipe, {}, stage(0.6, 0.95), cancel,
                                                      segmenter, timings)
         maps = _unrolled_maps(geometry, raw_maps)

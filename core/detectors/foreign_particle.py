@@ -73,6 +73,15 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
                 mask[sl] |= (opened > 1.1 * level) & inside[sl]
         masks.append(mask)
     volume_mask = np.stack(masks)
+    # Fragments of one bright object (a tab whose brightness hovers about the limit breaks into
+    # dozens) are judged as the whole they make: joined across gaps of ~100 µm in the plane.
+    join = max(1, int(round(100.0 / px)))
+    joined = ndimage.binary_dilation(volume_mask, structure=np.ones((1, 3, 3), bool), iterations=join)
+    joined = ndimage.binary_dilation(joined, structure=np.ones((3, 1, 1), bool))  # and through slices
+    groups, _ = ndimage.label(joined)
+    strip_groups = {int(gl) for gl, gsl in enumerate(ndimage.find_objects(groups), start=1)
+                    if gsl is not None and _is_strip(*[a + b.start for a, b in zip(np.nonzero(
+                        (groups[gsl] == gl) & volume_mask[gsl]), gsl, strict=True)], px)}
     labels, n = ndimage.label(volume_mask)
     dz = g.spacing_um[0]
     findings = []
@@ -83,7 +92,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             continue
         zi, yi, xi = np.nonzero(labels[sl] == lab)
         zi, yi, xi = zi + sl[0].start, yi + sl[1].start, xi + sl[2].start
-        if _is_strip(yi, xi, zi, px):
+        if int(groups[zi[0], yi[0], xi[0]]) in strip_groups:
             strips += 1
             continue
         # The opening shrinks a sphere's outline by partial volume; add back half a voxel.
@@ -112,18 +121,19 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
 # A tab strip (Ni on the anode, brighter than the steel can) is millimetres wide and tens of µm
 # thick; metal debris is compact, or a flake well under this length.
 STRIP_MIN_LENGTH_UM = 2000.0
-STRIP_MIN_ASPECT = 4.0
+STRIP_MIN_ASPECT = 6.0
 
 
-def _is_strip(yi: np.ndarray, xi: np.ndarray, zi: np.ndarray, px_um: float) -> bool:
+def _is_strip(zi: np.ndarray, yi: np.ndarray, xi: np.ndarray, px_um: float) -> bool:
     """True for a bright object that is a tab, not a particle: in its largest slice it is at
-    least :data:`STRIP_MIN_LENGTH_UM` long and :data:`STRIP_MIN_ASPECT` times longer than thick."""
+    least :data:`STRIP_MIN_LENGTH_UM` long and :data:`STRIP_MIN_ASPECT` times longer than thick
+    (length² / area; a curved tab around the mandrel qualifies, a compact blob reads ~2.5)."""
+    if zi.size == 0:
+        return False
     z_best = int(np.bincount(zi).argmax())
     sel = zi == z_best
-    if sel.sum() < 3:
+    area_px = int(sel.sum())
+    if area_px < 3:
         return False
-    pts = np.column_stack([yi[sel], xi[sel]]).astype(float)
-    evals = np.sort(np.linalg.eigvalsh(np.cov(pts.T)))
-    length_um = 4.0 * math.sqrt(max(evals[1], 0.0)) * px_um  # ±2σ of a uniform bar ≈ its length
-    aspect = math.sqrt(max(evals[1], 1e-12) / max(evals[0], 1e-12))
-    return length_um >= STRIP_MIN_LENGTH_UM and aspect >= STRIP_MIN_ASPECT
+    length_px = math.hypot(np.ptp(yi[sel]) + 1, np.ptp(xi[sel]) + 1)
+    return length_px * px_um >= STRIP_MIN_LENGTH_UM and length_px**2 / area_px >= STRIP_MIN_ASPECT

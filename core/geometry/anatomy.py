@@ -232,11 +232,23 @@ def find_cathode_anatomy(rolls: list[SliceRoll], slice_um: float, *,
     thin = (thin_frac >= MIN_SLICE_FRACTION) & present
     thin = ndimage.binary_closing(thin, np.ones(2 * max(n_t // 360, 1) + 1, bool)) & present
     longest = int(MAX_SINGLE_SIDED_TURNS * n_t)
+    # Where the sheet was measured in too few slices (the seam, where every layer's ray index
+    # changes and the tracer leaves a few degrees out) the walk goes on, for up to 10°.
+    unknown = known < 0.5 * n_z
+    max_gap = max(n_t // 36, 1)
     for end, step, origin in (("inner", 1, first), ("outer", -1, last)):
-        j = origin
-        while 0 <= j < thin.size and thin[j] and abs(j - origin) < longest:
+        j, last_thin, gap_run = origin, None, 0
+        while 0 <= j < thin.size and abs(j - origin) < longest:
+            if thin[j]:
+                last_thin, gap_run = j, 0
+            elif unknown[j] and gap_run < max_gap:
+                gap_run += 1
+            else:
+                break
             j += step
-        a, b = (origin, j) if step > 0 else (j + 1, origin + 1)
+        if last_thin is None:
+            continue
+        a, b = (origin, last_thin + 1) if step > 0 else (last_thin, origin + 1)
         if b - a < max(n_t // 72, 2):  # under 5° of arc: the edge's own blur, not a stretch
             continue
         here = thick[:, a:b]

@@ -120,7 +120,10 @@ def detect_can(image: np.ndarray, pixel_um: float, z: int = 0, max_wall_um: floa
     except ValueError:
         return CanSlice(z, False, note="blank slice")
     mask = image > threshold
-    mask = ndimage.binary_fill_holes(ndimage.binary_opening(mask, iterations=2))
+    # Speckle is removed by an opening about 40 µm wide: wider (two iterations at 75 µm pixels)
+    # would break a 300 µm wall (4 pixels) and lose the can.
+    opening = int(np.clip(round(20.0 / pixel_um), 1, 2))
+    mask = ndimage.binary_fill_holes(ndimage.binary_opening(mask, iterations=opening))
     labels, n = ndimage.label(mask)
     if n == 0:
         return CanSlice(z, False, note="no object in slice")

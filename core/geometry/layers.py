@@ -470,6 +470,15 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
     rows = np.arange(n_t)
     shape = (k_max, n_t)
     inner_e, outer_e, thick, gap, inten = (np.full(shape, np.nan, np.float32) for _ in range(5))
+    # Halfway between the roll's dark layers (separator, electrolyte: its 10th percentile) and
+    # its coated cathode (the 90th: the cathode fills ~40 % of the stack, the Cu is thin): a
+    # band darker than this is a foil without coating, not a sheet to take levels from.
+    finite_cu = cu_idx[np.isfinite(cu_idx)]
+    lo_r = int(max(np.min(finite_cu), 0)) if finite_cu.size else 0
+    hi_r = int(min(np.max(finite_cu) + pitch_px, n_rho)) if finite_cu.size else n_rho
+    inside_roll = wide[:, lo_r:hi_r][:, ::2]
+    coated_level = (0.5 * (np.percentile(inside_roll, 10) + np.percentile(inside_roll, 90))
+                    if inside_roll.size else -np.inf)
     contact = np.zeros(shape, bool)
     for k in range(k_max):
         a = cu_idx[k]
@@ -490,6 +499,12 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
         # of a noisy profile is biased upwards, which would bias every thickness down.
         aligned = np.clip(c[:, None] + offsets[None, :], 0, len(offsets) - 1)
         sample = np.nonzero(ok)[0][::4]  # a statistic: every 4th angle is plenty
+        if sample.size >= 8:
+            # From the coated sheet only: an uncoated tab window can be most of an inner turn
+            # (17 mm of 30), and its foil-only profile would set the levels (a generated
+            # 18650's coated part of that turn then read 16 % thick).
+            coated = wwin[sample, c[sample]] >= coated_level
+            sample = sample[coated] if coated.sum() >= 8 else sample
         template = np.median(win[sample[:, None], aligned[sample]], axis=0) if sample.size else np.full(win.shape[1], np.nan)
         quarter = max(half // 2, 1)
         peak_level = float(np.nanmax(template[half - quarter:half + quarter + 1]))

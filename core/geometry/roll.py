@@ -29,6 +29,7 @@ from core.geometry.layers import (
     SliceRoll,
     analyze_slice,
     angles_for_radius,
+    near_layer_ends,
     refine_frame,
 )
 from core.geometry.unwrap import EllipticFrame, UnwrapGrid
@@ -588,6 +589,58 @@ def _skip_roll_ends(slices: list[SliceRoll], tolerance: float = 0.2,
             s.is_roll = False
             s.note = (f"roll end: cathode sheets {100 * off_t:.0f} % thicker/thinner and {100 * off_i:.0f} % "
                       f"brighter/darker than the roll's interior (electrode edges, tabs): skipped")
+            continue
+        missing = _sector_without_cathode(s, ref_i, ref_cov)
+        if missing is not None:
+            s.is_roll = False
+            s.note = (f"roll end: no cathode in most windings at {missing:.0f}° (the cathode's edge crosses the "
+                      f"slice there; the anode overhangs it): skipped")
+
+
+# A sector whose sheets are this much darker than the interior's, in every winding at once, is
+# cut by the cathode's edge (partial volume along the axis), not by a defect in one sheet.
+EDGE_SECTOR_BRIGHTNESS = 0.85
+
+
+def _sector_without_cathode(s: SliceRoll, ref_inten: float, ref_cov: float, sectors: int = 36,
+                            level: float = 0.75) -> float | None:
+    """The angle (degrees) of a sector where most windings have no cathode sheet, else None.
+
+    The cathode's edge at a roll end is not flat: it wanders with the angle (the overhang
+    varies by hundreds of µm round the roll), so a slice can cross it over part of the circle
+    only. There every winding's cathode is missing at once, a sector-wide absence that no
+    defect makes (a void or a thin patch is in one sheet, a tab window in one winding). In
+    such a slice the layer pattern changes and the collectors cannot be traced against the
+    roll's: the slice is a roll end, left to the overhang detector.
+    """
+    k = s.windings
+    if k < 3 or not math.isfinite(ref_inten) or ref_inten <= 0 or s.t_rad.size < sectors:
+        return None
+    thick, inten = s.sheet_thickness_um[:k], s.sheet_intensity[:k]
+    with np.errstate(invalid="ignore"):
+        sheet = np.isfinite(thick) & (inten >= 0.6 * ref_inten)
+    # Where the layers' ray index changes (the seam, the outer end) the tracer leaves gaps in
+    # every winding at once: not looked at.
+    ends = near_layer_ends(s, 360.0 / sectors)
+    bounds = np.linspace(0, s.t_rad.size, sectors + 1).astype(int)
+    frac = np.array([sheet[:, a:b][:, ~ends[a:b]].mean() if (~ends[a:b]).sum() >= 0.5 * (b - a) else np.nan
+                     for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+    if not np.isfinite(frac).any():
+        return None
+    frac = np.where(np.isfinite(frac), frac, np.nanmedian(frac))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        bright = np.array([np.nanmedian(inten[:, a:b][:, ~ends[a:b]]) if (~ends[a:b]).any() else np.nan
+                           for a, b in zip(bounds[:-1], bounds[1:], strict=True)]) / ref_inten
+    typical = float(np.median(frac))
+    # Where the edge lies inside the slice's thickness the sheets are there at part of their
+    # brightness (partial volume along the axis: 0.7–0.85 seen), and the collectors cannot be
+    # traced there either.
+    weak = (frac < level * typical) | (np.isfinite(bright) & (bright < EDGE_SECTOR_BRIGHTNESS))
+    if typical > 0 and weak.any():
+        worst = int(np.argmin(np.where(weak, frac + np.nan_to_num(bright, nan=1.0), np.inf)))
+        return float(np.degrees(s.t_rad[(bounds[worst] + bounds[worst + 1]) // 2]))
+    return None
 
 
 def _mask_sheet_ends(slices: list[SliceRoll], slice_um: float, tolerance: float = 0.25,

@@ -156,28 +156,37 @@ def find_uncoated_zones(rolls: list[SliceRoll], slice_um: float, min_height_um: 
     ref_seam = rolls[len(rolls) // 2].seam_deg  # positions of every slice count from this seam
     thick = np.array([_along(s, s.sheet_thickness_um, k_max, ref_seam) for s in rolls])  # (z, positions)
     mid = np.array([_along(s, 0.5 * (s.sheet_inner_um + s.sheet_outer_um), k_max, ref_seam) for s in rolls])
-    known = np.isfinite(thick)
+    measured = np.isfinite(thick)
+    # A sheet the band tracer found nothing of, between two traced collectors (and not hidden
+    # by a collector pressed on it): the foil alone, too faint to trace (seen at 25 µm voxels,
+    # where a 15 µm Al foil is no band).
+    cu = np.array([_along(s, s.cu_radius_um, k_max, ref_seam) for s in rolls])
+    touching = np.array([_along(s, s.sheet_cu_contact.astype(np.float32), k_max, ref_seam) for s in rolls]) > 0
+    bracketed = np.isfinite(cu) & np.isfinite(np.concatenate([cu[:, n_t:], np.full((len(rolls), n_t), np.nan)], axis=1))
+    empty = bracketed & ~measured & ~touching
+    known = measured | empty
     seen = known.sum(axis=0)
     enough = seen >= MIN_SLICE_FRACTION * len(rolls)
     # Each winding against its own typical thickness (inner turns may differ), from its coated
-    # part: a 15 mm window is 40 % of an inner turn and would pull a plain median down.
+    # part only: a window can be most of an inner turn (17 mm of a 30 mm turn), which would
+    # pull the winding's plain median down to the foil.
+    roll_typical = float(np.nanmedian(thick)) if measured.any() else math.nan
     ref = np.full(k_max * n_t, np.nan)
     for k in range(k_max):
         block = thick[:, k * n_t:(k + 1) * n_t]
-        if np.isfinite(block).any():
-            rough = np.nanmedian(block)
-            coated = block[np.isfinite(block) & (block > UNCOATED_FRACTION * rough)]
-            ref[k * n_t:(k + 1) * n_t] = np.median(coated) if coated.size else rough
+        coated = block[np.isfinite(block) & (block > UNCOATED_FRACTION * roll_typical)]
+        if coated.size:
+            ref[k * n_t:(k + 1) * n_t] = np.median(coated)
     with np.errstate(invalid="ignore"):
         def over_height(level: float) -> np.ndarray:
-            thin = known & (thick < level * ref[None, :])
+            thin = (measured & (thick < level * ref[None, :])) | empty
             return thin.sum(axis=0) / np.maximum(seen, 1)
 
         fraction = over_height(UNCOATED_FRACTION)
         strip = (fraction >= MIN_SLICE_FRACTION) & enough
         # Where one side's coating resumes before the other's (offset windows are usual) or
         # the coating tapers, the sheet is thinner over the whole height too: part of the zone.
-        typical = np.nanmedian(np.where(enough[None, :], thick, 0.0), axis=0)  # (NaN-free columns only)
+        typical = np.nanmedian(np.where(enough[None, :], np.where(empty, 0.0, thick), 0.0), axis=0)
         edges = (typical < EDGE_FRACTION * ref) & enough
     # The edge tracer finds the odd noise band inside the strip: close gaps of ~1°.
     gap = np.ones(2 * max(int(n_t / 360), 1) + 1, bool)
