@@ -536,7 +536,7 @@ def check_rows(result: Mapping[str, Any]) -> list[CheckRow]:
         suffix, sign = "", None
         if key == "cathode_thickness_max_deviation_pct":
             area = _rule_area(members)
-            suffix = f" over ≥ {quantity(area, 'mm²', limit=True)}" if area is not None else ""
+            suffix = f", ≥ {quantity(area, 'mm²', limit=True)}" if area is not None else ""
             sign = "±"
         rows.append(CheckRow(key=key, detector=det, label=label, definition=definition, value=value,
                              review=_limit_text(review, unit, lower, sign) + (suffix if review is not None else ""),

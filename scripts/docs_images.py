@@ -9,7 +9,8 @@ It makes the demo cell (``cellqc demo``'s), inspects it in the workstation (a lo
 engineer), and saves:
 
 - ``gui-finding.png``      operator station at 1440 × 900, the worst finding chosen;
-- ``gui-engineer.png``     engineer mode at 1440 × 900 (finding details and the recipe's checks);
+- ``gui-engineer.png``     engineer mode at 1440 × 900 (the chosen finding's details);
+- ``gui-checks.png``       the same, the Checks tab (the recipe's checks, as in the report);
 - ``gui-engineer-1920.png`` the same at 1920 × 1080;
 - ``gui-map.png``          the unrolled thickness map tab;
 - ``gui-real.png``         the real 21700 scan (``../shared/data/real/cell21700_top``) at 1440 × 900,
@@ -95,6 +96,9 @@ def gui_images(out: Path, home: Path, demo: Path, real: bool, only: set[str]) ->
     if not only or "gui-engineer" in only:
         assert window.login_engineer(USER, SECRET), window.last_error
         _grab(window, out / "gui-engineer.png", app)
+        window.engineer.setCurrentWidget(window.engineer.checks)
+        _grab(window, out / "gui-checks.png", app)
+        window.engineer.setCurrentWidget(window.engineer.finding)
         window.resize(1920, 1080)
         _grab(window, out / "gui-engineer-1920.png", app)
         window.resize(1440, 900)
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     pdf_pages(out, first, {1: "report-page1.png", 2: "report-checks.png",
                            _pdf_page_of(first, "coating) unrolled"): "report-map.png"})
     # The cell's story: an ROI plan for its findings, then the report written again from the log.
-    assert cli(["roi", "plan", str(iid), "--db", str(db_path), *who]) == 0
+    assert cli(["roi", "plan", str(iid), "--db", str(db_path), "--replace", *who]) == 0
     story = home / "report-story.pdf"
     assert cli(["report", str(iid), "--db", str(db_path), "--out", str(story), *who]) == 0
     pdf_pages(out, story, {_pdf_page_of(story, "ROI local-tomography plans"): "report-story.png"})

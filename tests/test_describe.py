@@ -113,7 +113,7 @@ def test_a_patch_sentence_names_its_areas_once_and_the_check_is_the_worst_patch(
     worst = min(patches, key=lambda f: (describe.SEVERITY_RANK[f["severity"]], -abs(f["value"])))
     assert row.value == value_text(worst) and row.finding_id == worst["id"]
     assert "48" not in row.value  # the single-sample statistic is not what the rule judged
-    assert row.review == "±10 % over ≥ 0.1 mm²" and row.fail == "±20 % over ≥ 0.1 mm²"
+    assert row.review == "±10 %, ≥ 0.1 mm²" and row.fail == "±20 %, ≥ 0.1 mm²"
     assert row.status == ("FAIL" if any(f["severity"] == "fail" for f in patches) else "REVIEW")
 
 

@@ -207,6 +207,11 @@ def test_report_from_the_log_is_the_same_report_and_tells_the_plans(case):
         assert (heading in flat) == (heading in case["flat"])
     assert ("coating) unrolled" in flat) == ("coating) unrolled" in case["flat"])
     assert "thickness map kept for this inspection" not in flat  # found beside the log, hash checked
+    from core.report.keep import data_dir
+
+    kept = list(data_dir(case["db"]).glob("*.npz"))
+    if "coating) unrolled" in flat:
+        assert kept and all(p.stat().st_size < 512 * 1024 for p in kept), "a kept map is not a few hundred kB"
     if not any(f["severity"] in ("fail", "review") for f in case["result"]["findings"]):
         return
     objective = get_objective()

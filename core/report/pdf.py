@@ -213,7 +213,7 @@ class _Doc:
             ])
         w = self.width
         extra = [("SPAN", (1, i), (-1, i)) for i in spans] + [("VALIGN", (0, 0), (-1, -1), "TOP")]
-        self.add(_table(rows, [0.12 * w, 0.46 * w, 0.16 * w, 0.17 * w, 0.09 * w], zebra=False, extra=extra))
+        self.add(_table(rows, [0.11 * w, 0.43 * w, 0.15 * w, 0.21 * w, 0.10 * w], zebra=False, extra=extra))
         if len(reasons) > len(shown):
             self.note(f"… and {len(reasons) - len(shown)} more (all findings are listed on page 2).")
 
@@ -357,7 +357,7 @@ class _Doc:
                 self.p(_t(sentence), "small"),
             ])
         w = self.width
-        self.add(_table(rows, [0.06 * w, 0.12 * w, 0.16 * w, 0.12 * w, 0.18 * w, 0.36 * w],
+        self.add(_table(rows, [0.06 * w, 0.11 * w, 0.15 * w, 0.11 * w, 0.21 * w, 0.36 * w],
                         extra=[("VALIGN", (0, 0), (-1, -1), "TOP")]))
 
     def measurements(self) -> None:
