@@ -57,9 +57,19 @@ def _settle(app, rounds: int = 6) -> None:
         time.sleep(0.05)
 
 
+def shrink(path: Path) -> None:
+    """Palette-quantise a PNG (256 colours, Pillow) to keep the docs small."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
+
+
 def _grab(window, path: Path, app) -> None:
     _settle(app)
     window.save_screenshot(path)
+    shrink(path)
     print(f"{path}  {window.width()} × {window.height()}")
 
 
@@ -127,6 +137,7 @@ def pdf_pages(out: Path, pdf: Path, pages: dict[int, str], dpi: int = 80) -> Non
             if number == -1:
                 number = len(files)
             shutil.copyfile(files[number - 1], out / name)
+            shrink(out / name)
             print(f"{out / name}  page {number} of {len(files)}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
