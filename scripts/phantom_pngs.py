@@ -1,9 +1,15 @@
-"""Save PNGs of a synthetic cell for a visual check: a whole slice and defect close-ups.
+"""Save PNGs of a synthetic cell for a visual check: a whole slice, defect close-ups and side
+views of the top and bottom of a cell.
 
 Run: ``.venv/bin/python scripts/phantom_pngs.py [OUT_DIR]`` (default /tmp/cellqc_pngs).
 Writes ``phantom_slice.png`` (the centre slice of the demo-like cell with realistic artifacts,
-truth defect boxes in colour) and ``phantom_defects.png`` (one close-up per defect: the
-realistic render and the noise-free render side by side, the truth box drawn on both).
+truth defect boxes in colour), ``phantom_defects.png`` (one close-up per defect: the
+realistic render and the noise-free render side by side, the truth box drawn on both),
+``phantom_side_top.png`` (a 21700's top at the real scan's voxels, 67.94 × 33.97 × 33.97 µm:
+side view through the axis with the truth's groove, crimp, cap and roll-end heights marked,
+above the real 21700 top scan's side view ``vol[:, 364, :]`` when ``../shared/data/real`` is
+there) and ``phantom_side_bottom.png`` (an 18650's bottom: roll end, negative tab, can
+bottom).
 """
 
 from __future__ import annotations
@@ -103,7 +109,69 @@ def main(out_dir: str = "/tmp/cellqc_pngs") -> None:
     fig.tight_layout()
     fig.savefig(out / "phantom_defects.png", dpi=90)
     plt.close(fig)
-    print(f"wrote {out / 'phantom_slice.png'} and {out / 'phantom_defects.png'}")
+    side_views(out)
+    print(f"wrote {out / 'phantom_slice.png'}, {out / 'phantom_defects.png'}, "
+          f"{out / 'phantom_side_top.png'} and {out / 'phantom_side_bottom.png'}")
+
+
+def _real_top() -> np.ndarray | None:
+    folder = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "cell21700_top"
+    files = sorted(folder.glob("im*.tif"))
+    if not files:
+        return None
+    import tifffile
+
+    return np.stack([tifffile.imread(f) for f in files])
+
+
+def _side(ax, cell, title: str) -> None:
+    truth = cell.truth
+    vol = cell.volume.array
+    dz, v, _ = truth["spacing_um"]
+    cy, _ = truth["axis_center_yx_px"][0]
+    ax.imshow(vol[:, int(round(cy)), :], cmap="gray", vmin=-0.1, vmax=3.0, aspect=dz / v)
+    can = truth["anatomy"]["can"]
+    marks = {"groove": can["groove"]["z_range_px"], "crimp": can["crimp"]["z_range_px"],
+             "cap": can["cap"]["z_range_px"], "can bottom": can["bottom"]["z_range_px"]}
+    for side, end in truth["anatomy"]["roll_ends"].items():
+        marks[f"{side} separator edge"] = [end["separator_edge_z_px"]] * 2
+        marks[f"{side} anode edge"] = [end["anode_edge_z_px"]] * 2
+    nx = vol.shape[2]
+    for i, (name, (z0, z1)) in enumerate(marks.items()):
+        if -0.5 <= z1 and z0 <= vol.shape[0] - 0.5:
+            colour = f"C{i}"
+            ax.axhline(z0, color=colour, lw=0.6, ls="--")
+            ax.axhline(z1, color=colour, lw=0.6, ls="--")
+            ax.text(nx + 4, 0.5 * (z0 + z1), name, color=colour, fontsize=8, va="center")
+    ax.set_title(title)
+
+
+def side_views(out: Path) -> None:
+    """Side views through the axis of a synthetic top and bottom of a cell."""
+    from core.phantom import random_anatomy
+
+    spec = CellSpec(kind="21700", voxel_size_um=33.97, slice_spacing_um=67.94, region="top")
+    top = make_cell(spec, [], Artifacts(), seed=3)
+    real = _real_top()
+    fig, axes = plt.subplots(2 if real is not None else 1, 1, figsize=(13, 9 if real is not None else 5),
+                             squeeze=False)
+    _side(axes[0, 0], top, "synthetic 21700 top (default anatomy), 67.94 × 33.97 × 33.97 µm voxels")
+    if real is not None:
+        axes[1, 0].imshow(real[:, 364, :], cmap="gray", aspect=67.94 / 33.97)
+        axes[1, 0].set_title("real 21700 top (../shared/data/real/cell21700_top), vol[:, 364, :]")
+    fig.tight_layout()
+    fig.savefig(out / "phantom_side_top.png", dpi=80)
+    plt.close(fig)
+    rng = np.random.default_rng(11)
+    spec = CellSpec(kind="18650", voxel_size_um=25.0, slice_spacing_um=50.0, region="bottom")
+    spec = CellSpec(kind="18650", voxel_size_um=25.0, slice_spacing_um=50.0, region="bottom",
+                    anatomy=random_anatomy(rng, "18650", spec))
+    bottom = make_cell(spec, [], Artifacts(), seed=11)
+    fig, ax = plt.subplots(figsize=(13, 5))
+    _side(ax, bottom, "synthetic 18650 bottom (random anatomy, seed 11), 50 × 25 × 25 µm voxels")
+    fig.tight_layout()
+    fig.savefig(out / "phantom_side_bottom.png", dpi=80)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -74,14 +74,25 @@ def _centre_from_collectors(s, measured_mid: np.ndarray, fallback: np.ndarray) -
         return out
     between = 0.5 * (cu[:k_here] + cu[1:k_here + 1])
     between = nan_gaussian(between, (0.0, 2.0), min_weight=0.5)  # a few samples: trace noise only
+    # Where one collector bends away from the other (a deflected foil: the gap between them
+    # changes) their midpoint leaves the sheet, which did not move: there the sheet's own smooth
+    # path is its centre (a 114 µm deflection read as a 1 mm "void" beside it otherwise).
+    seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
+    gap = cu[1:k_here + 1] - cu[:k_here]
+    bent = np.abs(smooth_path_residual(gap, s.t_rad, seam, s.direction)) > DEFLECTED_GAP_UM
     for k in range(k_here):
         ok = np.isfinite(between[k]) & np.isfinite(measured_mid[k])
         if ok.sum() < 16:
             continue
         offset = float(np.median(measured_mid[k, ok] - between[k, ok]))
-        use = np.isfinite(between[k])
+        use = np.isfinite(between[k]) & ~ndimage.binary_dilation(bent[k], iterations=3)
         out[k, use] = between[k, use] + offset
     return out
+
+
+# A change of the gap between two collectors beyond this (µm) is one of them bent: their midpoint
+# is no guide to the sheet between them (the deflection review limit is 30 µm).
+DEFLECTED_GAP_UM = 20.0
 
 
 def judge_void(volume_mm3: float, length_um: float, rules: dict[str, float]) -> tuple[str, str]:

@@ -23,6 +23,9 @@ from core.geometry.layers import SliceRoll
 # What is left of a sheet without coating: the Al foil (~15 µm of a ~150 µm sheet), widened
 # by blur. Coating voids and thin patches leave far more than this.
 UNCOATED_FRACTION = 0.4
+# Brighter than this fraction of the coated sheet's band is coating (NMC); the foil and the Al
+# tab welded on it read ~0.45 of it (the materials' attenuations), with blur less.
+UNCOATED_BRIGHTNESS = 0.65
 # The strip runs across the electrode's whole width: nearly every slice through the roll.
 MIN_SLICE_FRACTION = 0.8
 # Below this the sheet is thinned over the strip's whole height next to it: coated on one
@@ -155,6 +158,7 @@ def find_uncoated_zones(rolls: list[SliceRoll], slice_um: float, min_height_um: 
     order_mid = sheet_order(rolls[len(rolls) // 2])
     ref_seam = rolls[len(rolls) // 2].seam_deg  # positions of every slice count from this seam
     thick = np.array([_along(s, s.sheet_thickness_um, k_max, ref_seam) for s in rolls])  # (z, positions)
+    inten = np.array([_along(s, s.sheet_intensity, k_max, ref_seam) for s in rolls])
     mid = np.array([_along(s, 0.5 * (s.sheet_inner_um + s.sheet_outer_um), k_max, ref_seam) for s in rolls])
     measured = np.isfinite(thick)
     # A sheet the band tracer found nothing of, between two traced collectors (and not hidden
@@ -177,9 +181,18 @@ def find_uncoated_zones(rolls: list[SliceRoll], slice_um: float, min_height_um: 
         coated = block[np.isfinite(block) & (block > UNCOATED_FRACTION * roll_typical)]
         if coated.size:
             ref[k * n_t:(k + 1) * n_t] = np.median(coated)
+    # The Al tab welded in the window is a band about as thick as the sheet but as faint as the
+    # foil (Al, not NMC): uncoated too. Brightness per winding against its coated part.
+    iref = np.full(k_max * n_t, np.nan)
+    for k in range(k_max):
+        block_t, block_i = thick[:, k * n_t:(k + 1) * n_t], inten[:, k * n_t:(k + 1) * n_t]
+        coated = np.isfinite(block_i) & np.isfinite(block_t) & (block_t > UNCOATED_FRACTION * roll_typical)
+        if coated.any():
+            iref[k * n_t:(k + 1) * n_t] = np.median(block_i[coated])
     with np.errstate(invalid="ignore"):
         def over_height(level: float) -> np.ndarray:
             thin = (measured & (thick < level * ref[None, :])) | empty
+            thin |= measured & (inten < UNCOATED_BRIGHTNESS * iref[None, :])
             return thin.sum(axis=0) / np.maximum(seen, 1)
 
         fraction = over_height(UNCOATED_FRACTION)
@@ -188,8 +201,9 @@ def find_uncoated_zones(rolls: list[SliceRoll], slice_um: float, min_height_um: 
         # the coating tapers, the sheet is thinner over the whole height too: part of the zone.
         typical = np.nanmedian(np.where(enough[None, :], np.where(empty, 0.0, thick), 0.0), axis=0)
         edges = (typical < EDGE_FRACTION * ref) & enough
-    # The edge tracer finds the odd noise band inside the strip: close gaps of ~1°.
-    gap = np.ones(2 * max(int(n_t / 360), 1) + 1, bool)
+    # The edge tracer finds the odd noise band inside the strip, and a window across the seam
+    # is interrupted where every layer's ray index changes (±4° not traced): close gaps of 10°.
+    gap = np.ones(2 * max(int(5 * n_t / 360), 1) + 1, bool)
     strip = ndimage.binary_closing(strip, gap)
     edges = ndimage.binary_closing(edges | strip, gap)
     if within is not None:

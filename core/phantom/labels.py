@@ -9,7 +9,8 @@ never rendered: outside the can the image is simply zero).
 
 The five classes of the learned segmenter (``core.segment``):
 
-0. background, can and separator: air, gas, steel, tabs, foreign particles, separator film;
+0. background, can and separator: air, gas, steel, tabs (Al and Ni), foreign particles,
+   separator film, polymer parts (end tape, gasket, insulators) and the cap's Al vent plate;
 1. electrolyte and void: free liquid or gas between solids — delamination voids, the gap
    between the roll and the can;
 2. anode coating (graphite);
@@ -30,6 +31,7 @@ from core.phantom.spec import MATERIAL_MU, Artifacts, CellSpec, Defect
 CLASSES = ("background_can_separator", "electrolyte_void", "anode_coating", "cu_collector", "cathode_sheet")
 MATERIAL_CLASS = {
     "air": 0, "gas": 0, "steel": 0, "tab": 0, "particle": 0, "separator": 0,
+    "tab_al": 0, "tab_ni": 0, "polymer": 0, "al_part": 0,
     "electrolyte": 1, "void": 1,
     "anode": 2,
     "cu": 3,
@@ -62,9 +64,9 @@ def class_fractions(spec: CellSpec, defects: list[Defect] | None = None, seed: i
     """Fraction of every voxel filled by each class: float32 (n_classes, z, y, x), sums to 1.
 
     ``spec``, ``defects`` and ``seed`` must be those of the :func:`core.phantom.make_cell`
-    call whose truth is wanted (the seed fixes the coating jitter). Roll ends
-    (``spec.roll_end_um``) are rendered too: the cathode's and anode's ends mix in gas and
-    electrolyte exactly as in the image.
+    call whose truth is wanted (the seed fixes the coating jitter). The anatomy is rendered
+    too (electrode ends and single-sided stretches leave electrolyte, tabs are class 0, roll
+    ends mix the sheets with gas and electrolyte exactly as in the image).
     """
     from core.phantom.render import make_cell
 

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 CellKind = Literal["18650", "21700"]
+Region = Literal["middle", "top", "bottom", "full"]
+REGIONS = ("middle", "top", "bottom", "full")
 
 # Relative linear attenuation of the materials (arbitrary units, cathode coating = 1).
 # Ordering follows lab CT at ~100 kV: steel and Cu brightest, NMC bright, Al and graphite
@@ -31,7 +33,178 @@ MATERIAL_MU: dict[str, float] = {
     "steel": 2.4,
     "tab": 1.6,
     "particle": 4.5,
+    # Anatomy of a real cell: the positive tab (Al, faint like the foil), the negative tab
+    # (Ni, bright like Cu), polymer parts (end tape, gasket, insulator discs) and the Al
+    # vent plate of the cap assembly.
+    "tab_al": 0.45,
+    "tab_ni": 3.1,
+    "polymer": 0.15,
+    "al_part": 0.45,
 }
+
+
+@dataclass
+class Anatomy:
+    """What every healthy wound cell has, by design (never a defect): sizes in µm or turns.
+
+    Positions along the wound strip are *strip positions* ``s`` in turns: the layer of
+    winding ``k`` (counted along a ray from the mandrel, see :class:`CellSpec`) at spiral
+    angle ``psi`` lies at ``s = k + psi / 2π`` (``psi`` = 0 at ``spiral_start_deg``). The
+    separators start at ``s = 0`` around the mandrel hole. The layer stack keeps its pitch
+    where an electrode has ended: the missing layers are electrolyte inside the roll (gas
+    beyond the roll's ends).
+
+    Attributes
+    ----------
+    separator_inner_turns : float
+        Separator-only turns around the mandrel: the anode starts at this strip position.
+    cathode_start_lag_turns : float
+        The cathode starts this far (turns) after the anode.
+    cathode_end_lead_turns : float
+        The cathode ends this far before the anode.
+    separator_outer_turns : float
+        Separator-only turns after the anode's end.
+    outer_slack_turns : float
+        The separators end this many turns before the last winding slot ends (sets the
+        angle of the outer end; the slots are ``CellSpec.windings``).
+    end_tape_turns, end_tape_um : float
+        End tape (polymer) on the last separator wrap, over its last ``end_tape_turns``
+        (0: none), ``end_tape_um`` thick.
+    anode_inner_single_turns : float
+        The anode's inner coating (facing the axis) is left off over its first turns.
+    cathode_outer_single_turns : float
+        The cathode's outer coating (facing the can) is left off over its last turns.
+    anode_outer_single_past_cathode : bool
+        The anode's outer coating is left off beyond the cathode's end (it faces no cathode).
+    tab_window_mm : float
+        Uncoated tab window of the cathode (both coatings off) in mm of strip; 0: none (and
+        no positive tab).
+    tab_window_position : float
+        Centre of the window as a fraction of the cathode's length (0.5: a mid-tab cell).
+    positive_tab_width_mm, positive_tab_um : float
+        The Al tab strip in the window: width along the strip, thickness (centred on the
+        foil; where thicker than the sheet it takes the place of its neighbours).
+    positive_tab_offset_mm : float
+        Tab centre relative to the window centre, along the strip.
+    negative_tab : {"inner", "outer", "none"}
+        Ni tab on the anode's Cu at its inner end (on the face left uncoated by
+        ``anode_inner_single_turns``) or outer end (on the outer face beyond the cathode's
+        end; needs ``anode_outer_single_past_cathode``).
+    negative_tab_width_mm, negative_tab_um : float
+        Width along the strip and thickness of the Ni tab.
+    negative_tab_from_end_mm : float
+        Gap between the anode's end and the tab's near edge, along the strip.
+    tab_rise_um : float
+        Straight part of each tab beyond the separator's edge before it bends over towards
+        the cap (positive tab, top) or the can bottom (negative tab, bottom).
+    wobble_um : float
+        Innermost-turn irregularity: the layers near the mandrel are pushed inwards (into
+        the hole) by up to this much, ``wobble_um · g(psi) · w(s)`` with ``g`` in [0, 1]
+        from ``wobble_harmonics`` and ``w`` a raised cosine falling from 1 at ``s = 0`` to 0
+        at ``s = wobble_fade_turns``.
+    wobble_fade_turns : float
+        Strip position where the wobble has faded out.
+    wobble_harmonics : tuple of (order, relative amplitude, phase_deg)
+        Shape of ``g`` around the turn (normalised to [0, 1]).
+    overhang_top_um, overhang_top_amplitude_um, overhang_top_angle_deg : float or None
+        Anode overhang over the cathode at the top end, ``mean + amplitude · cos(angle -
+        angle_deg)`` µm (``None``: the ``CellSpec.anode_overhang_*`` fields).
+    overhang_bottom_um, overhang_bottom_amplitude_um, overhang_bottom_angle_deg : float
+        The same at the bottom end.
+    separator_beyond_anode_top_um, separator_beyond_anode_bottom_um : float
+        How far the separators reach beyond the anode's edge at each end.
+    groove_depth_um, groove_height_um : float
+        The bead (groove) pressed into the can below the cap: the can's radius is smaller
+        by ``groove_depth_um`` at its centre (raised-cosine profile of full height
+        ``groove_height_um``).
+    groove_gap_um : float
+        From the groove's lower end down to the separators' top edge.
+    crimp_inward_um : float
+        The can's rim is curled in over the cap by this much (from the can's outer face).
+    cap_um : float
+        Sheet thickness of the cap (terminal disc and flange) and of the vent plate.
+    flange_drop_um : float
+        The cap's flange lies this far below the terminal's top face.
+    gasket_um : float
+        Polymer gasket between the crimped rim and the flange.
+    can_bottom_um : float
+        Thickness of the can's bottom disc.
+    bottom_gap_um : float
+        From the separators' bottom edge to the can bottom's inner face.
+    insulator_um : float
+        Polymer insulator discs above and below the roll (0: none).
+    """
+
+    separator_inner_turns: float = 1.0
+    cathode_start_lag_turns: float = 0.3
+    cathode_end_lead_turns: float = 0.25
+    separator_outer_turns: float = 1.0
+    outer_slack_turns: float = 0.4
+    end_tape_turns: float = 0.3
+    end_tape_um: float = 40.0
+    anode_inner_single_turns: float = 0.7
+    cathode_outer_single_turns: float = 0.6
+    anode_outer_single_past_cathode: bool = True
+    tab_window_mm: float = 12.0
+    tab_window_position: float = 0.5
+    positive_tab_width_mm: float = 4.0
+    positive_tab_um: float = 120.0
+    positive_tab_offset_mm: float = 0.0
+    negative_tab: Literal["inner", "outer", "none"] = "outer"
+    negative_tab_width_mm: float = 4.0
+    negative_tab_um: float = 90.0
+    negative_tab_from_end_mm: float = 1.0
+    tab_rise_um: float = 800.0
+    wobble_um: float = 120.0
+    wobble_fade_turns: float = 2.5
+    wobble_harmonics: tuple[tuple[int, float, float], ...] = ((2, 1.0, 0.0), (3, 0.7, 50.0), (5, 0.4, 120.0))
+    overhang_top_um: float | None = None
+    overhang_top_amplitude_um: float | None = None
+    overhang_top_angle_deg: float | None = None
+    overhang_bottom_um: float = 600.0
+    overhang_bottom_amplitude_um: float = 150.0
+    overhang_bottom_angle_deg: float = 90.0
+    separator_beyond_anode_top_um: float = 500.0
+    separator_beyond_anode_bottom_um: float = 500.0
+    groove_depth_um: float = 1000.0
+    groove_height_um: float = 1200.0
+    groove_gap_um: float = 600.0
+    crimp_inward_um: float = 1500.0
+    cap_um: float = 350.0
+    flange_drop_um: float = 1350.0
+    gasket_um: float = 900.0
+    can_bottom_um: float = 400.0
+    bottom_gap_um: float = 700.0
+    insulator_um: float = 200.0
+
+    def __post_init__(self) -> None:
+        self.wobble_harmonics = tuple(tuple(h) for h in self.wobble_harmonics)  # type: ignore[assignment]
+        if self.negative_tab not in ("inner", "outer", "none"):
+            raise ValueError(f"negative_tab must be inner, outer or none, got {self.negative_tab!r}")
+        turns = ("separator_inner_turns", "cathode_start_lag_turns", "cathode_end_lead_turns",
+                 "separator_outer_turns", "outer_slack_turns", "end_tape_turns",
+                 "anode_inner_single_turns", "cathode_outer_single_turns", "wobble_fade_turns")
+        for name in turns:
+            if not 0.0 <= getattr(self, name) <= 3.0:
+                raise ValueError(f"anatomy {name} = {getattr(self, name)} turns is outside 0–3")
+        if self.end_tape_turns > 1.0:
+            raise ValueError("anatomy end_tape_turns must be ≤ 1 turn")
+        if self.wobble_fade_turns < 1.0 and self.wobble_um > 0:
+            raise ValueError("anatomy wobble_fade_turns must be ≥ 1 turn")
+        if not 0.0 < self.tab_window_position < 1.0:
+            raise ValueError("anatomy tab_window_position must be in (0, 1)")
+        if self.negative_tab == "outer" and not self.anode_outer_single_past_cathode:
+            raise ValueError("an outer negative tab sits on the anode's uncoated outer face: "
+                             "set anode_outer_single_past_cathode")
+        sizes = ("end_tape_um", "tab_window_mm", "positive_tab_width_mm", "positive_tab_um",
+                 "negative_tab_width_mm", "negative_tab_um", "negative_tab_from_end_mm", "tab_rise_um",
+                 "wobble_um", "overhang_bottom_um", "separator_beyond_anode_top_um",
+                 "separator_beyond_anode_bottom_um", "groove_depth_um", "groove_height_um",
+                 "groove_gap_um", "crimp_inward_um", "cap_um", "flange_drop_um", "gasket_um",
+                 "can_bottom_um", "bottom_gap_um", "insulator_um")
+        for name in sizes:
+            if not 0.0 <= getattr(self, name) < 1e5:
+                raise ValueError(f"anatomy {name} = {getattr(self, name)} must be ≥ 0")
 
 
 @dataclass
@@ -43,9 +216,28 @@ class CellSpec:
     kind : {"18650", "21700"}
         Sets the can radius and wall when those are left as ``None``.
     voxel_size_um : float
-        Isotropic voxel size of the rendered volume (5–25 µm is realistic).
-    n_slices : int
-        Number of axial slices.
+        In-plane voxel size of the rendered volume (5–25 µm is realistic).
+    slice_spacing_um : float or None
+        Distance between slices (µm); ``None``: ``voxel_size_um`` (isotropic voxels).
+    n_slices : int or None
+        Number of axial slices; ``None``: 8 for the middle of the roll, else what the
+        ``region`` needs (see :func:`core.phantom.anatomy.cell_layout`).
+    anatomy : Anatomy, bool or None
+        The anatomy of a real wound cell (electrode ends, single-sided stretches, tabs, the
+        innermost turn, roll ends, cap, groove and can bottom). ``True`` (default): the
+        defaults of :class:`Anatomy`; ``False``/``None``: the idealised roll (every layer
+        in every winding, no tabs) — then ``region`` must be "middle".
+    region : {"middle", "top", "bottom", "full"}
+        Which part of the cell the volume shows, along the axis: the middle of the roll;
+        the top (above the cap down into the roll: crimp, cap, groove, headspace, tab,
+        the roll's top end); the bottom (the roll's bottom end, the negative tab, the can's
+        bottom disc); or the cell's full height. Slice 0 is the topmost.
+    height_um : float or None
+        Height of the can; ``None``: 65 mm (18650) or 70 mm (21700).
+    slab_top_um : float or None
+        Where slice 0 starts: µm along the axis from the terminal's top face (the cell's top),
+        overriding the region's placement (e.g. a few slices around a roll end at fine
+        voxels); ``None``: from the region.
     anode_coating_um, cu_foil_um, separator_um, cathode_coating_um, al_foil_um : float
         Nominal layer stack of one winding (inside out: anode | Cu | anode | separator |
         cathode | Al | cathode | separator).
@@ -88,7 +280,7 @@ class CellSpec:
 
     kind: CellKind = "18650"
     voxel_size_um: float = 20.0
-    n_slices: int = 8
+    n_slices: int | None = None
     anode_coating_um: float = 70.0
     cu_foil_um: float = 10.0
     separator_um: float = 20.0
@@ -113,20 +305,60 @@ class CellSpec:
     can_dent_um: float = 0.0
     can_dent_angle_deg: float = 0.0
     can_dent_span_deg: float = 30.0
+    slice_spacing_um: float | None = None
+    anatomy: Anatomy | bool | None = True
+    region: Region = "middle"
+    height_um: float | None = None
+    slab_top_um: float | None = None
 
     def __post_init__(self) -> None:
-        defaults = {"18650": (9200.0, 250.0), "21700": (10500.0, 300.0)}
+        defaults = {"18650": (9200.0, 250.0, 65000.0), "21700": (10500.0, 300.0, 70000.0)}
         if self.kind not in defaults:
             raise ValueError(f"unknown cell kind {self.kind!r}; use 18650 or 21700")
-        outer, wall = defaults[self.kind]
+        outer, wall, height = defaults[self.kind]
         if self.can_outer_radius_um is None:
             self.can_outer_radius_um = outer
         if self.can_wall_um is None:
             self.can_wall_um = wall
+        if self.height_um is None:
+            self.height_um = height
         if not 1.0 <= self.voxel_size_um <= 100.0:
             raise ValueError(f"voxel size {self.voxel_size_um} µm is outside 1–100 µm")
+        if self.slice_spacing_um is None:
+            self.slice_spacing_um = float(self.voxel_size_um)
+        if not 1.0 <= self.slice_spacing_um <= 500.0:
+            raise ValueError(f"slice spacing {self.slice_spacing_um} µm is outside 1–500 µm")
+        if self.anatomy is True:
+            self.anatomy = Anatomy()
+        elif self.anatomy is False:
+            self.anatomy = None
+        elif isinstance(self.anatomy, dict):
+            self.anatomy = Anatomy(**self.anatomy)
+        elif self.anatomy is not None and not isinstance(self.anatomy, Anatomy):
+            raise ValueError(f"anatomy must be an Anatomy, True or False, got {self.anatomy!r}")
+        if self.region not in REGIONS:
+            raise ValueError(f"unknown region {self.region!r}; use one of {', '.join(REGIONS)}")
+        if self.anatomy is None and (self.region != "middle" or self.slab_top_um is not None):
+            raise ValueError(f"region {self.region!r} and slab_top_um need the anatomy (the idealised roll has no ends)")
+        if self.n_slices is None:
+            if self.region == "middle" or self.slab_top_um is not None:
+                self.n_slices = 8
+            else:
+                from core.phantom.anatomy import region_slices
+
+                self.n_slices = region_slices(self)
         if self.n_slices < 1:
             raise ValueError("n_slices must be ≥ 1")
+        if self.headspace_slices and self.region != "middle":
+            raise ValueError("headspace_slices is for the middle region (the top region has a real headspace)")
+        if self.roll_end_um is not None and self.region != "middle":
+            raise ValueError("roll_end_um is for the middle region (the top and bottom regions have real roll ends)")
+
+    @property
+    def spacing_um(self) -> tuple[float, float, float]:
+        """Voxel size (z, y, x) in µm."""
+        v = float(self.voxel_size_um)
+        return (float(self.slice_spacing_um), v, v)  # type: ignore[arg-type]
 
     @property
     def pitch_um(self) -> float:

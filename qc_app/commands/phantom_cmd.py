@@ -40,10 +40,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--kind", choices=["18650", "21700"], default="18650", help="cell format (default 18650)"
     )
     p.add_argument(
-        "--voxel-size", default="20", metavar="UM", help="isotropic voxel size in µm (default 20)"
+        "--voxel-size",
+        default="20",
+        metavar="UM|Z,Y,X",
+        help="voxel size in µm: one number, or z,y,x with y = x for slices further apart "
+        "than the in-plane pixels (default 20)",
     )
     p.add_argument(
-        "--slices", type=_int_arg, default=8, metavar="N", help="number of axial slices (default 8)"
+        "--slices",
+        type=_int_arg,
+        default=None,
+        metavar="N",
+        help="number of axial slices (default 8 for the middle region, else what the region needs)",
+    )
+    p.add_argument(
+        "--region",
+        choices=["middle", "top", "bottom", "full"],
+        default="middle",
+        help="which part of the cell: middle of the roll (default), top (cap, crimp, groove, "
+        "tab, roll end), bottom (roll end, negative tab, can bottom) or the full height",
+    )
+    p.add_argument(
+        "--no-anatomy",
+        action="store_true",
+        help="the idealised roll: every layer in every winding, no tabs (middle region only)",
+    )
+    p.add_argument(
+        "--random-anatomy",
+        action="store_true",
+        help="draw the anatomy (electrode ends, stretches, tabs, overhangs, groove...) at random "
+        "from --seed instead of the defaults",
     )
     p.add_argument(
         "--defects",
@@ -155,23 +181,25 @@ def _parse_offset(text: str) -> tuple[float, float]:
 
 def build_cell_args(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
     """Turn the command-line options into (CellSpec, Artifacts, defects); InputError if bad."""
-    from core.phantom import Artifacts, CellSpec, default_defects
+    from dataclasses import replace
 
-    try:
-        voxel = float(args.voxel_size)
-    except ValueError:
-        raise InputError("--voxel-size", f"{args.voxel_size!r} is not a number (µm)") from None
-    if not (math.isfinite(voxel) and 1.0 <= voxel <= 100.0):
-        raise InputError(
-            "--voxel-size", f"{args.voxel_size} µm is outside 1–100 µm (5–25 µm is realistic)"
-        )
-    if args.slices < 1:
+    from core.phantom import Artifacts, CellSpec, default_defects, random_anatomy
+
+    voxel, slice_um = _parse_voxel(args.voxel_size)
+    if args.slices is not None and args.slices < 1:
         raise InputError("--slices", f"must be ≥ 1, got {args.slices}")
-    if not 0 <= args.headspace < args.slices:
+    n_for_headspace = args.slices if args.slices is not None else 8
+    if args.headspace and not 0 <= args.headspace < n_for_headspace:
         raise InputError(
             "--headspace",
-            f"must be 0..{args.slices - 1} (fewer than --slices), got {args.headspace}",
+            f"must be 0..{n_for_headspace - 1} (fewer than --slices), got {args.headspace}",
         )
+    if args.headspace and args.region != "middle":
+        raise InputError("--headspace", "is for the middle region (--region top has a real headspace)")
+    if args.no_anatomy and args.region != "middle":
+        raise InputError("--no-anatomy", "the idealised roll has no ends: use --region middle")
+    if args.no_anatomy and args.random_anatomy:
+        raise InputError("--random-anatomy", "cannot be combined with --no-anatomy")
     if not 0.0 <= args.ovality < 0.3:
         raise InputError("--ovality", f"must be in [0, 0.3), got {args.ovality}")
     for name in ("noise", "blur"):
@@ -188,11 +216,20 @@ def build_cell_args(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
         spec = CellSpec(
             kind=args.kind,
             voxel_size_um=voxel,
+            slice_spacing_um=slice_um,
             n_slices=args.slices,
             ovality=args.ovality,
             center_offset_um=offset,
             headspace_slices=args.headspace,
+            anatomy=not args.no_anatomy,
+            region=args.region,
         )
+        if args.random_anatomy:
+            spec = replace(
+                spec,
+                anatomy=random_anatomy(np.random.default_rng(args.seed), spec.kind, spec),
+                n_slices=args.slices,
+            )
     except ValueError as exc:
         raise InputError("cellqc phantom", str(exc)) from None
     if max(abs(offset[0]), abs(offset[1])) > float(spec.can_outer_radius_um):
@@ -210,15 +247,40 @@ def build_cell_args(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
         if value is not None:
             setattr(art, field, value)
     art.streaks_fbp = bool(args.fbp)
-    defects = [
-        d for d in default_defects(spec, np.random.default_rng(args.seed)) if d.kind in kinds
-    ]
+    try:
+        defects = [
+            d for d in default_defects(spec, np.random.default_rng(args.seed)) if d.kind in kinds
+        ]
+    except ValueError as exc:
+        raise InputError("--defects", str(exc)) from None
     return spec, art, defects
+
+
+def _parse_voxel(text: str) -> tuple[float, float]:
+    """``--voxel-size``: one number (isotropic) or z,y,x with y = x → (in-plane, slice spacing)."""
+    try:
+        parts = [float(p) for p in str(text).replace(" ", "").split(",")]
+    except ValueError:
+        raise InputError("--voxel-size", f"{text!r} is not a number or z,y,x (µm)") from None
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3:
+        raise InputError("--voxel-size", f"{text!r}: give one number or three (z,y,x)")
+    z, y, x = parts
+    if not all(math.isfinite(p) for p in parts):
+        raise InputError("--voxel-size", f"{text!r} is not finite")
+    if abs(y - x) > 1e-9 * max(abs(x), 1.0):
+        raise InputError("--voxel-size", f"{text}: the phantom's pixels are square (y must equal x)")
+    if not 1.0 <= x <= 100.0:
+        raise InputError("--voxel-size", f"{x:g} µm is outside 1–100 µm (5–25 µm is realistic)")
+    if not 1.0 <= z <= 500.0:
+        raise InputError("--voxel-size", f"slice spacing {z:g} µm is outside 1–500 µm")
+    return x, z
 
 
 def _image_size(spec: Any) -> int:
     reach = float(spec.can_outer_radius_um) + max(abs(c) for c in spec.center_offset_um)
-    return int(2 * math.ceil(reach / spec.voxel_size_um + 12))
+    return spec.image_size_px or int(2 * math.ceil(reach / spec.voxel_size_um + 12))
 
 
 def check_memory(spec: Any) -> None:
@@ -339,9 +401,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(out, "output folder does not exist")
     spec, art, defects = build_cell_args(args)
     check_memory(spec)
+    spacing = (
+        f"{spec.voxel_size_um:g} µm"
+        if spec.slice_spacing_um == spec.voxel_size_um
+        else f"{spec.voxel_size_um:g} µm pixels {spec.slice_spacing_um:g} µm apart"
+    )
     report(
         0.0,
-        f"rendering an {spec.kind} cell: {spec.n_slices} slices at {spec.voxel_size_um:g} µm, "
+        f"rendering an {spec.kind} cell ({spec.region}"
+        f"{', idealised roll' if spec.anatomy is None else ''}): {spec.n_slices} slices at {spacing}, "
         f"{len(defects)} defect(s){', FBP round trip (slow)' if art.streaks_fbp else ''}",
     )
     cell = make_cell(spec, defects, art, seed=args.seed)
@@ -350,12 +418,43 @@ def run(args: argparse.Namespace) -> int:
     report(1.0, f"wrote {out} and {truth_path}")
     nz, ny, nx = truth["shape_zyx"]
     print(
-        f"{out}: {nz} × {ny} × {nx} voxels of {spec.voxel_size_um:g} µm ({args.dtype}), "
+        f"{out}: {nz} × {ny} × {nx} voxels of {spacing} ({args.dtype}), "
         f"{truth['roll']['windings']} windings, truth in {truth_path}"
     )
+    for line in describe_anatomy(truth):
+        print(f"  {line}")
     for d in truth["defects"]:
         print(f"  {describe_defect(d, spec.voxel_size_um)}")
     return 0
+
+
+def describe_anatomy(truth: dict[str, Any]) -> list[str]:
+    """A few lines on the anatomy of a truth dict, for people."""
+    an = truth.get("anatomy")
+    if not an:
+        return ["idealised roll (no anatomy)"]
+    strip = an["strip"]
+
+    def where(p: dict[str, Any]) -> str:
+        return f"winding {p['winding']} at {p['angle_deg']:.0f}°"
+
+    out = [
+        f"anode from {where(strip['anode']['start'])} to {where(strip['anode']['end'])}, "
+        f"cathode from {where(strip['cathode']['start'])} to {where(strip['cathode']['end'])}"
+    ]
+    for d in an["single_sided"]:
+        out.append(
+            f"{d['electrode']} single-sided ({d['coating']} coating off) over "
+            f"{d['arc_length_mm']:.1f} mm from {where(d['start'])}"
+        )
+    if an["tab_window"]:
+        w = an["tab_window"]
+        out.append(f"tab window {w['arc_length_mm']:.1f} mm in cathode winding {w['winding']}, "
+                   f"{w['start_angle_deg']:.0f}–{w['end_angle_deg']:.0f}°")
+    slices = truth["slices"]
+    shown = ", ".join(f"{name} {len(z)}" for name, z in slices.items() if z)
+    out.append(f"slices: {shown}")
+    return out
 
 
 register(
