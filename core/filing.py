@@ -61,15 +61,20 @@ def write_json_atomic(data: Any, path: str | Path) -> Path:
 
 
 def report_inputs(inspection: Inspection, inspection_id: int | None = None, audit_head: Any = None):
-    """The report's figure data from an inspection (volume, unrolled thickness map)."""
+    """The report's figure data from an inspection (volume, the thickness summary the log
+    keeps: :mod:`core.report.keep`)."""
     from core.report import ReportInputs
+    from core.report.thickness import ThicknessSummary
 
-    umap = inspection.maps.get("cathode_thickness_um")
+    try:
+        thickness = ThicknessSummary.from_inspection(inspection)
+    except Exception:  # noqa: BLE001 - the report says the map is missing
+        thickness = None
     return ReportInputs(
         result=inspection.result,
         volume=inspection.volume,
-        thickness_map_um=umap.values if umap is not None and umap.values.size else None,
-        thickness_map_extent_mm=umap.extent_mm if umap is not None and umap.values.size else None,
+        thickness=thickness,
+        thickness_note=None if thickness is not None else "the inspection gave no thickness map.",
         inspection_id=inspection_id,
         audit_head=audit_head,
     )
@@ -77,6 +82,10 @@ def report_inputs(inspection: Inspection, inspection_id: int | None = None, audi
 
 def save_maps(inspection: Inspection, folder: str | Path) -> list[Path]:
     """Write the unrolled maps (``NAME.npz`` + ``NAME.png``) and a traced-layer overlay PNG.
+
+    The thickness map's PNG is the report's figure (:func:`core.report.figures.thickness_map_figure`:
+    deviation from the cell median, the recipe's limits on the colour bar, findings boxed and
+    named, anatomy hatched); the other maps are plain colour maps of their quantity.
 
     Raises
     ------
@@ -97,8 +106,22 @@ def save_maps(inspection: Inspection, folder: str | Path) -> list[Path]:
             with atomic_writer(target, suffix=".npz") as handle:
                 umap.save_npz(handle)
             written.append(target)
-            cmap = "RdBu" if "gap" in name else "viridis"
             target = folder / f"{name}.png"
+            if name == "cathode_thickness_um":
+                from core.fileio import atomic_write
+                from core.report.figures import NoFigure, thickness_map_figure
+                from core.report.thickness import ThicknessSummary
+
+                summary = ThicknessSummary.from_inspection(inspection)
+                try:
+                    png = thickness_map_figure(summary, inspection.result) if summary is not None else None
+                except NoFigure:
+                    png = None
+                if png is not None:
+                    atomic_write(target, png)
+                    written.append(target)
+                    continue
+            cmap = "RdBu" if "gap" in name else "viridis"
             written.append(render_map_png(umap, target, cmap=cmap))
         geometry = inspection.geometry
         if geometry is not None and geometry.roll_slices:
@@ -176,6 +199,21 @@ def inspect_and_file(
     try:
         inspection = inspect_volume(volume, recipe_obj, cell_id=cell_id, progress=progress, cancel=cancel,
                                     operator=operator, segmenter=segmenter, memory_budget_gb=memory_budget_gb)
+        # What a report written again from the log needs (the thickness map), named in the
+        # result before the result is written anywhere, kept beside the log by its hash.
+        from core.report.keep import attach_report_data, keep
+
+        report_data = attach_report_data(inspection)
+        if db is not None and report_data is not None:
+            try:
+                kept, created = keep(db_path, report_data)
+            except OSError as exc:
+                from core.report.keep import data_dir
+
+                raise InputError(data_dir(db_path), f"cannot keep the thickness map beside the log: "
+                                                    f"{exc.strerror or exc}") from None
+            if created:
+                written.append(kept)
         head = None
         if db is not None:
             from core.store import audit_head

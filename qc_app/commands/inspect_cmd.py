@@ -39,17 +39,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def print_summary(result: dict, inspection_id: int | None = None, out=None) -> None:
-    """The verdict, big and first, then its reasons and the findings, for a person to read."""
+    """The verdict, big and first, then one line per place that set it (what, how much against
+    which limit, where: :mod:`core.describe`, as the report and the workstation say it)."""
+    from core import describe
     from core.text import printable
 
     out = out or sys.stdout
     print(f"{printable(result['cell_id'], 128)}: {result['verdict']}", file=out)
-    for reason in result.get("reasons", []):
-        print(f"  {printable(reason)}", file=out)
+    for reason in describe.reasons(result):
+        print(f"  {printable(reason.line())}", file=out)
     geo = result.get("geometry", {})
     if geo.get("windings"):
-        print(f"  geometry: {geo['windings']} windings, can Ø {geo.get('can_outer_diameter_mm') or 0:.2f} mm, "
-              f"pitch {geo.get('pitch_um') or 0:.0f} µm", file=out)
+        print(f"  geometry: {geo['windings']} windings, can Ø {describe.quantity(geo.get('can_outer_diameter_mm'), 'mm')}, "
+              f"pitch {describe.quantity(geo.get('pitch_um'), 'µm')}", file=out)
+    if any(r.finding_id for r in describe.reasons(result)):
+        print(f"  ({describe.SLICE_CONVENTION})", file=out)
     if inspection_id is not None:
         print(f"  logged as inspection {inspection_id}", file=out)
 
