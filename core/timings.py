@@ -23,26 +23,27 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 #: Typical seconds of each stage on issue 18's benchmark volume (a generated 18650, 20 µm,
-#: 1000 × 1000 × 100 uint16, 2 cores; ``benchmarks/inspect_bench.py`` prints them, see
-#: docs/performance.md). Used only as weights, so that a progress bar moves in proportion to
-#: the work; a stage not listed weighs :data:`UNLISTED_STAGE_S`.
+#: 1000 × 1000 × 100 uint16): the CPU seconds ``benchmarks/inspect_bench.py --outputs``
+#: printed (docs/performance.md), steadier than wall seconds on a shared machine. Used only as
+#: weights, so that a progress bar moves in proportion to the work; a stage not listed weighs
+#: :data:`UNLISTED_STAGE_S`. Update them when a stage gets much faster.
 TYPICAL_SECONDS: dict[str, float] = {
-    "read": 0.3,
+    "read": 0.3,  # a TIFF opens lazily (0.01 s); its pages are read by the stages that use them
     "recipe": 0.4,
-    "geometry": 42.0,
-    "collector_deflection": 6.0,
-    "electrode_thickness": 1.5,
-    "delamination": 24.0,
-    "foreign_particle": 1.0,
-    "anode_overhang": 0.5,
-    "can_metrology": 0.5,
-    "winding_quality": 3.0,
-    "unroll": 0.3,
-    "merge_verdict": 0.2,
-    "maps": 1.0,
-    "report": 2.0,
-    "json": 0.05,
-    "log": 0.1,
+    "geometry": 46.0,
+    "collector_deflection": 5.2,
+    "electrode_thickness": 0.8,
+    "delamination": 17.3,
+    "foreign_particle": 0.9,
+    "anode_overhang": 0.5,  # ~0 in the middle of a roll; works where the volume shows a roll end
+    "can_metrology": 0.1,
+    "winding_quality": 3.5,
+    "unroll": 0.5,
+    "merge_verdict": 0.05,
+    "maps": 5.7,
+    "report": 2.9,
+    "json": 0.02,
+    "log": 0.05,
 }
 UNLISTED_STAGE_S = 1.0
 #: Stages of :func:`core.inspect.inspect_volume` apart from the detectors.
