@@ -197,9 +197,10 @@ def inspect_and_file(
         if target is not None:
             check_output_target(target)
     options = {"dataset": dataset} if dataset else {}
-    report(0.0, f"reading {Path(path).name}")
     with clock.stage("read"):
         volume = read_volume(path, voxel_size=voxel_size, cell_id=cell_id, **options)
+    # Only once it is open: a file that cannot be read gets its one error line and nothing else.
+    report(spans["read"][1], f"opened {Path(path).name}: {' × '.join(map(str, volume.shape))} voxels")
     db = inspection_id = None
     if db_path is not None:
         from core.store import begin_inspection, open_log
