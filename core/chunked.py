@@ -205,9 +205,19 @@ class _Slices:
 
 
 def sub_volume(volume: Volume, index: np.ndarray, spacing_z_um: float) -> Volume:
-    """The slices ``index`` of ``volume`` as a lazy volume with slice spacing ``spacing_z_um``."""
-    return Volume(_Slices(volume.array, index), (spacing_z_um, volume.spacing_um[1], volume.spacing_um[2]),
-                  cell_id=volume.cell_id, source=volume.source, modality=volume.modality)
+    """The slices ``index`` of ``volume`` as a lazy volume with slice spacing ``spacing_z_um``.
+
+    The spacing may exceed what a scanner's voxel can be (:data:`core.io.volume.MAX_VOXEL_UM`,
+    which :class:`Volume` enforces against unit mistakes in input): a whole cell's 16-slice
+    sample is millimetres apart (3250 slices of 20 µm: 4.08 mm).
+    """
+    from core.io.volume import MAX_VOXEL_UM
+
+    sy, sx = volume.spacing_um[1], volume.spacing_um[2]
+    sub = Volume(_Slices(volume.array, index), (min(float(spacing_z_um), MAX_VOXEL_UM), sy, sx),
+                 cell_id=volume.cell_id, source=volume.source, modality=volume.modality)
+    sub.spacing_um = (float(spacing_z_um), sy, sx)  # derived, not input: checked above for y, x only
+    return sub
 
 
 def measure_prior(volume: Volume, params, cancel: Callable[[], bool] | None = None

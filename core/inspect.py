@@ -37,6 +37,7 @@ from core.recipe import (
     select_recipe,
 )
 from core.segment import detector_for
+from core.timings import INSPECTION_STAGES, progress_spans
 from core.uncertainty import annotate as annotate_uncertainty
 from resources import RESOURCES_DIR
 
@@ -180,19 +181,26 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
     def stage(lo: float, hi: float) -> Progress:
         return lambda f, m: report(lo + (hi - lo) * f, m)
 
+    # The bar moves in proportion to each stage's typical time (core.timings).
+    spans = progress_spans([INSPECTION_STAGES[0], INSPECTION_STAGES[1], *recipe.detectors, *INSPECTION_STAGES[2:]])
     t0 = time.perf_counter()
     budget = chunked.inspection_budget_bytes(memory_budget_gb)
     geometry: CellGeometry | None = None
     raw_maps: dict[str, np.ndarray] = {}
     if slices_per_chunk is None and chunked.estimated_bytes(volume.shape) <= budget:
-        geometry = measure_geometry(volume, geometry_params(recipe), progress=stage(0.0, 0.6), cancel=cancel)
+        geometry = measure_geometry(volume, geometry_params(recipe), progress=stage(*spans["geometry"]), cancel=cancel)
         timings["geometry"] = time.perf_counter() - t0
         if selection.mode == "auto" and selection.measured_can_outer_diameter_mm is None:
             # The quick probe found no can (odd slices, heavy artifacts); the geometry's fits did.
             recipe, selection = select_recipe(2e-3 * geometry.can_stat("outer_radius_um"))
-        findings, metrics, raw_maps = _run_detectors(volume, geometry, recipe, {}, stage(0.6, 0.95), cancel,
+        geometry_end = spans["geometry"][1]
+        detectors_span = ((spans[recipe.detectors[0]][0], spans[recipe.detectors[-1]][1]) if recipe.detectors
+                          else (geometry_end, geometry_end))
+        findings, metrics, raw_maps = _run_detectors(volume, geometry, recipe, {}, stage(*detectors_span), cancel,
                                                      segmenter, timings)
+        t1 = time.perf_counter()
         maps = _unrolled_maps(geometry, raw_maps)
+        timings["unroll"] = time.perf_counter() - t1
         geometry_json = geometry.to_json()
         has_roll = bool(geometry.roll_slices)
     else:
@@ -203,6 +211,7 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
         metrics.setdefault(key, 0 if key == "void_count" else (0.0 if key == "void_total_volume_mm3" else None))
 
     # One physical defect, one finding: parts of one defect (slices, fragments, chunks) joined.
+    t_merge = time.perf_counter()
     findings = merge_parts(findings, volume.spacing_um, recipe.rules, judge_void)
     recount_metrics(metrics, findings)  # counts and void totals of the defects as filed
     findings.sort(key=lambda f: (_SEVERITY_ORDER.get(f.severity, 3), f.detector, -abs(f.value)))
@@ -215,6 +224,7 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
         finding_dicts.append(f.to_json())
     verdict, reasons = decide_verdict(finding_dicts, geometry, has_roll=has_roll, selection=selection,
                                       spacing_um=volume.spacing_um)
+    timings["merge_verdict"] = time.perf_counter() - t_merge
     timings["total"] = time.perf_counter() - t_start
     report(1.0, f"verdict {verdict}")
 
@@ -271,11 +281,12 @@ def _run_detectors(volume: Volume, geometry: CellGeometry, recipe: Recipe, refer
                    timings: dict[str, float]) -> tuple[list, dict[str, Any], dict[str, np.ndarray]]:
     """Every detector of the recipe on one volume (or chunk) and its geometry."""
     findings, metrics, raw_maps = [], {}, {}
-    n_det = max(len(recipe.detectors), 1)
-    for i, name in enumerate(recipe.detectors):
+    spans = progress_spans(recipe.detectors)  # in proportion to each detector's typical time
+    for name in recipe.detectors:
         t1 = time.perf_counter()
+        lo, hi = spans[name]
         ctx = DetectorContext(volume=volume, geometry=geometry, rules=recipe.rules.get(name, {}), cell=recipe.cell,
-                              progress=lambda f, m, i=i: progress((i + f) / n_det, m), cancel=cancel,
+                              progress=lambda f, m, lo=lo, hi=hi: progress(lo + (hi - lo) * f, m), cancel=cancel,
                               segmenter=segmenter, reference=reference)
         with warnings.catch_warnings():
             # NaN is "not measured here" throughout (a sheet set aside, a collector lost in

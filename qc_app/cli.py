@@ -7,6 +7,7 @@ results go to stdout or to the files asked for.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sqlite3
 import sys
@@ -42,25 +43,64 @@ class _Parser(argparse.ArgumentParser):
 
 AddArguments = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace], int]
+#: Commands whose module has been imported: name → (help, add_arguments, run).
 COMMANDS: dict[str, tuple[str, AddArguments, Run]] = {}
 
 
 def register(name: str, help_text: str, add_arguments: AddArguments, run: Run) -> None:
-    """Register the sub-command ``cellqc NAME``; ``run`` returns the exit code."""
+    """Register the sub-command ``cellqc NAME``; ``run`` returns the exit code.
+
+    Called by the command's module when it is imported; the module is named in
+    :data:`qc_app.commands.COMMAND_TABLE`, which is what ``cellqc --help`` lists.
+    """
     COMMANDS[name] = (help_text, add_arguments, run)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from qc_app import commands  # noqa: F401  (registers the sub-commands)
+def load_command(name: str) -> tuple[str, AddArguments, Run]:
+    """``(help, add_arguments, run)`` of command ``name``, importing its module if needed."""
+    if name not in COMMANDS:
+        from qc_app.commands import COMMAND_TABLE
+
+        importlib.import_module(COMMAND_TABLE[name][0])
+    return COMMANDS[name]
+
+
+def command_named(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` asks for: its first positional token (None if there is none).
+
+    The top-level parser's own options (``-h``, ``--version``) take no value, so the first
+    token that is not an option is the command.
+    """
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--":
+            return next(tokens, None)
+        if not token.startswith("-"):
+            return token
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``cellqc`` argument parser.
+
+    With ``argv``, only the command it names gets its options (only that command's module is
+    imported: ``cellqc --help`` imports none); without, every command does (all modules
+    imported), e.g. for documentation or tests.
+    """
+    from core import __version__
+    from qc_app.commands import COMMAND_TABLE
 
     parser = _Parser(prog="cellqc", description="X-ray CT quality control of cylindrical Li-ion cells")
-    from core import __version__
-
     parser.add_argument("--version", action="version", version=f"cellqc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name, (help_text, add_arguments, run) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    wanted = None if argv is None else command_named(argv)
+    for name, (_module, help_text) in COMMAND_TABLE.items():
+        if argv is not None and name != wanted:  # listed by name and help only
+            sub.add_parser(name, help=help_text, description=help_text)
+            continue
+        description, add_arguments, run = load_command(name)
+        p = sub.add_parser(name, help=help_text, description=description)
         add_arguments(p)
         p.set_defaults(_run=run)
     return parser
@@ -93,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--self-test"]:  # `cellqc --self-test [...]` is `cellqc self-test [...]`
         argv[0] = "self-test"
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args._run(args))
@@ -130,4 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m qc_app.cli`: run the imported module's main, whose COMMANDS the command modules
+    # register into (this file as __main__ is a second copy with its own, empty, table).
+    from qc_app.cli import main as _main
+
+    sys.exit(_main())

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from asyncua import Server, ua
 from asyncua.crypto.permission_rules import USER_TYPES, PermissionRuleset, User, UserRole
@@ -57,8 +56,9 @@ from core.plant import (
     latest_complete,
     snapshot_from_log,
 )
+from qc_app.endpoint import DEFAULT_ENDPOINT, parse_endpoint
+from qc_app.endpoint import is_loopback as _is_loopback
 
-DEFAULT_ENDPOINT = "opc.tcp://127.0.0.1:4840/cellqc"
 NAMESPACE_URI = "urn:cellqc"
 #: OPC 40100 (Machine Vision) names of the station's states.
 MACHINE_VISION_STATE = {"Idle": "Ready", "Busy": "SingleExecution", "Error": "Error"}
@@ -67,35 +67,6 @@ SEVERITY = {"PASS": 100, "REVIEW": 500, "FAIL": 700}
 
 #: The user of the request being processed (set by :class:`StationRuleset` for every request).
 CALLER: contextvars.ContextVar[User | None] = contextvars.ContextVar("cellqc_opcua_caller", default=None)
-
-
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
-    try:
-        import ipaddress
-
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_endpoint(url: str) -> tuple[str, int, str]:
-    """(host, port, path) of an ``opc.tcp://HOST:PORT/PATH`` endpoint.
-
-    Raises
-    ------
-    core.errors.InputError
-        Not an opc.tcp URL with a host and a port.
-    """
-    parsed = urlparse(url)
-    try:
-        port = parsed.port
-    except ValueError:
-        port = None
-    if parsed.scheme != "opc.tcp" or not parsed.hostname or port is None:
-        raise InputError(url, "not an OPC UA endpoint: give opc.tcp://HOST:PORT/cellqc")
-    return parsed.hostname, port, parsed.path
 
 
 # ---------------------------------------------------------------------- who is calling

@@ -116,3 +116,28 @@ def test_chunked_memory_does_not_grow_with_the_number_of_slices(tmp_path):
         tracemalloc.stop()
     # 2.4× the slices: an in-memory pipeline's state grows ~2×; chunked stays within 20 %.
     assert peaks[48] < 1.2 * peaks[20], peaks
+
+
+def test_a_whole_cells_sample_may_be_millimetres_apart():
+    """A full-height cell's 16-slice sample is millimetres apart (3250 slices of 20 µm: 4.08 mm
+    between sampled slices), beyond the 1 mm a scanner's voxel may be: the sample is still a
+    volume, and the roll prior is measured on it (issue 18: it used to stop every whole cell)."""
+    from core import chunked
+    from core.geometry.layers import GeometryParams
+    from core.io.volume import Volume
+    from core.phantom import CellSpec
+
+    rng = np.random.default_rng()
+    voxel = float(rng.choice([25.0, 30.0]))
+    cell = make_cell(CellSpec(kind="18650", voxel_size_um=voxel, n_slices=2), seed=int(rng.integers(1000)))
+    nz = int(rng.integers(2500, 3500))
+    tall = Volume(chunked._Slices(cell.volume.array, np.arange(nz) % 2), cell.volume.spacing_um, source="tall")
+    step = int(np.ceil(nz / chunked.SAMPLE_SLICES))
+    assert voxel * step > 1000.0
+    sample = chunked.sub_volume(tall, np.arange(0, nz, step), voxel * step)
+    assert sample.spacing_um == (voxel * step, voxel, voxel) and sample.shape[0] == len(range(0, nz, step))
+    with pytest.raises(InputError, match="physical range"):  # as input, such a spacing is still refused
+        Volume(np.zeros((2, 4, 4)), (voxel * step, voxel, voxel))
+    prior, geometry, reference, _ends = chunked.measure_prior(tall, GeometryParams())
+    assert prior is not None and len(geometry.roll_slices) == sample.shape[0]
+    assert reference["cathode_sheet_thickness_median_um"] > 0

@@ -17,7 +17,12 @@ import pytest
 from core.io.volume import Volume
 from core.report import ReportInputs, write_report
 from core.report import pdf as pdf_module
-from core.report.figures import NoFigure, finding_figure, thickness_map_figure
+from core.report.figures import (
+    NoFigure,
+    finding_figure,
+    thickness_histogram_figure,
+    thickness_map_figure,
+)
 from core.report.pdf import fmt, limit_status, metric_label
 
 PDFTOTEXT = shutil.which("pdftotext")
@@ -147,10 +152,17 @@ def test_report_text_holds_verdict_cell_and_findings(full_report: Path) -> None:
     text = pdf_text(full_report)
     assert "18650-A-0042" in text
     assert "FAIL" in text and "Cell rejected" in text
-    assert "delamination void 0.0021 mm³ ≥ 0.001 mm³" in text
-    for finding in make_result()["findings"]:
+    flat = " ".join(text.split())
+    from core import describe
+
+    result = make_result()
+    for reason in describe.reasons(result):  # page 1 says why, as the CLI and the GUI do
+        if reason.finding_id:
+            assert reason.value in flat and reason.finding_id in flat
+    for finding in result["findings"]:
         assert finding["id"] in text
-        assert finding["message"] in text
+        assert describe.value_text(finding) in flat
+        assert describe.finding_location(finding, result).slice_text() in flat
     for word in ("18650-nmc", "c0ffeec0ffee", "cellqc 0.1.0", "line-3", "Quality sign-off"):
         assert word in text
     assert "Findings on the slices" in text and "The cell in section" in text
@@ -182,8 +194,9 @@ def test_missing_figure_data_gives_notes_not_a_crash(tmp_path: Path) -> None:
     assert "REVIEW" in text and "X9" in text
     assert "outside the volume" in text
     assert "has no position" in text
-    assert "holds no measured value" in text
-    assert "fewer than two thickness values" in text
+    assert "holds no measured value" in text  # one note for the map and its histogram (one summary)
+    with pytest.raises(NoFigure, match="fewer than two thickness values"):
+        thickness_histogram_figure(np.array([np.nan, 120.0]))
 
 
 def test_report_without_any_figure_data(tmp_path: Path) -> None:
@@ -215,7 +228,8 @@ def test_text_from_users_is_escaped(tmp_path: Path) -> None:
     path = tmp_path / "r.pdf"
     write_report(ReportInputs(result, overrides=overrides), path)
     text = " ".join(pdf_text(path).split())
-    assert "<b>C&1</b>" in text and "O'Brien <ops>" in text and "a < b & c > d" in text
+    # (pdftotext may close up the spaces of a short table cell: compare that one without them)
+    assert "<b>C&1</b>" in text and "O'Brien <ops>" in text and "a<b&c>d" in text.replace(" ", "")
     assert "<font color=red>artefact</font>" in text and "overridden" in text
 
 
@@ -356,8 +370,10 @@ def test_cli_report_rewrites_from_the_log(
 
 
 def test_metric_labels_limits_and_numbers() -> None:
-    assert metric_label("void_total_volume_mm3") == ("Void total volume", "mm³")
-    assert metric_label("cathode_sheet_thickness_cv") == ("Cathode sheet thickness CV", "")
+    assert metric_label("void_total_volume_mm3") == ("Void volume, total", "mm³")
+    assert metric_label("cathode_sheet_thickness_cv") == ("Cathode sheet thickness, coefficient of variation", "%")
+    assert metric_label("cu_al_gap_mean_um")[0] == "Cu–Al gap, mean"
+    assert metric_label("some_new_cu_al_thing_um") == ("Some new Cu–Al thing", "µm")
     assert limit_status(0.0021, {"review": 0.0002, "fail": 0.001}) == "FAIL"
     assert limit_status(41.0, {"review": 30, "fail": 60}) == "REVIEW"
     assert limit_status(10.0, {"review": 30, "fail": 60}) == "OK"

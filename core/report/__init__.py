@@ -38,9 +38,12 @@ class ReportInputs:
         ``recipe_hash``, ``software_version``, ``operator``, ``source``, ``spacing_um``...).
     volume : core.io.volume.Volume, optional
         The inspected volume, for the slice and section figures.
+    thickness : core.report.thickness.ThicknessSummary, optional
+        The unrolled cathode thickness map and histogram as the figures draw them (made from
+        the inspection, or read back from the log: the same either way).
     thickness_map_um : ndarray, optional
-        2-D unrolled cathode sheet thickness: rows = height (slice index), columns =
-        arc-length position; NaN where unknown.
+        Instead of ``thickness``: a bare 2-D map (rows = height (slice index), columns =
+        arc-length position; NaN where unknown).
     thickness_map_extent_mm : tuple of 4 float, optional
         (arc0, arc1, z0, z1) of the map in mm.
     thickness_values_um : ndarray, optional
@@ -68,6 +71,7 @@ class ReportInputs:
 
     result: dict[str, Any]
     volume: Volume | None = None
+    thickness: Any = None
     thickness_map_um: np.ndarray | None = None
     thickness_map_extent_mm: tuple[float, float, float, float] | None = None
     thickness_values_um: np.ndarray | None = None
@@ -79,6 +83,30 @@ class ReportInputs:
     volume_note: str | None = None
     thickness_note: str | None = None
     audit_head: Any = None
+
+    def thickness_summary(self) -> Any:
+        """The thickness summary the figures draw: ``thickness``, else one made from the bare
+        map or values (None when there is neither)."""
+        if self.thickness is not None:
+            return self.thickness
+        from core.report.thickness import ThicknessSummary
+
+        spacing = self.result.get("spacing_um") or [self.result.get("voxel_size_um")] * 3
+        dz = float(spacing[0]) if spacing and spacing[0] else None
+        if self.thickness_map_um is not None:
+            values = np.asarray(self.thickness_map_um)
+            summary = ThicknessSummary.from_array(values, self.thickness_map_extent_mm, dz)
+            median = (self.result.get("metrics") or {}).get("cathode_sheet_thickness_median_um")
+            if summary is not None and median:
+                summary.median_um = float(median)
+            if summary is None and self.thickness_note is None:
+                self.thickness_note = ("the thickness map holds no measured value" if values.ndim == 2
+                                       else f"the thickness map has shape {values.shape}, not 2-D")
+            return summary
+        if self.thickness_values_um is not None:
+            values = np.asarray(self.thickness_values_um, dtype=np.float32).reshape(1, -1)
+            return ThicknessSummary.from_array(values, None, dz) if np.isfinite(values).sum() >= 2 else None
+        return None
 
     @property
     def axis_center_yx_px(self) -> tuple[float, float] | None:
@@ -149,10 +177,11 @@ def write_report(
 def inputs_from_log(db: Database, inspection_id: int, *, load_volume: bool = True) -> ReportInputs:
     """Rebuild the report inputs of a logged inspection.
 
-    The result and its overrides come from the log. The volume is read again from the
-    result's ``source`` path when it still exists (with the stored voxel size); when that
-    fails the report is written without slice figures and says why. The thickness map is
-    not kept in the log, so a re-written report omits it with a note.
+    The result, its overrides, the cell's ROI plans and follow-ups come from the log, the
+    thickness map from beside it (:mod:`core.report.keep`, checked against the hash the
+    result names). The volume is read again from the result's ``source`` path when it still
+    exists (with the stored voxel size); when that fails the report is written without slice
+    figures and says why.
 
     Parameters
     ----------
@@ -204,13 +233,22 @@ def inputs_from_log(db: Database, inspection_id: int, *, load_volume: bool = Tru
                     f"the volume {source} has changed since the inspection "
                     f"(shape {tuple(shape)} then, different now)."
                 )
-    inputs.thickness_note = (
-        "the thickness map is not kept in the log; re-run the inspection to draw it."
-    )
+    from core.report.keep import db_file, load_summary
+
+    inputs.thickness, note = load_summary(db_file(db), result)
+    if inputs.thickness is None:
+        inputs.thickness_note = note
+    cell = str(result.get("cell_id") or "")
+    try:  # the ROI scans planned for this cell (from any of its inspections)
+        from core.roi.queue import list_requests
+
+        inputs.roi_plans = list_requests(db, cell_id=cell)
+    except Exception as exc:  # noqa: BLE001 - the report never fails over the plans
+        inputs.notes.append(f"ROI plans could not be listed ({exc}).")
     try:  # synchrotron follow-up results attached to the same cell
         from core.followup.records import report_items
 
-        inputs.followups = report_items(db, str(result.get("cell_id") or ""))
+        inputs.followups = report_items(db, cell)
     except Exception as exc:  # noqa: BLE001 - the report never fails over follow-up data
         inputs.notes.append(f"Follow-up results could not be listed ({exc}).")
     inputs.notes.append(f"Report re-written from the log (inspection #{int(inspection_id)}).")

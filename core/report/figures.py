@@ -40,6 +40,13 @@ class NoFigure(Exception):
     """A figure cannot be drawn; the message says why in one sentence."""
 
 
+def slice_title(z: int, dz_um: float) -> str:
+    """``"slice 8 (z 0.17 mm)"``: the one slice convention (:mod:`core.describe`)."""
+    from core.describe import number, slice_z_mm
+
+    return f"slice {z} (z {number(slice_z_mm(z, dz_um), 'mm')} mm)"
+
+
 def _figure(figsize: tuple[float, float], ncols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
     """A figure on its own Agg canvas (no pyplot: no global state, safe beside a Qt GUI)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -107,14 +114,10 @@ def _volume_parts(volume: Any) -> tuple[Any, tuple[float, float, float], tuple[i
 
 
 def finding_slice_index(finding: Mapping[str, Any]) -> int | None:
-    """The axial slice that shows a finding: its centroid z, else the middle of its bbox."""
-    centroid = finding.get("centroid_zyx_px")
-    if centroid is not None and len(centroid) >= 1 and centroid[0] is not None:
-        return int(round(float(centroid[0])))
-    bbox = finding.get("bbox_zyx_px")
-    if bbox is not None and len(bbox) == 6:
-        return int(round(0.5 * (float(bbox[0]) + float(bbox[3]))))
-    return None
+    """The slice that shows a finding (:func:`core.describe.finding_slice`: one rule everywhere)."""
+    from core.describe import finding_slice
+
+    return finding_slice(finding)
 
 
 def _finding_yx_box(finding: Mapping[str, Any]) -> tuple[float, float, float, float] | None:
@@ -214,7 +217,7 @@ def finding_figure(volume: Any, finding: Mapping[str, Any]) -> bytes:
             va="bottom",
             path_effects=halo,
         )
-        ax_crop.set_title(f"Detail, slice z = {z} (height {z * sz / 1000:.2f} mm)")
+        ax_crop.set_title(f"Detail, {slice_title(z, sz)}")
         ax_crop.set_xlabel("x (mm)")
         ax_crop.set_ylabel("y (mm)")
 
@@ -263,7 +266,11 @@ def section_figure(
     axis_center_yx_px: Sequence[float] | None,
     findings: Sequence[Mapping[str, Any]] = (),
 ) -> bytes:
-    """Two vertical sections through the cell axis (x–z and y–z planes).
+    """Two vertical sections through the cell axis (x–z and y–z planes), height exaggerated.
+
+    A volume much wider than tall (a few slices of a whole cell) is drawn with its height
+    stretched by a round factor (:func:`core.describe.section_exaggeration`, the GUI's rule),
+    printed on the axis; the height ticks stay in true millimetres.
 
     Parameters
     ----------
@@ -278,10 +285,18 @@ def section_figure(
     -------
     bytes
         PNG.
+
+    Raises
+    ------
+    NoFigure
+        Fewer than :data:`core.describe.MIN_SECTION_SLICES` slices (nothing to see in section),
+        or the axis outside the slices.
     """
+    from core.describe import MIN_SECTION_SLICES, number, section_exaggeration
+
     array, (sz, sy, sx), (nz, ny, nx) = _volume_parts(volume)
-    if nz < 2:
-        raise NoFigure("the volume has a single slice")
+    if nz < MIN_SECTION_SLICES:
+        raise NoFigure(f"the volume has {nz} slice{'s' if nz != 1 else ''}: too few to show in section")
     if axis_center_yx_px is not None and len(axis_center_yx_px) == 2:
         cy, cx = (float(axis_center_yx_px[0]), float(axis_center_yx_px[1]))
     else:
@@ -297,72 +312,113 @@ def section_figure(
     lo, hi = _window(np.concatenate([xz.ravel(), yz.ravel()]))
 
     from matplotlib import patches, patheffects
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     halo = [patheffects.withStroke(linewidth=2.6, foreground="white")]
     height_mm = nz * sz / 1000.0
     width_mm = max(nx * sx, ny * sy) / 1000.0
-    # Two panels up to 2.9 in wide; a tall cell makes them narrower, at most 7 in high.
-    aspect = height_mm / max(width_mm, 1e-9)
-    panel_w = min(2.9, 7.0 / aspect)
-    fig_w = float(np.clip(2 * panel_w + 1.5, 3.6, 7.0))
-    fig_h = float(np.clip(panel_w * aspect + 0.95, 1.6, 8.0))
+    factor = section_exaggeration(height_mm, width_mm)
+    shown_h = height_mm * factor
+    aspect = shown_h / max(width_mm, 1e-9)
+    panel_w = min(3.0, 6.0 / max(aspect, 1e-9))
+    fig_w = 7.0
+    fig_h = float(np.clip(panel_w * aspect + 1.0, 2.2, 7.5))
     with _rc():
         fig, axes = _figure((fig_w, fig_h), 2)
         panels = (
-            (axes[0], xz, nx * sx / 1000.0, "x", f"x–z plane at y = {iy} px", 2, 5),
-            (axes[1], yz, ny * sy / 1000.0, "y", f"y–z plane at x = {ix} px", 1, 4),
+            (axes[0], xz, nx * sx / 1000.0, "x", f"x–z plane through the axis (y = {iy} px)", 2, 5),
+            (axes[1], yz, ny * sy / 1000.0, "y", f"y–z plane through the axis (x = {ix} px)", 1, 4),
         )
         for ax, image, extent_mm, name, title, i0, i1 in panels:
-            ax.imshow(
-                image,
-                cmap="gray",
-                vmin=lo,
-                vmax=hi,
-                interpolation="antialiased",
-                extent=(0, extent_mm, height_mm, 0),
-                aspect="equal",
-            )
-            ax.axvline(
-                (cx * sx if name == "x" else cy * sy) / 1000.0,
-                color=OKABE_ITO["sky"],
-                linewidth=0.8,
-                linestyle=":",
-            )
+            ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, interpolation="antialiased",
+                      extent=(0, extent_mm, shown_h, 0), aspect="equal")
+            ax.axvline((cx * sx if name == "x" else cy * sy) / 1000.0, color=OKABE_ITO["sky"], linewidth=0.8,
+                       linestyle=":")
             for finding in findings:
                 bbox = finding.get("bbox_zyx_px")
                 if bbox is None or len(bbox) != 6:
                     continue
-                colour = SEVERITY_COLOURS.get(str(finding.get("severity", "info")).lower())
-                h0, h1 = float(bbox[0]) * sz / 1000.0, float(bbox[3]) * sz / 1000.0
+                colour = SEVERITY_COLOURS.get(str(finding.get("severity", "info")).lower()) or "#444444"
+                h0, h1 = float(bbox[0]) * sz / 1000.0 * factor, float(bbox[3]) * sz / 1000.0 * factor
                 p0 = float(bbox[i0]) * (sx if name == "x" else sy) / 1000.0
                 p1 = float(bbox[i1]) * (sx if name == "x" else sy) / 1000.0
-                pad = 0.01 * max(extent_mm, height_mm)
-                rect = patches.Rectangle(
-                    (p0 - pad, h0 - pad),
-                    (p1 - p0) + 2 * pad,
-                    (h1 - h0) + 2 * pad,
-                    fill=False,
-                    edgecolor=colour or "#444444",
-                    linewidth=1.3,
-                )
+                pad = 0.01 * max(extent_mm, shown_h)
+                rect = patches.Rectangle((p0 - pad, h0 - pad), (p1 - p0) + 2 * pad, (h1 - h0) + 2 * pad,
+                                         fill=False, edgecolor=colour, linewidth=1.3)
                 rect.set_path_effects(halo)
                 ax.add_patch(rect)
-                ax.text(
-                    p1 + pad,
-                    h0 - pad,
-                    str(finding.get("id") or ""),
-                    color=colour or "#444444",
-                    fontsize=7,
-                    fontweight="bold",
-                    va="bottom",
-                    path_effects=halo,
-                    clip_on=True,
-                )
+                ax.text(p1 + pad, h0 - pad, str(finding.get("id") or ""), color=colour, fontsize=7,
+                        fontweight="bold", va="bottom", path_effects=halo, clip_on=True)
             ax.set_xlim(0, extent_mm)
-            ax.set_ylim(height_mm, 0)
+            ax.set_ylim(shown_h, 0)
             ax.set_title(title)
             ax.set_xlabel(f"{name} (mm)")
-            ax.set_ylabel("height z (mm)")
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.yaxis.set_major_locator(MaxNLocator(5))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: number(v / factor, "mm")))
+            ax.set_ylabel("height z (mm)" if factor == 1 else f"height z (mm), drawn ×{factor:g}")
+        fig.tight_layout()
+        return _png(fig)
+
+
+def overview_figure(volume: Any, result: Mapping[str, Any]) -> bytes:
+    """The whole slice of the worst finding with every finding on that slice circled and named.
+
+    Raises
+    ------
+    NoFigure
+        No volume, or no review/fail finding with a position.
+    """
+    from matplotlib import patheffects
+
+    from core.describe import finding_slice, worst_finding
+
+    array, (sz, sy, sx), (nz, ny, nx) = _volume_parts(volume)
+    findings = [f for f in (result.get("findings") or []) if isinstance(f, Mapping)]
+    worst = worst_finding(findings)
+    if worst is None:
+        raise NoFigure("no finding to show")
+    z = finding_slice(worst, nz)
+    if z is None:
+        raise NoFigure("the worst finding has no position")
+    step = _stride(max(ny, nx), 520)
+    image = np.asarray(array[z], dtype=np.float32)[::step, ::step]
+    mm_y, mm_x = sy / 1000.0, sx / 1000.0
+    halo = [patheffects.withStroke(linewidth=3.0, foreground="white")]
+    with _rc():
+        fig, ax = _figure((3.3, 3.45))
+        lo, hi = _window(image)
+        ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, interpolation="antialiased",
+                  extent=(0, nx * mm_x, ny * mm_y, 0))
+        places: list[list[Any]] = []  # [x, y, colour rank, colour, ids]: findings at one place share a circle
+        for f in findings:
+            box = _finding_yx_box(f)
+            rng = f.get("bbox_zyx_px")
+            if box is None or f.get("severity") not in ("fail", "review"):
+                continue
+            if rng is not None and len(rng) == 6 and not (int(rng[0]) <= z < max(int(rng[3]), int(rng[0]) + 1)):
+                continue
+            y0, x0, y1, x1 = box
+            cyc, cxc = 0.5 * (y0 + y1) * mm_y, 0.5 * (x0 + x1) * mm_x
+            rank = SEVERITY_ORDER.get(str(f.get("severity")), 3)
+            near = next((p for p in places if math.hypot(p[0] - cxc, p[1] - cyc) < 0.04 * nx * mm_x), None)
+            if near is None:
+                places.append([cxc, cyc, rank, SEVERITY_COLOURS.get(str(f.get("severity")), "#444444"),
+                               [str(f.get("id") or "")]])
+            else:
+                near[4].append(str(f.get("id") or ""))
+                if rank < near[2]:
+                    near[2], near[3] = rank, SEVERITY_COLOURS.get(str(f.get("severity")), "#444444")
+        for cxc, cyc, _rank, colour, ids in places:
+            ax.plot([cxc], [cyc], marker="o", markersize=14, markerfacecolor="none", markeredgecolor=colour,
+                    markeredgewidth=2.0, path_effects=halo)
+            ax.annotate(" · ".join(ids), (cxc, cyc), xytext=(9, 7), textcoords="offset points",
+                        color=colour, fontsize=9, fontweight="bold", path_effects=halo)
+        ax.set_xlim(0, nx * mm_x)
+        ax.set_ylim(ny * mm_y, 0)
+        ax.set_title(f"{slice_title(z, sz)[:1].upper()}{slice_title(z, sz)[1:]}", fontsize=8.5)
+        ax.set_xlabel("x (mm)")
+        ax.set_ylabel("y (mm)")
         fig.tight_layout()
         return _png(fig)
 
@@ -384,117 +440,238 @@ def _block_nanmean(values: np.ndarray, max_rows: int, max_cols: int) -> np.ndarr
     return out.astype(np.float32)
 
 
-def thickness_map_figure(
-    thickness_map_um: np.ndarray | None,
-    extent_mm: Sequence[float] | None = None,
-) -> bytes:
-    """The unrolled cathode sheet thickness map with a colour bar in µm.
+def _summary(thickness: Any) -> Any:
+    """A :class:`core.report.thickness.ThicknessSummary` from a summary or a bare 2-D map."""
+    from core.report.thickness import ThicknessSummary
 
-    Parameters
-    ----------
-    thickness_map_um : ndarray, optional
-        2-D: rows = height (slice index), columns = arc-length position; NaN where unknown.
-    extent_mm : sequence of 4 float, optional
-        (arc0, arc1, z0, z1) in mm; without it the axes are in samples.
-
-    Returns
-    -------
-    bytes
-        PNG.
-    """
-    if thickness_map_um is None:
+    if thickness is None:
         raise NoFigure("the inspection gave no thickness map")
-    values = np.asarray(thickness_map_um, dtype=np.float32)
+    if isinstance(thickness, ThicknessSummary):
+        return thickness
+    values = np.asarray(thickness, dtype=np.float32)
     if values.ndim != 2 or min(values.shape) < 1:
         raise NoFigure(f"the thickness map has shape {values.shape}, not 2-D")
     if not np.isfinite(values).any():
         raise NoFigure("the thickness map holds no measured value")
-    shown = _block_nanmean(values, 500, 1600)
-    lo, hi = _window(values, 1.0, 99.0)
-
-    import matplotlib
-
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d9d9d9")
-    if extent_mm is not None and len(extent_mm) == 4:
-        a0, a1, z0, z1 = (float(v) for v in extent_mm)
-        xlabel, ylabel = "arc length along the electrode (mm)", "height z (mm)"
-    else:
-        a0, a1, z0, z1 = 0.0, float(values.shape[1]), 0.0, float(values.shape[0])
-        xlabel, ylabel = "arc position (samples)", "slice"
-    with _rc():
-        fig, ax = _figure((7.0, 2.7))
-        im = ax.imshow(
-            np.ma.masked_invalid(shown),
-            cmap=cmap,
-            vmin=lo,
-            vmax=hi,
-            origin="lower",
-            extent=(a0, a1, z0, z1),
-            aspect="auto",
-            interpolation="nearest",
-        )
-        bar = fig.colorbar(im, ax=ax, pad=0.015, fraction=0.04)
-        bar.set_label("cathode sheet thickness (µm)")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title("Unrolled cathode sheet thickness (grey: not measured)")
-        fig.tight_layout()
-        return _png(fig)
+    summary = ThicknessSummary.from_array(values)
+    if summary is None:
+        raise NoFigure("the thickness map holds no measured value")
+    return summary
 
 
-def thickness_histogram_figure(values_um: np.ndarray | None) -> bytes:
-    """Histogram of cathode sheet thickness with the median and ±10 % / ±20 % marks.
+SEVERITY_ORDER = {"fail": 0, "review": 1, "info": 2}
+
+
+def _mark_groups(marks: Sequence[Any], gap: float) -> list[list[Any]]:
+    """Marks whose centres lie within ``gap`` of each other along the arc, together."""
+    groups: list[list[Any]] = []
+    for m in sorted(marks, key=lambda m: 0.5 * (m.arc0 + m.arc1)):
+        centre = 0.5 * (m.arc0 + m.arc1)
+        if groups and centre - 0.5 * (groups[-1][-1].arc0 + groups[-1][-1].arc1) <= gap:
+            groups[-1].append(m)
+        else:
+            groups.append([m])
+    return groups
+
+
+def _limits_pct(result: Mapping[str, Any] | None) -> tuple[float | None, float | None]:
+    lim = ((result or {}).get("limits") or {}).get("cathode_thickness_max_deviation_pct") or {}
+    review, fail = lim.get("review"), lim.get("fail")
+    return (float(review) if review is not None else None, float(fail) if fail is not None else None)
+
+
+def thickness_map_figure(
+    thickness: Any,
+    result: Mapping[str, Any] | None = None,
+    *,
+    title: str | None = None,
+) -> bytes:
+    """The unrolled cathode sheet: thickness against the cell median, findings and anatomy marked.
+
+    The workstation's design: a diverging scale centred on the cell median (blue thinner,
+    red thicker, ±30 % at its ends) with the recipe's review and fail deviations marked on the
+    colour bar; findings outlined in their severity's colour and named; the cell's anatomy
+    (tab window, the cathode's ends, one-sided or absent stretches, coating-edge bands)
+    hatched and named as such — not defects. A long sheet is cut into up to four strips so a
+    millimetre-sized patch stays visible. Heights are mm from slice 0's face, slice 0 at the top.
 
     Parameters
     ----------
-    values_um : ndarray, optional
-        Thickness samples in µm (any shape; NaN ignored).
+    thickness : core.report.thickness.ThicknessSummary or ndarray
+        The summary (or a bare 2-D map in µm, rows = slices).
+    result : mapping, optional
+        The inspection result: limits, findings and geometry to mark.
+    title : str, optional
 
     Returns
     -------
     bytes
         PNG.
     """
-    if values_um is None:
-        raise NoFigure("the inspection gave no thickness values")
-    values = np.asarray(values_um, dtype=np.float64).ravel()
-    values = values[np.isfinite(values)]
-    if values.size < 2:
-        raise NoFigure("fewer than two thickness values were measured")
-    median = float(np.median(values))
-    mean, std = float(values.mean()), float(values.std())
-    lo, hi = np.percentile(values, [0.1, 99.9])
-    lo, hi = min(lo, 0.75 * median), max(hi, 1.25 * median)
+    import matplotlib
+    from matplotlib import patches, patheffects
 
+    from core.describe import MINUS, number
+    from core.report.thickness import SPAN, sheet_marks
+
+    summary = _summary(thickness)
+    values = summary.values_um
+    if not np.isfinite(values).any():
+        raise NoFigure("the thickness map holds no measured value")
+    median = summary.median_um
+    deviation = 100.0 * (values - median) / median
+    frame = summary.frame()
+    marks = sheet_marks(frame, result or {}) if result is not None else []
+    review, fail = _limits_pct(result)
+    arc0, arc1 = float(summary.arc_mm[0]), float(summary.arc_mm[-1])
+    step = (arc1 - arc0) / max(summary.arc_mm.size - 1, 1)
+    total = max(arc1 - arc0 + step, 1e-6)
+    n_panels = int(np.clip(math.ceil(total / 250.0), 1, 4))
+    edges = np.linspace(arc0 - step / 2, arc1 + step / 2, n_panels + 1)
+    z_top, z_bottom = frame.z_top_mm, frame.z_bottom_mm
+    span_pct = 100 * SPAN
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#CFCFCF")
+    halo = [patheffects.withStroke(linewidth=2.6, foreground="white")]
+    starts = summary.arc_mm[np.r_[np.nonzero(np.diff(summary.winding))[0] + 1]] if summary.winding.size else []
     with _rc():
-        fig, ax = _figure((7.0, 2.6))
-        ax.hist(
-            values,
-            bins=int(np.clip(np.sqrt(values.size), 10, 80)),
-            range=(lo, hi),
-            color=OKABE_ITO["blue"],
-            alpha=0.85,
-        )
-        ax.axvline(median, color="black", linewidth=1.2, label=f"median {median:.1f} µm")
-        for frac, colour, style, name in (
-            (0.10, OKABE_ITO["orange"], "--", "±10 % (review)"),
-            (0.20, OKABE_ITO["vermillion"], "-.", "±20 % (fail)"),
-        ):
-            ax.axvline(
-                median * (1 - frac), color=colour, linestyle=style, linewidth=1.1, label=name
-            )
-            ax.axvline(median * (1 + frac), color=colour, linestyle=style, linewidth=1.1)
-        cv = std / mean if mean else float("nan")
-        ax.text(
-            0.01,
-            0.95,
-            f"n = {values.size:,}\nmean {mean:.1f} µm\nstd {std:.1f} µm\nCV {cv:.3f}",
-            transform=ax.transAxes,
-            va="top",
-            fontsize=7,
-            bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "#bbbbbb"},
-        )
-        ax.set_xlabel("cathode sheet thickness (µm)")
+        fig = _figure((7.0, 1.15 + 1.0 * n_panels), 1)[0]
+        fig.clear()
+        grid = fig.add_gridspec(n_panels, 2, width_ratios=[1, 0.022], hspace=0.85 if n_panels > 1 else 0.5,
+                                left=0.085, right=0.86, top=1 - 0.62 / (1.15 + n_panels), bottom=0.5 / (1.15 + n_panels))
+        image = None
+        for i in range(n_panels):
+            ax = fig.add_subplot(grid[i, 0])
+            a, b = edges[i], edges[i + 1]
+            cols = (summary.arc_mm >= a) & (summary.arc_mm < b + 1e-9)
+            image = ax.imshow(np.ma.masked_invalid(deviation[:, cols]), cmap=cmap, vmin=-span_pct, vmax=span_pct,
+                              extent=(a, b, z_bottom, z_top), aspect="auto", interpolation="nearest")
+            for s0 in starts:
+                if a <= s0 <= b:
+                    ax.axvline(s0, color="#FFFFFF", linewidth=0.4, alpha=0.7)
+            width = b - a
+            height = z_bottom - z_top
+            for m in marks:
+                if m.arc1 < a or m.arc0 > b or m.kind == "finding":
+                    continue
+                if m.kind in ("anatomy", "band"):
+                    x0, x1 = max(m.arc0, a), min(m.arc1, b)
+                    rect = patches.Rectangle((x0, m.z0), max(x1 - x0, 0.004 * width), m.z1 - m.z0, fill=False,
+                                             hatch="////", edgecolor="#4D4D4D", linewidth=0.6)
+                    ax.add_patch(rect)
+                    if m.kind == "anatomy":
+                        ax.annotate(m.label, (0.5 * (x0 + x1), 0.0), xycoords=("data", "axes fraction"),
+                                    xytext=(0, -2), textcoords="offset points", ha="center", va="top",
+                                    color="#333333", fontsize=6.5, fontstyle="italic", annotation_clip=False)
+                elif m.kind == "end":
+                    ax.axvline(m.arc0, color="#333333", linewidth=0.9, linestyle="--")
+            # Findings: a box a little larger than the finding (its colour stays visible inside),
+            # one label for findings at one place.
+            pad = 0.006 * width
+            char = 0.0115 * width  # about one 7.5 pt character on a 5.6 in wide strip
+            level_ends: list[float] = []  # where the last label of each row of labels ends
+            for group in _mark_groups([m for m in marks if m.kind == "finding" and a <= 0.5 * (m.arc0 + m.arc1) <= b],
+                                      0.015 * width):
+                worst = min(group, key=lambda m: SEVERITY_ORDER.get(m.severity, 3))
+                colour = SEVERITY_COLOURS.get(worst.severity, "#444444")
+                x0 = min(m.arc0 for m in group) - pad
+                x1 = max(m.arc1 for m in group) + pad
+                z0 = min(m.z0 for m in group) - 0.08 * height
+                z1 = max(m.z1 for m in group) + 0.08 * height
+                rect = patches.Rectangle((x0, z0), x1 - x0, z1 - z0, fill=False, edgecolor=colour, linewidth=1.5,
+                                         clip_on=False)
+                ax.add_patch(rect)
+                text = " · ".join(m.label for m in group)
+                centre, half = 0.5 * (x0 + x1), 0.5 * len(text) * char
+                level = next((i for i, end in enumerate(level_ends) if centre - half > end), len(level_ends))
+                if level == len(level_ends):
+                    level_ends.append(-math.inf)
+                level_ends[level] = centre + half
+                ax.annotate(text, (centre, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 4 + 10 * level),
+                            textcoords="offset points", ha="center", va="bottom", color=colour, fontsize=7.5,
+                            fontweight="bold", path_effects=halo, annotation_clip=False,
+                            arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.6} if level else None)
+            for m in marks:
+                if m.kind == "band" and m.arc0 <= a + 0.01 * width:
+                    ax.annotate("coating edge, not measured", (a, m.z0), xytext=(3, -1), textcoords="offset points",
+                                va="top", fontsize=6, fontstyle="italic", color="#222222",
+                                bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none",
+                                      "alpha": 0.8})
+            ax.set_xlim(a, b)
+            ax.set_ylim(z_bottom, z_top)
+            ax.set_yticks([z_top, z_bottom])
+            ax.set_yticklabels([number(z_top, "mm"), number(z_bottom, "mm")])
+            ax.tick_params(axis="x", labelsize=6.5)
+            if i == n_panels - 1:
+                ax.set_xlabel("arc length along the cathode sheet from its inner end (mm)")
+            if i == 0:
+                ax.set_ylabel("z (mm)", labelpad=1)
+        bar_ax = fig.add_subplot(grid[:, 1])
+        bar = fig.colorbar(image, cax=bar_ax)
+        ticks = {-span_pct: f"{MINUS}{number(span_pct, '%')} %", 0.0: "median", span_pct: f"+{number(span_pct, '%')} %"}
+        for level, style, word in ((review, "--", "review"), (fail, "-", "fail")):
+            if level is None:
+                continue
+            for sign in (-1, 1):
+                bar.ax.axhline(sign * level, color="black", linewidth=1.4, linestyle=style)
+                ticks[sign * level] = f"{'+' if sign > 0 else MINUS}{number(level, '%')} % {word}"
+        bar.set_ticks(sorted(ticks))
+        bar.set_ticklabels([ticks[t] for t in sorted(ticks)])
+        bar.ax.tick_params(labelsize=6.5)
+        fig.suptitle(title or f"Unrolled cathode sheet: thickness against the cell median ({number(median, 'µm')} µm)",
+                     fontsize=8.5, y=0.995)
+        return _png(fig)
+
+
+def thickness_histogram_figure(thickness: Any, result: Mapping[str, Any] | None = None) -> bytes:
+    """Histogram of every measured cathode sheet thickness sample, the cell median and the
+    recipe's review and fail deviations either side of it.
+
+    Parameters
+    ----------
+    thickness : core.report.thickness.ThicknessSummary or ndarray
+        The summary (its histogram of all samples) or thickness samples in µm (NaN ignored).
+    result : mapping, optional
+        For the recipe's deviations (default ±10 % and ±20 %).
+
+    Returns
+    -------
+    bytes
+        PNG.
+    """
+    from core.describe import number
+    from core.report.thickness import ThicknessSummary
+
+    if thickness is None:
+        raise NoFigure("the inspection gave no thickness values")
+    if not isinstance(thickness, ThicknessSummary):
+        values = np.asarray(thickness, dtype=np.float64).ravel()
+        if np.isfinite(values).sum() < 2:
+            raise NoFigure("fewer than two thickness values were measured")
+        thickness = ThicknessSummary.from_array(values.reshape(1, -1))
+    s = thickness
+    if s.n < 2:
+        raise NoFigure("fewer than two thickness values were measured")
+    review, fail = _limits_pct(result)
+    review = 10.0 if review is None else review
+    fail = 20.0 if fail is None else fail
+    with _rc():
+        fig, ax = _figure((7.0, 2.5))
+        ax.stairs(s.hist_counts, s.hist_edges, fill=True, color=OKABE_ITO["blue"], alpha=0.85)
+        ax.axvline(s.median_um, color="black", linewidth=1.2, label=f"cell median {number(s.median_um, 'µm')} µm")
+        for pct, colour, style, name in ((review, OKABE_ITO["orange"], "--", "review"),
+                                         (fail, OKABE_ITO["vermillion"], "-.", "fail")):
+            ax.axvline(s.median_um * (1 - pct / 100), color=colour, linestyle=style, linewidth=1.1,
+                       label=f"±{number(pct, '%')} % ({name})")
+            ax.axvline(s.median_um * (1 + pct / 100), color=colour, linestyle=style, linewidth=1.1)
+        # The statistics as the result states them (the measurements table), the summary's else.
+        metrics = (result or {}).get("metrics") or {}
+        mean = metrics.get("cathode_sheet_thickness_mean_um") or s.mean_um
+        std = metrics.get("cathode_sheet_thickness_std_um") or s.std_um
+        ax.text(0.01, 0.95, f"n = {s.n}\nmean {number(mean, 'µm')} µm\nstd {number(std, 'µm')} µm\n"
+                f"CV {number(100 * std / mean if mean else float('nan'), '%')} %", transform=ax.transAxes, va="top",
+                fontsize=7,
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "#bbbbbb"})
+        ax.set_xlabel("cathode sheet thickness (µm), every measured sample")
         ax.set_ylabel("samples")
         ax.set_title("Distribution of cathode sheet thickness")
         ax.legend(loc="upper right", frameon=False)

@@ -1,384 +1,60 @@
 """The PDF inspection report, laid out with reportlab.
 
-Page 1 is what an operator and a quality engineer need: the cell, a large verdict banner
-(colour + word + symbol, readable without colour vision) with its reasons, the provenance
-(recipe, its hash, software version, date, operator), the metrics against their limits, the
-findings and a sign-off block. The following pages hold the figures. Text that comes from
-users or files is escaped before it reaches reportlab's mark-up.
+Page 1 is for the operator and takes ten seconds: the cell, a large verdict banner (colour +
+word + symbol, readable without colour vision), why (one line per place: what, how much
+against which limit, where, which finding), the slice of the worst finding with the findings
+on it circled, the provenance and the traceability code. Then the recipe's checks (the
+quantity each rule judged, defined), every finding, the sign-off and every measurement; then
+the figures (findings on their slices, the cell in section, the unrolled cathode thickness)
+and the cell's record: its ROI scan plans, synchrotron follow-ups and notes.
+
+Every name, place and number comes from :mod:`core.describe` (the same the command line and
+the workstation show); the building blocks are in :mod:`core.report.layout`.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from xml.sax.saxutils import escape
+
+from core import describe
+from core.report.layout import (  # noqa: F401 - re-exported: older callers and core.report.qr
+    HEAD_FILL,
+    INK,
+    MUTED,
+    RULE,
+    SEVERITY_FILL,
+    SEVERITY_RANK,
+    SEVERITY_TEXT,
+    UNKNOWN_STYLE,
+    VERDICT_STYLE,
+    _badge,
+    _date,
+    _duration,
+    _fonts,
+    _image,
+    _short_hash,
+    _styles,
+    _t,
+    _table,
+    _unicode_ok,
+    _verdict_banner,
+    fmt,
+    limit_status,
+    metric_label,
+    pretty_unit,
+)
 
 if TYPE_CHECKING:
     from core.report import ReportInputs
 
-# Colours of the verdict banner: fill, text, symbol.
-VERDICT_STYLE = {
-    "PASS": ("#1B7F4B", "#FFFFFF", "check", "Cell accepted"),
-    "FAIL": ("#C62828", "#FFFFFF", "cross", "Cell rejected: do not ship"),
-    "REVIEW": ("#F2A900", "#1A1A1A", "bang", "Hold the cell: an engineer must review it"),
-}
-UNKNOWN_STYLE = ("#616161", "#FFFFFF", "bang", "No verdict")
-SEVERITY_FILL = {"fail": "#FBE3E1", "review": "#FFF3D0", "info": "#E3F1FB"}
-SEVERITY_TEXT = {"fail": "#B71C1C", "review": "#8A5A00", "info": "#1F5E8C"}
-SEVERITY_RANK = {"fail": 0, "review": 1, "info": 2}
-INK = "#1A1A1A"
-MUTED = "#5F6368"
-RULE = "#C8CCD0"
-HEAD_FILL = "#ECEFF1"
 #: Most findings drawn as figures; the table lists all of them.
 MAX_FINDING_FIGURES = 12
-
-_FONTS: dict[str, str] | None = None
-
-
-def _fonts() -> dict[str, str]:
-    """Register DejaVu (full Unicode: µ, ³, ≥, ✓) from matplotlib's data; Helvetica else."""
-    global _FONTS
-    if _FONTS is not None:
-        return _FONTS
-    from reportlab.lib.fonts import addMapping
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.ttfonts import TTFont
-
-    fonts = {"regular": "Helvetica", "bold": "Helvetica-Bold", "italic": "Helvetica-Oblique"}
-    fonts["mono"] = "Courier"
-    try:
-        import matplotlib
-
-        folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-        files = {
-            "CellQC-Sans": "DejaVuSans.ttf",
-            "CellQC-Sans-Bold": "DejaVuSans-Bold.ttf",
-            "CellQC-Sans-Oblique": "DejaVuSans-Oblique.ttf",
-            "CellQC-Sans-BoldOblique": "DejaVuSans-BoldOblique.ttf",
-            "CellQC-Mono": "DejaVuSansMono.ttf",
-        }
-        for name, file in files.items():
-            if name not in pdfmetrics.getRegisteredFontNames():
-                pdfmetrics.registerFont(TTFont(name, str(folder / file)))
-        addMapping("CellQC-Sans", 0, 0, "CellQC-Sans")
-        addMapping("CellQC-Sans", 1, 0, "CellQC-Sans-Bold")
-        addMapping("CellQC-Sans", 0, 1, "CellQC-Sans-Oblique")
-        addMapping("CellQC-Sans", 1, 1, "CellQC-Sans-BoldOblique")
-        fonts = {
-            "regular": "CellQC-Sans",
-            "bold": "CellQC-Sans-Bold",
-            "italic": "CellQC-Sans-Oblique",
-            "mono": "CellQC-Mono",
-        }
-    except Exception:  # no TTF available: the core fonts still give a readable report
-        pass
-    _FONTS = fonts
-    return fonts
-
-
-def _unicode_ok() -> bool:
-    return _fonts()["regular"] != "Helvetica"
-
-
-def _t(value: object) -> str:
-    """Text from results, users or files, escaped for reportlab's paragraph mark-up."""
-    text = "" if value is None else str(value)
-    if not _unicode_ok():
-        for a, b in {"≥": ">=", "≤": "<=", "✓": "OK", "✗": "X", "–": "-", "—": "-"}.items():
-            text = text.replace(a, b)
-    return escape(text)
-
-
-# ------------------------------------------------------------------------- formatting
-
-
-UNIT_SUFFIXES = {
-    "um": "µm",
-    "mm3": "mm³",
-    "mm2": "mm²",
-    "um2": "µm²",
-    "um3": "µm³",
-    "mm": "mm",
-    "deg": "°",
-    "pct": "%",
-    "px": "px",
-    "s": "s",
-    "kev": "keV",
-    "ev": "eV",
-}
-UNIT_NAMES = {"mm3": "mm³", "mm2": "mm²", "um": "µm", "um3": "µm³", "um2": "µm²", "deg": "°"}
-
-
-def pretty_unit(unit: object) -> str:
-    """``"mm3"`` → ``"mm³"``, ``"um"`` → ``"µm"``; other units unchanged."""
-    text = "" if unit is None else str(unit)
-    return UNIT_NAMES.get(text.lower(), text)
-
-
-def metric_label(name: str) -> tuple[str, str]:
-    """Human label and unit of a metric key: ``void_total_volume_mm3`` → (Void total volume, mm³)."""
-    parts = name.split("_")
-    unit = ""
-    if len(parts) > 1 and parts[-1].lower() in UNIT_SUFFIXES:
-        unit = UNIT_SUFFIXES[parts[-1].lower()]
-        parts = parts[:-1]
-    if parts and parts[-1] == "cv":
-        parts[-1] = "CV"
-    label = " ".join(parts)
-    return (label[:1].upper() + label[1:]) if label else name, unit
-
-
-def fmt(value: object) -> str:
-    """A number for a table: integers as such, floats with 4 significant digits."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if value != value:
-            return "—"
-        if value == 0:
-            return "0"
-        if abs(value) >= 1e5 or abs(value) < 1e-3:
-            return f"{value:.3g}"
-        return f"{value:.4g}"
-    try:
-        return fmt(float(value))  # numpy scalars
-    except (TypeError, ValueError):
-        text = str(value)
-        return text if len(text) <= 60 else text[:57] + "…"
-
-
-def limit_status(value: object, limit: Mapping[str, Any] | None) -> str | None:
-    """``"FAIL"``, ``"REVIEW"``, ``"OK"`` against a limit, or None when it cannot be judged.
-
-    A limit is an upper bound (value ≥ limit trips it) unless its fail level is below its
-    review level, which marks a lower bound.
-    """
-    if not limit:
-        return None
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    if x != x:
-        return None
-    review, fail = limit.get("review"), limit.get("fail")
-    lower = review is not None and fail is not None and float(fail) < float(review)
-    for level, name in ((fail, "FAIL"), (review, "REVIEW")):
-        if level is None:
-            continue
-        if (x <= float(level)) if lower else (x >= float(level)):
-            return name
-    return "OK" if (review is not None or fail is not None) else None
-
-
-def _short_hash(value: object, n: int = 12) -> str:
-    text = str(value or "")
-    return text[:n] if text else "—"
-
-
-def _date(iso: object) -> str:
-    if not iso:
-        return "—"
-    try:
-        when = datetime.fromisoformat(str(iso))
-    except ValueError:
-        return str(iso)
-    if when.tzinfo is not None:
-        return when.strftime("%Y-%m-%d %H:%M:%S %Z").replace("UTC", "UTC").strip()
-    return when.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _duration(result: Mapping[str, Any]) -> str:
-    try:
-        t0 = datetime.fromisoformat(str(result["started_at"]))
-        t1 = datetime.fromisoformat(str(result["finished_at"]))
-        return f"{(t1 - t0).total_seconds():.1f} s"
-    except (KeyError, ValueError, TypeError):
-        pass
-    timings = result.get("timings_s") or {}
-    total = timings.get("total")
-    if total is None:
-        try:
-            total = sum(float(v) for v in timings.values())
-        except (TypeError, ValueError):
-            total = None
-    return f"{float(total):.1f} s" if total else "—"
-
-
-# -------------------------------------------------------------------------- flowables
-
-
-def _styles() -> dict[str, Any]:
-    from reportlab.lib.enums import TA_LEFT, TA_RIGHT
-    from reportlab.lib.styles import ParagraphStyle
-
-    f = _fonts()
-    base = ParagraphStyle("base", fontName=f["regular"], fontSize=9, leading=12, textColor=INK)
-    return {
-        "base": base,
-        "small": ParagraphStyle("small", parent=base, fontSize=7.8, leading=10),
-        "muted": ParagraphStyle("muted", parent=base, fontSize=7.8, leading=10, textColor=MUTED),
-        "note": ParagraphStyle(
-            "note", parent=base, fontName=f["italic"], fontSize=8.2, leading=11, textColor=MUTED
-        ),
-        "cell": ParagraphStyle("cell", parent=base, fontSize=8, leading=10),
-        "cellr": ParagraphStyle("cellr", parent=base, fontSize=8, leading=10, alignment=TA_RIGHT),
-        "cellb": ParagraphStyle("cellb", parent=base, fontName=f["bold"], fontSize=8, leading=10),
-        "head": ParagraphStyle(
-            "head", parent=base, fontName=f["bold"], fontSize=7.6, leading=9.5, textColor=MUTED
-        ),
-        "headr": ParagraphStyle(
-            "headr",
-            parent=base,
-            fontName=f["bold"],
-            fontSize=7.6,
-            leading=9.5,
-            textColor=MUTED,
-            alignment=TA_RIGHT,
-        ),
-        "kicker": ParagraphStyle(
-            "kicker", parent=base, fontName=f["bold"], fontSize=8.5, leading=11, textColor=MUTED
-        ),
-        "title": ParagraphStyle(
-            "title", parent=base, fontName=f["bold"], fontSize=21, leading=25, alignment=TA_LEFT
-        ),
-        "h1": ParagraphStyle(
-            "h1",
-            parent=base,
-            fontName=f["bold"],
-            fontSize=13,
-            leading=16,
-            spaceBefore=4,
-            spaceAfter=5,
-            keepWithNext=1,
-        ),
-        "h2": ParagraphStyle(
-            "h2",
-            parent=base,
-            fontName=f["bold"],
-            fontSize=10.5,
-            leading=13,
-            spaceBefore=8,
-            spaceAfter=3,
-            keepWithNext=1,
-        ),
-        "caption": ParagraphStyle(
-            "caption", parent=base, fontSize=8, leading=10.5, textColor=MUTED
-        ),
-        "reason": ParagraphStyle("reason", parent=base, fontSize=9.5, leading=12.5),
-    }
-
-
-def _verdict_banner(verdict: str, subtitle: str, width: float) -> Any:
-    """A full-width coloured box with a drawn symbol and the verdict in large letters."""
-    from reportlab.lib import colors
-    from reportlab.platypus import Flowable
-
-    fill, ink, symbol, tagline = VERDICT_STYLE.get(verdict, UNKNOWN_STYLE)
-    fonts = _fonts()
-    word = verdict if verdict in VERDICT_STYLE else (verdict or "NO VERDICT")
-
-    class Banner(Flowable):
-        def __init__(self) -> None:
-            super().__init__()
-            self.width, self.height = width, 74.0
-
-        def wrap(self, aw: float, ah: float) -> tuple[float, float]:
-            return self.width, self.height
-
-        def draw(self) -> None:
-            c = self.canv
-            c.saveState()
-            c.setFillColor(colors.HexColor(fill))
-            c.roundRect(0, 0, self.width, self.height, 6, stroke=0, fill=1)
-            # The symbol: a white disc holding a check, a cross or an exclamation mark.
-            r, cx, cy = 25.0, 16.0 + 25.0, self.height / 2
-            c.setFillColor(colors.white)
-            c.circle(cx, cy, r, stroke=0, fill=1)
-            c.setStrokeColor(colors.HexColor(fill if verdict != "REVIEW" else "#1A1A1A"))
-            c.setFillColor(colors.HexColor(fill if verdict != "REVIEW" else "#1A1A1A"))
-            c.setLineWidth(6.5)
-            c.setLineCap(1)
-            c.setLineJoin(1)
-            if symbol == "check":
-                p = c.beginPath()
-                p.moveTo(cx - 12, cy + 1)
-                p.lineTo(cx - 3.5, cy - 9)
-                p.lineTo(cx + 13, cy + 10)
-                c.drawPath(p, stroke=1, fill=0)
-            elif symbol == "cross":
-                c.line(cx - 10, cy - 10, cx + 10, cy + 10)
-                c.line(cx - 10, cy + 10, cx + 10, cy - 10)
-            else:
-                c.line(cx, cy + 13, cx, cy - 3)
-                c.circle(cx, cy - 12.5, 3.6, stroke=0, fill=1)
-            c.setFillColor(colors.HexColor(ink))
-            c.setFont(fonts["bold"], 36)
-            c.drawString(cx + r + 16, cy - 3, word)
-            c.setFont(fonts["regular"], 11)
-            c.drawString(cx + r + 17, cy - 21, tagline)
-            if subtitle:
-                c.setFont(fonts["bold"], 9.5)
-                c.drawRightString(self.width - 14, self.height - 18, subtitle)
-            c.restoreState()
-
-    return Banner()
-
-
-def _table(
-    rows: list[list[Any]], widths: list[float], *, zebra: bool = True, extra: Iterable = ()
-) -> Any:
-    from reportlab.lib import colors
-    from reportlab.platypus import Table, TableStyle
-
-    table = Table(rows, colWidths=widths, repeatRows=1, hAlign="LEFT")
-    style = [
-        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor(HEAD_FILL)),
-        ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.HexColor("#90A4AE")),
-        ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.HexColor(RULE)),
-        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
-        ("TOPPADDING", (0, 0), (-1, -1), 3),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
-        ("LEFTPADDING", (0, 0), (-1, -1), 4),
-        ("RIGHTPADDING", (0, 0), (-1, -1), 4),
-    ]
-    if zebra:
-        for i in range(2, len(rows), 2):
-            style.append(("BACKGROUND", (0, i), (-1, i), colors.HexColor("#F8F9FA")))
-    style.extend(extra)
-    table.setStyle(TableStyle(style))
-    return table
-
-
-def _badge(text: str, fill: str, ink: str, styles: Mapping[str, Any]) -> Any:
-    """A small coloured label inside a table cell."""
-    from reportlab.lib import colors
-    from reportlab.platypus import Paragraph, Table, TableStyle
-
-    p = Paragraph(f'<font color="{ink}"><b>{_t(text)}</b></font>', styles["cell"])
-    t = Table([[p]], hAlign="LEFT")
-    t.setStyle(
-        TableStyle(
-            [
-                ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor(fill)),
-                ("TOPPADDING", (0, 0), (-1, -1), 1),
-                ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
-                ("LEFTPADDING", (0, 0), (-1, -1), 4),
-                ("RIGHTPADDING", (0, 0), (-1, -1), 4),
-            ]
-        )
-    )
-    return t
-
+#: Reasons listed on page 1 (the findings table has them all).
+MAX_REASONS = 8
 
 STATUS_BADGE = {
     "FAIL": ("✗ FAIL", SEVERITY_FILL["fail"], SEVERITY_TEXT["fail"]),
@@ -386,24 +62,18 @@ STATUS_BADGE = {
     "OK": ("✓ within", "#E3F4EA", "#1B6B3F"),
 }
 SEVERITY_BADGE = {
-    "fail": ("✗ fail", SEVERITY_FILL["fail"], SEVERITY_TEXT["fail"]),
-    "review": ("! review", SEVERITY_FILL["review"], SEVERITY_TEXT["review"]),
+    "fail": ("✗ FAIL", SEVERITY_FILL["fail"], SEVERITY_TEXT["fail"]),
+    "review": ("! REVIEW", SEVERITY_FILL["review"], SEVERITY_TEXT["review"]),
     "info": ("i info", SEVERITY_FILL["info"], SEVERITY_TEXT["info"]),
+    "pass": ("✓ PASS", "#E3F4EA", "#1B6B3F"),
 }
 
 
-def _image(png: bytes, width: float, max_height: float) -> Any:
-    """A PNG as wide as ``width``, or narrower when it would be taller than ``max_height``."""
-    from reportlab.lib.utils import ImageReader
-    from reportlab.platypus import Image
-
-    reader = ImageReader(io.BytesIO(png))
-    w, h = reader.getSize()
-    scale = min(width / w, max_height / h)
-    return Image(io.BytesIO(png), width=w * scale, height=h * scale)
-
-
-# ------------------------------------------------------------------------------ pages
+def _where_cell(where: str) -> str:
+    """"slice 8 (z 0.17 mm), winding 10, 102°" → the slice unbroken on one line, the rest below."""
+    first, _, rest = str(where).partition(", ")
+    text = _t(first).replace(" ", "&nbsp;")
+    return text + (f"<br/>{_t(rest)}" if rest else "")
 
 
 class _Doc:
@@ -434,8 +104,9 @@ class _Doc:
     def note(self, text: str) -> None:
         self.add(self.p(_t(text), "note"))
 
-    def figure(self, title: str | None, build: Callable[[], bytes], caption: str) -> None:
-        """Draw a figure, or a one-line note saying why it is missing."""
+    def figure(self, title: str | None, build: Callable[[], bytes], caption: str,
+               max_height: float | None = None) -> bool:
+        """Draw a figure, or a one-line note saying why it is missing; True when drawn."""
         from reportlab.platypus import KeepTogether
 
         from core.report.figures import NoFigure
@@ -448,29 +119,31 @@ class _Doc:
         except NoFigure as exc:
             parts.append(self.p(_t(f"Not shown: {exc}."), "note"))
             self.add(KeepTogether(parts))
-            return
+            return False
         except Exception as exc:  # a figure bug must not cost the operator the report
-            parts.append(
-                self.p(
-                    _t(f"Not shown: the figure could not be drawn ({type(exc).__name__}: {exc})."),
-                    "note",
-                )
-            )
+            parts.append(self.p(_t(f"Not shown: the figure could not be drawn ({type(exc).__name__}: {exc})."),
+                                "note"))
             self.add(KeepTogether(parts))
-            return
-        parts.append(_image(png, self.width, 0.8 * self.height))
+            return False
+        parts.append(_image(png, self.width, max_height or 0.8 * self.height))
         if caption:
             parts.append(self.p(caption, "caption"))
         parts.append(self.gap_flowable(6))
         self.add(KeepTogether(parts))
+        return True
 
     def gap_flowable(self, points: float) -> Any:
         from reportlab.platypus import Spacer
 
         return Spacer(1, points)
 
+    def findings(self) -> list[Mapping[str, Any]]:
+        return describe.ordered_findings(self.result.get("findings") or [])
+
     # page 1 --------------------------------------------------------------------------
     def summary(self) -> None:
+        from reportlab.platypus import PageBreak
+
         from core.report.qr import trace_flowables
 
         r = self.result
@@ -483,234 +156,236 @@ class _Doc:
         subtitle = f"Inspection #{self.inputs.inspection_id}" if self.inputs.inspection_id else ""
         self.add(_verdict_banner(final, subtitle, self.width))
         self.gap(6)
+        for o in overrides:
+            who = o.get("user_full_name") or o.get("user")
+            self.add(self.p(
+                f"<b>Verdict overridden</b> from {_t(o.get('old_verdict'))} to <b>{_t(o.get('new_verdict'))}</b> "
+                f"by {_t(who)} on {_t(_date(o.get('created_at')))}: “{_t(o.get('reason'))}”. "
+                f"The automated verdict was {_t(verdict or '—')}.", "reason"))
         if overrides:
-            for o in overrides:
-                who = o.get("user_full_name") or o.get("user")
-                self.add(
-                    self.p(
-                        f"<b>Verdict overridden</b> from {_t(o.get('old_verdict'))} to "
-                        f"<b>{_t(o.get('new_verdict'))}</b> by {_t(who)} on "
-                        f"{_t(_date(o.get('created_at')))}: “{_t(o.get('reason'))}”. "
-                        f"The automated verdict was {_t(verdict or '—')}.",
-                        "reason",
-                    )
-                )
             self.gap(6)
-        reasons = [str(x) for x in (r.get("reasons") or [])]
-        if reasons:
-            self.add(self.p("<b>Why this verdict</b>", "reason"))
-            for reason in reasons[:12]:
-                self.add(self.p(f"•&nbsp;&nbsp;{_t(reason)}", "reason"))
-            if len(reasons) > 12:
-                self.note(f"… and {len(reasons) - 12} more reasons (see the log).")
-        elif verdict == "PASS":
-            self.add(self.p("No measurement reached a review or fail limit.", "reason"))
-        else:
-            self.note("The result gives no reasons for its verdict.")
+        self.why()
         self.gap(8)
-        self.details()
+        self.facts_and_picture()
         self.add(*trace_flowables(self.inputs, self.width))  # QR: core/report/qr.py
-        self.gap(10)
-        self.metrics()
+        self.gap(4)
+        self.add(self.p(_t(describe.SLICE_CONVENTION + " Values: ± is the expanded uncertainty (k = 2) "
+                           "where the result gives it."), "muted"))
+        self.add(PageBreak())
+        self.checks()
         self.gap(10)
         self.findings_table()
         self.gap(12)
         self.signoff()
-        self.gap(14)
+        self.gap(10)
+        self.measurements()
 
-    def details(self) -> None:
+    def why(self) -> None:
+        """One row per place that set the verdict: what, how much against which limit, where."""
+        reasons = describe.reasons(self.result)
+        verdict = str(self.result.get("verdict") or "")
+        self.add(self.p("<b>Why this verdict</b>", "reason"))
+        if not reasons:
+            self.add(self.p("No measurement reached a review or fail limit." if verdict == "PASS"
+                            else "The result gives no reasons for its verdict.", "reason"))
+            return
+        rows: list[list[Any]] = [[self.p("", "head"), self.p("What was found", "head"),
+                                  self.p("Measured (limit)", "head"), self.p("Where", "head"),
+                                  self.p("Finding", "head")]]
+        spans = []
+        shown = reasons[:MAX_REASONS]
+        for reason in shown:
+            badge = _badge(*SEVERITY_BADGE.get(reason.severity, (reason.severity, "#EEEEEE", INK)), self.s)
+            if reason.finding_id is None:
+                spans.append(len(rows))
+                rows.append([badge, self.p(_t(reason.sentence or reason.text), "cell"), "", "", ""])
+                continue
+            ids = f"<b>{_t(reason.finding_id)}</b>"
+            if reason.also:
+                ids += f"<br/><font size='6.5' color='{MUTED}'>also {_t(', '.join(reason.also))}</font>"
+            rows.append([
+                badge,
+                self.p(f"<b>{_t(reason.label)}</b><br/><font size='7.2' color='{MUTED}'>{_t(reason.sentence)}</font>",
+                       "cell"),
+                self.p(f"<b>{_t(reason.value)}</b><br/><font size='7.2'>{_t(reason.limit)}</font>", "cell"),
+                self.p(_where_cell(reason.where), "cell"),
+                self.p(ids, "cell"),
+            ])
+        w = self.width
+        extra = [("SPAN", (1, i), (-1, i)) for i in spans] + [("VALIGN", (0, 0), (-1, -1), "TOP")]
+        self.add(_table(rows, [0.11 * w, 0.43 * w, 0.15 * w, 0.21 * w, 0.10 * w], zebra=False, extra=extra))
+        if len(reasons) > len(shown):
+            self.note(f"… and {len(reasons) - len(shown)} more (all findings are listed on page 2).")
+
+    def facts_and_picture(self) -> None:
+        """The provenance beside the slice of the worst finding (when the volume is at hand)."""
+        from reportlab.lib import colors
+        from reportlab.platypus import Table, TableStyle
+
+        from core.report import figures as fig
+
+        facts = self.details_table(0.56 * self.width if self.inputs.volume is not None else self.width)
+        picture = None
+        if self.inputs.volume is not None and describe.worst_finding(self.result.get("findings") or []):
+            try:
+                png = fig.overview_figure(self.inputs.volume, self.result)
+                picture = _image(png, 0.42 * self.width, 0.42 * self.width * 1.05)
+            except Exception:  # noqa: BLE001 - the page works without its picture
+                picture = None
+        if picture is None:
+            self.add(facts)
+            return
+        table = Table([[facts, picture]], colWidths=[0.57 * self.width, 0.43 * self.width], hAlign="LEFT")
+        table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                                   ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+                                   ("LINEBEFORE", (1, 0), (1, 0), 0.25, colors.HexColor(RULE))]))
+        self.add(table)
+
+    def details_table(self, width: float) -> Any:
+        from reportlab.lib import colors
+        from reportlab.platypus import Table, TableStyle
+
         r = self.result
-        spacing = r.get("spacing_um")
-        if spacing and len(spacing) == 3:
-            voxel = " × ".join(fmt(float(v)) for v in spacing) + " µm (z × y × x)"
-        elif r.get("voxel_size_um") is not None:
-            voxel = f"{fmt(r.get('voxel_size_um'))} µm"
-        else:
-            voxel = "—"
+        spacing = describe.spacing_of(r)
+        voxel = " × ".join(describe.number(v, "µm") for v in spacing) + " µm (z × y × x)" if spacing else "—"
         shape = r.get("shape_zyx")
-        shape_text = " × ".join(str(int(v)) for v in shape) + " voxels" if shape else "—"
+        shape_text = " × ".join(str(int(v)) for v in shape) + " voxels (z × y × x)" if shape else "—"
+        if shape and spacing:
+            shape_text += f", {describe.number(int(shape[0]) * spacing[0] / 1000.0, 'mm')} mm tall"
         geometry = r.get("geometry") or {}
-        windings = geometry.get("windings")
-        can = geometry.get("can_outer_radius_um")
         cell_geom = []
-        if windings is not None:
-            cell_geom.append(f"{windings} windings")
-        if can is not None:
-            cell_geom.append(f"can Ø {2 * float(can) / 1000:.2f} mm")
+        if geometry.get("windings") is not None:
+            cell_geom.append(f"{geometry['windings']} windings")
+        diameter = geometry.get("can_outer_diameter_mm")
+        if diameter is None and geometry.get("can_outer_radius_um") is not None:
+            diameter = 2 * float(geometry["can_outer_radius_um"]) / 1000.0
+        if diameter is not None:
+            cell_geom.append(f"can Ø {describe.number(diameter, 'mm')} mm")
+        selection = r.get("recipe_selection") or {}
+        recipe = str(r.get("recipe") or "—")
+        if selection.get("reason"):
+            recipe += f" — {selection['reason']}"
         pairs = [
             ("Date", _date(r.get("finished_at") or r.get("started_at"))),
             ("Operator", r.get("operator") or "—"),
-            ("Recipe", r.get("recipe") or "—"),
+            ("Recipe", recipe),
             ("Recipe hash", _short_hash(r.get("recipe_hash"))),
-            (
-                "Software",
-                f"cellqc {r.get('software_version')}" if r.get("software_version") else "—",
-            ),
+            ("Software", f"cellqc {r.get('software_version')}" if r.get("software_version") else "—"),
             ("Processing time", _duration(r)),
             ("Voxel size", voxel),
             ("Volume", shape_text),
             ("Cell", ", ".join(cell_geom) or "—"),
-            (
-                "Inspection",
-                f"#{self.inputs.inspection_id}" if self.inputs.inspection_id else "not logged",
-            ),
+            ("Inspection", f"#{self.inputs.inspection_id}" if self.inputs.inspection_id else "not logged"),
         ]
-        rows: list[list[Any]] = []
-        for i in range(0, len(pairs), 2):
-            row: list[Any] = []
-            for key, value in pairs[i : i + 2]:
-                mono = key == "Recipe hash"
-                text = _t(value)
-                if mono and value != "—":
-                    text = f'<font name="{_fonts()["mono"]}">{text}</font>'
-                row += [self.p(_t(key), "head"), self.p(text, "cell")]
-            rows.append(row)
-        source = r.get("source")
-        if source:
-            rows.append(
-                [
-                    self.p("Source", "head"),
-                    self.p(f'<font name="{_fonts()["mono"]}" size="7">{_t(source)}</font>', "cell"),
-                    "",
-                    "",
-                ]
-            )
-        from reportlab.lib import colors
-        from reportlab.platypus import Table, TableStyle
-
-        w = self.width
-        table = Table(rows, colWidths=[0.16 * w, 0.34 * w, 0.16 * w, 0.34 * w], hAlign="LEFT")
-        style = [
+        if r.get("source"):
+            pairs.append(("Source", r.get("source")))
+        rows = []
+        for key, value in pairs:
+            text = _t(value)
+            if key in ("Recipe hash", "Source") and value != "—":
+                text = f'<font name="{_fonts()["mono"]}" size="7">{text}</font>'
+            rows.append([self.p(_t(key), "head"), self.p(text, "cell")])
+        table = Table(rows, colWidths=[0.27 * width, 0.73 * width], hAlign="LEFT")
+        table.setStyle(TableStyle([
             ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor(RULE)),
             ("LINEABOVE", (0, 0), (-1, 0), 0.8, colors.HexColor("#90A4AE")),
             ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
-            ("TOPPADDING", (0, 0), (-1, -1), 2.5),
-            ("BOTTOMPADDING", (0, 0), (-1, -1), 2.5),
+            ("TOPPADDING", (0, 0), (-1, -1), 2),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
             ("LEFTPADDING", (0, 0), (-1, -1), 3),
-        ]
-        if source:
-            style.append(("SPAN", (1, len(rows) - 1), (3, len(rows) - 1)))
-        table.setStyle(TableStyle(style))
-        self.add(table)
+        ]))
+        return table
 
-    def metrics(self) -> None:
-        metrics: Mapping[str, Any] = self.result.get("metrics") or {}
-        limits: Mapping[str, Any] = self.result.get("limits") or {}
-        self.add(self.p("Measurements against their limits", "h1"))
-        if not metrics:
-            self.note("The result holds no measurements.")
+    def details(self) -> None:
+        """The provenance table alone (kept for callers that lay out their own page)."""
+        self.add(self.details_table(self.width))
+
+    # page 2 --------------------------------------------------------------------------
+    def checks(self) -> None:
+        """The recipe's rules: the quantity each judged (defined), its worst value, the limits."""
+        rows_in = describe.check_rows(self.result)
+        self.add(self.p("The recipe's checks", "h1"))
+        if not rows_in:
+            self.note("The result holds no limits.")
             return
-        names = list(metrics)
-        names += [n for n in limits if n not in metrics]
-        rows: list[list[Any]] = [
-            [
-                self.p("Measurement", "head"),
-                self.p("Value", "headr"),
-                self.p("Unit", "head"),
-                self.p("Review at", "headr"),
-                self.p("Fail at", "headr"),
-                self.p("Status", "head"),
-            ]
-        ]
-        for name in names:
-            label, unit = metric_label(name)
-            limit = limits.get(name) if isinstance(limits.get(name), Mapping) else None
-            if limit and limit.get("unit"):
-                unit = pretty_unit(limit.get("unit"))
-            value = metrics.get(name)
-            status = limit_status(value, limit)
-            lower = bool(
-                limit
-                and limit.get("review") is not None
-                and limit.get("fail") is not None
-                and float(limit["fail"]) < float(limit["review"])
-            )
-            sign = "≤ " if lower else "≥ "
-
-            def lim(key: str, limit: Mapping[str, Any] | None = limit, sign: str = sign) -> str:
-                if not limit or limit.get(key) is None:
-                    return "—"
-                return sign + fmt(limit.get(key))
-
-            badge: Any = self.p("—", "muted")
-            if status in STATUS_BADGE:
-                badge = _badge(*STATUS_BADGE[status], self.s)
-            elif name not in metrics:
-                badge = self.p("not measured", "muted")
-            rows.append(
-                [
-                    self.p(_t(label), "cell"),
-                    self.p(_t(fmt(value)), "cellr"),
-                    self.p(_t(unit), "cell"),
-                    self.p(_t(lim("review")), "cellr"),
-                    self.p(_t(lim("fail")), "cellr"),
-                    badge,
-                ]
-            )
+        rows: list[list[Any]] = [[self.p("Check (what is compared with the limits)", "head"),
+                                  self.p("Worst value", "headr"), self.p("Review at", "headr"),
+                                  self.p("Fail at", "headr"), self.p("Result", "head")]]
+        for row in rows_in:
+            value = _t(row.value) + (f" <font color='{MUTED}'>({_t(row.finding_id)})</font>" if row.finding_id else "")
+            badge = _badge(*STATUS_BADGE[row.status], self.s) if row.status in STATUS_BADGE else self.p("—", "muted")
+            rows.append([
+                self.p(f"<b>{_t(row.label)}</b><br/><font size='6.8' color='{MUTED}'>{_t(row.definition)}</font>",
+                       "cell"),
+                self.p(value, "cellr"), self.p(_t(row.review), "cellr"), self.p(_t(row.fail), "cellr"), badge,
+            ])
         w = self.width
-        self.add(_table(rows, [0.40 * w, 0.13 * w, 0.08 * w, 0.13 * w, 0.13 * w, 0.13 * w]))
-
-    def _sorted_findings(self) -> list[Mapping[str, Any]]:
-        findings = [f for f in (self.result.get("findings") or []) if isinstance(f, Mapping)]
-        return sorted(
-            findings,
-            key=lambda f: SEVERITY_RANK.get(str(f.get("severity", "info")).lower(), 3),
-        )
-
-    def _where(self, f: Mapping[str, Any]) -> str:
-        from core.report.figures import finding_slice_index
-
-        parts = []
-        z = finding_slice_index(f)
-        spacing = self.result.get("spacing_um") or [self.result.get("voxel_size_um")] * 3
-        if z is not None:
-            text = f"slice {z}"
-            try:
-                text += f" ({z * float(spacing[0]) / 1000:.2f} mm)"
-            except (TypeError, ValueError, IndexError):
-                pass
-            parts.append(text)
-        if f.get("winding") is not None:
-            parts.append(f"winding {f.get('winding')}")
-        if f.get("angle_deg") is not None:
-            parts.append(f"{float(f['angle_deg']):.0f}°")
-        return ", ".join(parts) or "—"
+        self.add(_table(rows, [0.46 * w, 0.18 * w, 0.12 * w, 0.12 * w, 0.12 * w],
+                        extra=[("VALIGN", (0, 0), (-1, -1), "TOP")]))
 
     def findings_table(self) -> None:
-        findings = self._sorted_findings()
+        findings = self.findings()
         self.add(self.p(f"Findings ({len(findings)})", "h1"))
         if not findings:
             self.note("The detectors found nothing to report.")
             return
-        rows: list[list[Any]] = [
-            [
-                self.p("ID", "head"),
-                self.p("Severity", "head"),
-                self.p("Finding", "head"),
-                self.p("Value", "headr"),
-                self.p("Where", "head"),
-                self.p("Description", "head"),
-            ]
-        ]
+        rows: list[list[Any]] = [[self.p("ID", "head"), self.p("Severity", "head"), self.p("What", "head"),
+                                  self.p("Value", "headr"), self.p("Where", "head"),
+                                  self.p("Description", "head")]]
+        roi_of: dict[str, list[str]] = {}  # the ROI scans planned for each finding (the cell's story)
+        for plan in self.inputs.roi_plans or []:
+            body = plan.get("plan") if isinstance(plan.get("plan"), Mapping) else plan
+            for fid in body.get("finding_ids") or []:
+                roi_of.setdefault(str(fid), []).append(f"#{plan.get('id')} ({plan.get('status') or 'planned'})")
         for f in findings:
             severity = str(f.get("severity") or "info").lower()
             badge = SEVERITY_BADGE.get(severity, (severity, "#EEEEEE", INK))
-            value = fmt(f.get("value"))
-            if f.get("uncertainty") is not None:  # expanded, k = 2 (core.uncertainty)
-                value += f" ± {fmt(f.get('uncertainty'))}"
-            unit = pretty_unit(f.get("unit"))
-            rows.append(
-                [
-                    self.p(f"<b>{_t(f.get('id'))}</b>", "cell"),
-                    _badge(*badge, self.s),
-                    self.p(_t(metric_label(str(f.get("detector") or "—"))[0]), "cell"),
-                    self.p(_t(f"{value} {unit}".strip()), "cellr"),
-                    self.p(_t(self._where(f)), "cell"),
-                    self.p(_t(f.get("message")), "small"),
-                ]
-            )
+            loc = describe.finding_location(f, self.result)
+            where = "<br/>".join(_t(x).replace(" ", "&nbsp;") if i == 0 else _t(x)
+                                 for i, x in enumerate((loc.slice_text(), loc.roll_text(), loc.span_text())) if x) or "—"
+            sentence = describe.finding_sentence(f, self.result)
+            if f.get("related"):
+                sentence += f". Also seen as {', '.join(str(x) for x in f['related'])}"
+            if roi_of.get(str(f.get("id"))):
+                sentence += f". ROI scan {', '.join(roi_of[str(f.get('id'))])}"
+            rows.append([
+                self.p(f"<b>{_t(f.get('id'))}</b>", "cell"),
+                _badge(*badge, self.s),
+                self.p(_t(describe.finding_label(f)), "cell"),
+                self.p(_t(describe.value_text(f)), "cellr"),
+                self.p(where, "cell"),
+                self.p(_t(sentence), "small"),
+            ])
         w = self.width
-        self.add(_table(rows, [0.06 * w, 0.12 * w, 0.17 * w, 0.13 * w, 0.20 * w, 0.32 * w]))
+        self.add(_table(rows, [0.06 * w, 0.11 * w, 0.15 * w, 0.11 * w, 0.21 * w, 0.36 * w],
+                        extra=[("VALIGN", (0, 0), (-1, -1), "TOP")]))
+
+    def measurements(self) -> None:
+        """Every measurement of the result, named and with its unit, two to a row."""
+        from reportlab.platypus import CondPageBreak
+
+        pairs = describe.measurement_rows(self.result)
+        self.add(CondPageBreak(0.25 * self.height))
+        self.add(self.p("All measurements", "h1"))
+        if not pairs:
+            self.note("The result holds no measurements.")
+            return
+        rows: list[list[Any]] = [[self.p("Measurement", "head"), self.p("Value", "headr"),
+                                  self.p("Measurement", "head"), self.p("Value", "headr")]]
+        half = (len(pairs) + 1) // 2
+        for i in range(half):
+            row: list[Any] = []
+            for label, value in (pairs[i], pairs[i + half] if i + half < len(pairs) else ("", "")):
+                row += [self.p(_t(label), "small"), self.p(_t(value), "cellr")]
+            rows.append(row)
+        w = self.width
+        self.add(_table(rows, [0.35 * w, 0.15 * w, 0.35 * w, 0.15 * w]))
+        self.add(self.p(_t("The recipe's checks above compare the worst finding of each rule with its limits; "
+                           "these are every measurement of the result as it is filed."), "muted"))
+
+    # kept for callers of the old layout
+    def metrics(self) -> None:
+        self.checks()
 
     def signoff(self) -> None:
         from reportlab.lib import colors
@@ -719,35 +394,21 @@ class _Doc:
         line = "_" * 26
         rows = [
             [self.p("<b>Quality sign-off</b>", "base"), "", ""],
-            [
-                self.p(f"Reviewed by<br/><br/>{line}", "small"),
-                self.p(f"Date<br/><br/>{line}", "small"),
-                self.p(f"Signature<br/><br/>{line}", "small"),
-            ],
-            [
-                self.p(
-                    "Disposition:&nbsp;&nbsp; ☐ release &nbsp;&nbsp; ☐ re-test &nbsp;&nbsp; "
-                    "☐ scrap &nbsp;&nbsp; ☐ send for ROI / synchrotron follow-up",
-                    "small",
-                ),
-                "",
-                "",
-            ],
+            [self.p(f"Reviewed by<br/><br/>{line}", "small"), self.p(f"Date<br/><br/>{line}", "small"),
+             self.p(f"Signature<br/><br/>{line}", "small")],
+            [self.p("Disposition:&nbsp;&nbsp; ☐ release &nbsp;&nbsp; ☐ re-test &nbsp;&nbsp; ☐ scrap &nbsp;&nbsp; "
+                    "☐ send for ROI / synchrotron follow-up", "small"), "", ""],
         ]
         table = Table(rows, colWidths=[self.width / 3] * 3, hAlign="LEFT")
-        table.setStyle(
-            TableStyle(
-                [
-                    ("BOX", (0, 0), (-1, -1), 0.6, colors.HexColor("#90A4AE")),
-                    ("SPAN", (0, 0), (-1, 0)),
-                    ("SPAN", (0, 2), (-1, 2)),
-                    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor(HEAD_FILL)),
-                    ("TOPPADDING", (0, 0), (-1, -1), 4),
-                    ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
-                    ("LEFTPADDING", (0, 0), (-1, -1), 6),
-                ]
-            )
-        )
+        table.setStyle(TableStyle([
+            ("BOX", (0, 0), (-1, -1), 0.6, colors.HexColor("#90A4AE")),
+            ("SPAN", (0, 0), (-1, 0)),
+            ("SPAN", (0, 2), (-1, 2)),
+            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor(HEAD_FILL)),
+            ("TOPPADDING", (0, 0), (-1, -1), 4),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+            ("LEFTPADDING", (0, 0), (-1, -1), 6),
+        ]))
         self.add(KeepTogether([table]))
 
     # figures -------------------------------------------------------------------------
@@ -757,128 +418,136 @@ class _Doc:
         from core.report import figures as fig
 
         inputs = self.inputs
-        findings = self._sorted_findings()
+        findings = self.findings()
+        spacing = describe.spacing_of(self.result)
         if findings and inputs.volume is not None:
             self.add(PageBreak())
             self.add(self.p("Findings on the slices", "h1"))
             shown = findings[:MAX_FINDING_FIGURES]
             for f in shown:
-                plus_minus = f" ± {fmt(f.get('uncertainty'))}" if f.get("uncertainty") is not None else ""
-                value = f"{fmt(f.get('value'))}{plus_minus} {pretty_unit(f.get('unit'))}".strip()
-                title = (
-                    f"{f.get('id')} · {metric_label(str(f.get('detector') or ''))[0]} · "
-                    f"{str(f.get('severity') or '').lower()} · {value}"
-                )
-                caption = (
-                    f"{_t(f.get('message') or '')} Left: the axial slice through the finding, "
-                    "its bounding box outlined. Right: the whole slice, the finding circled."
-                )
+                loc = describe.finding_location(f, self.result, nz=inputs.volume.shape[0])
+                title = (f"{f.get('id')} · {describe.finding_label(f)} · {describe.value_text(f)} · "
+                         f"{loc.slice_text()}")
+                caption = (f"{_t(describe.finding_sentence(f, self.result))}. Left: the axial slice through the "
+                           "finding, its bounding box outlined. Right: the whole slice, the finding circled.")
                 self.figure(title, lambda f=f: fig.finding_figure(inputs.volume, f), caption)
             if len(findings) > len(shown):
-                self.note(
-                    f"{len(findings) - len(shown)} more finding(s) omitted here "
-                    f"(the first {len(shown)} by severity are shown; all are in the table)."
-                )
+                self.note(f"{len(findings) - len(shown)} more finding(s) omitted here "
+                          f"(the first {len(shown)} by severity are shown; all are in the table).")
         elif findings:
             self.add(CondPageBreak(0.3 * self.height))
             self.add(self.p("Findings on the slices", "h1"))
-            self.note(
-                f"Slices of the {len(findings)} finding(s) not shown: "
-                + (inputs.volume_note or "the volume was not available to the report.")
-            )
+            self.note(f"Slices of the {len(findings)} finding(s) not shown: "
+                      + (inputs.volume_note or "the volume was not available to the report."))
 
-        self.add(CondPageBreak((0.45 if inputs.volume is not None else 0.1) * self.height))
-        self.add(self.p("The cell in section", "h1"))
+        nz = inputs.volume.shape[0] if inputs.volume is not None else None
         if inputs.volume is None:
-            self.note(
-                "Vertical sections not shown: "
-                + (inputs.volume_note or "the volume was not available to the report.")
-            )
+            self.add(CondPageBreak(0.1 * self.height))
+            self.add(self.p("The cell in section", "h1"))
+            self.note("Vertical sections not shown: "
+                      + (inputs.volume_note or "the volume was not available to the report."))
+        elif nz is not None and nz < describe.MIN_SECTION_SLICES:
+            self.inputs.notes.append(f"The cell in section is left out: the volume has {nz} slice(s), too few "
+                                     "to show anything in a vertical section.")
         else:
-            self.figure(
-                None,
-                lambda: fig.section_figure(inputs.volume, inputs.axis_center_yx_px, findings),
-                "Vertical sections through the cell axis (dotted line). Boxes: the findings, "
-                "projected onto each plane.",
-            )
+            self.add(CondPageBreak(0.45 * self.height))
+            self.add(self.p("The cell in section", "h1"))
+            height_mm = nz * spacing[0] / 1000.0 if spacing else 0.0
+            shape = inputs.volume.shape
+            width_mm = max(shape[1] * spacing[1], shape[2] * spacing[2]) / 1000.0 if spacing else 0.0
+            factor = describe.section_exaggeration(height_mm, width_mm)
+            stretch = (f" The height is drawn ×{factor:g} (the volume is {describe.number(height_mm, 'mm')} mm tall "
+                       f"and {describe.number(width_mm, 'mm')} mm wide); its ticks are true millimetres."
+                       if factor != 1 else "")
+            self.figure(None, lambda: fig.section_figure(inputs.volume, inputs.axis_center_yx_px, findings),
+                        "Vertical sections through the cell axis (dotted line). Boxes: the findings, projected onto "
+                        "each plane." + stretch, max_height=0.55 * self.height)
 
+        self.add(CondPageBreak(0.5 * self.height))
         self.add(self.p("Cathode sheet thickness", "h1"))
-        values = inputs.thickness_values_um
-        if values is None and inputs.thickness_map_um is not None:
-            values = inputs.thickness_map_um
-        if inputs.thickness_map_um is None and values is None:
-            self.note(
-                "Not shown: "
-                + (inputs.thickness_note or "the inspection gave no thickness map or values.")
-            )
+        summary = inputs.thickness_summary()
+        if summary is None:
+            self.note("Not shown: " + (inputs.thickness_note or "the inspection gave no thickness map or values."))
             return
+        review, fail = fig._limits_pct(self.result)
+        limits = (f" The colour bar marks the recipe's review (±{describe.number(review, '%')} %) and fail "
+                  f"(±{describe.number(fail, '%')} %) deviations." if review is not None and fail is not None else "")
         self.figure(
-            None,
-            lambda: fig.thickness_map_figure(
-                inputs.thickness_map_um, inputs.thickness_map_extent_mm
-            ),
-            "The cathode sheet (coating + Al foil + coating) unrolled: arc length along the "
-            "electrode from the inner winding outwards, against height.",
-        )
-        self.figure(
-            None,
-            lambda: fig.thickness_histogram_figure(values),
-            "Dashed and dash-dotted lines: ±10 % and ±20 % of the cell's median thickness.",
-        )
+            None, lambda: fig.thickness_map_figure(summary, self.result),
+            "The cathode sheet (coating + Al foil + coating) unrolled: arc length along the sheet from its inner end "
+            "(the long sheet cut into strips), against height z. Colour: thickness against the cell median "
+            f"({describe.number(summary.median_um, 'µm')} µm), blue thinner, red thicker.{limits} Boxes: the findings "
+            "(colour = severity), named above. Hatched: the cell's anatomy (tab window, the cathode's ends, "
+            "one-sided stretches, coating-edge bands): not measured, not defects. Grey: not measured. Thin white "
+            "lines: where each winding starts.")
+        self.figure(None, lambda: fig.thickness_histogram_figure(summary, self.result),
+                    "Every measured thickness sample. Dashed and dash-dotted lines: the recipe's review and fail "
+                    "deviations either side of the cell median; the statistics are the result's.")
 
+    # the cell's record ---------------------------------------------------------------
     def generic_section(self, title: str, items: Sequence[Mapping[str, Any]], empty: str) -> None:
         from reportlab.platypus import KeepTogether
 
-        self.add(self.p(_t(title), "h1"))
+        self.add(self.p(_t(title), "h2"))
         if not items:
             self.note(empty)
             return
         for n, item in enumerate(items, start=1):
-            parts: list[Any] = [self.p(_t(item.get("title") or f"{title} {n}"), "h2")]
+            parts: list[Any] = [self.p(f"<b>{_t(item.get('title') or f'{title} {n}')}</b>", "base")]
             rows = [[self.p("Field", "head"), self.p("Value", "head")]]
             for key, value in item.items():
-                if key in ("title", "figure_png") or isinstance(value, (bytes, bytearray)):
+                if key in ("title", "figure_png", "caption") or isinstance(value, (bytes, bytearray)):
                     continue
                 if isinstance(value, (dict, list, tuple)):
                     from core.store.audit import canonical_json
 
                     value = canonical_json(value)
                     value = value if len(value) <= 300 else value[:297] + "…"
-                rows.append(
-                    [
-                        self.p(_t(metric_label(str(key))[0]), "cell"),
-                        self.p(_t(fmt(value) if isinstance(value, float) else value), "small"),
-                    ]
-                )
+                if key == "roi_request":
+                    value = f"ROI request #{value} (see the plans above)"
+                rows.append([self.p(_t(describe.metric_label(str(key))[0]), "cell"),
+                             self.p(_t(fmt(value) if isinstance(value, float) else value), "small")])
             parts.append(_table(rows, [0.3 * self.width, 0.7 * self.width]))
             self.add(KeepTogether(parts))
             if item.get("figure_png"):
-                self.figure(
-                    None, lambda item=item: bytes(item["figure_png"]), _t(item.get("caption") or "")
-                )
+                self.figure(None, lambda item=item: bytes(item["figure_png"]), _t(item.get("caption") or ""))
+
+    def roi_table(self) -> None:
+        plans = list(self.inputs.roi_plans or [])
+        self.add(self.p(f"ROI local-tomography plans ({len(plans)})", "h2"))
+        if not plans:
+            self.note("No ROI scan is planned for this cell (plan them with `cellqc roi plan "
+                      f"{self.inputs.inspection_id or 'INSPECTION_ID'}`).")
+            return
+        structured = [p for p in plans if isinstance(p.get("plan"), Mapping) or "fov_mm" in p]
+        others = [p for p in plans if p not in structured]
+        if structured:
+            rows = [[self.p(h, "head") for h in ("ROI", "State", "Findings", "Where (centre)", "Field of view",
+                                                 "Voxel", "Scan")]]
+            for row in describe.roi_plan_rows(structured, self.result):
+                rows.append([self.p(f"<b>#{_t(row['id'])}</b>", "cell"), self.p(_t(row["status"]), "cell"),
+                             self.p(_t(row["findings"]), "cell"), self.p(_t(row["where"]), "small"),
+                             self.p(_t(row["fov"]), "small"), self.p(_t(row["voxel"]), "small"),
+                             self.p(_t(row["scan"]), "small")])
+            w = self.width
+            self.add(_table(rows, [0.07 * w, 0.1 * w, 0.12 * w, 0.23 * w, 0.15 * w, 0.09 * w, 0.24 * w]))
+        if others:
+            self.generic_section("Other plans", others, "")
 
     def later_sections(self) -> None:
         from reportlab.platypus import CondPageBreak
 
         inputs = self.inputs
         self.gap(6)
-        if inputs.roi_plans or inputs.followups:
-            self.add(CondPageBreak(0.2 * self.height))
+        self.add(CondPageBreak(0.3 * self.height))
+        self.add(self.p("The cell's record: ROI scans and synchrotron follow-up", "h1"))
         if not inputs.roi_plans and not inputs.followups:
-            self.add(self.p("ROI scans and synchrotron follow-up", "h1"))
             self.note("None yet for this cell: no ROI scan planned, no follow-up result imported.")
         else:
-            self.generic_section(
-                "ROI local-tomography plans",
-                inputs.roi_plans,
-                "No ROI scan is planned for this cell.",
-            )
+            self.roi_table()
             self.gap(6)
-            self.generic_section(
-                "Synchrotron follow-up",
-                inputs.followups,
-                "No follow-up result has been imported for this cell.",
-            )
+            self.generic_section("Synchrotron follow-up", inputs.followups,
+                                 "No follow-up result has been imported for this cell.")
         if inputs.notes:
             self.gap(6)
             self.add(self.p("Notes", "h2"))

@@ -223,6 +223,12 @@ def file_outcome(db: Database, outcome: CellOutcome, *, also: InTransaction | No
         raise ValueError("the outcome has no inspection id to file it under")
     if outcome.ok and outcome.result is not None:
         try:
+            if outcome.report_data is not None:  # what `cellqc report ID` needs again, beside the log
+                from core.report.keep import db_file, keep
+
+                log_file = db_file(db)
+                if log_file is not None:
+                    keep(log_file, outcome.report_data)
             with write_transaction(db):
                 complete_inspection(db, iid, outcome.result)
                 if outcome.report_path and outcome.report_sha256:

@@ -63,7 +63,7 @@ class CellTask:
 
 @dataclass
 class CellOutcome:
-    """What came of one cell (picklable; small: no volume, no maps).
+    """What came of one cell (picklable; small: no volume, no maps; the thickness summary is at most a few hundred kB).
 
     Attributes
     ----------
@@ -90,6 +90,9 @@ class CellOutcome:
         The worker process's peak resident memory so far.
     voxels : int
         Voxels of the inspected volume.
+    report_data : bytes or None
+        The thickness summary the result names in ``report_data`` (a few hundred kB at most),
+        kept beside the log when the outcome is filed (:mod:`core.report.keep`).
     """
 
     path: str
@@ -102,6 +105,7 @@ class CellOutcome:
     json_path: str | None = None
     report_path: str | None = None
     report_sha256: str | None = None
+    report_data: bytes | None = None
     elapsed_s: float = 0.0
     cpu_s: float = 0.0
     worker: str = ""
@@ -161,9 +165,17 @@ def run_cell(task: CellTask, *, progress: Callable[[float, str], None] | None = 
     try:
         options = {"dataset": task.dataset} if task.dataset else {}
         volume = read_volume(task.path, voxel_size=task.voxel_size, cell_id=task.cell_id, **options)
+        read_s = time.perf_counter() - t0
         outcome.voxels = int(volume.shape[0]) * int(volume.shape[1]) * int(volume.shape[2])
         inspection = inspect_volume(volume, task.recipe, cell_id=task.cell_id, progress=progress,
                                     cancel=cancel, operator=task.operator)
+        from core.report.keep import attach_report_data
+
+        # Named in the result before the JSON and the PDF are written (the PDF's trace hashes it).
+        outcome.report_data = attach_report_data(inspection)
+        # The read first, as core.filing times it (before the JSON and the report use the result).
+        timings = inspection.result["timings_s"]
+        inspection.result["timings_s"] = {"read": read_s, **timings, "total": read_s + timings.get("total", 0.0)}
         head = head_from_dict(task.audit_head)
         if task.json_out:
             write_json_atomic(exported_result(inspection.result, head), task.json_out)

@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--maps", help="folder for the unrolled electrode maps (.npz + .png) and a traced-layer overlay")
     p.add_argument("--db", help="SQLite log file (default: none; $CELLQC_HOME/cellqc.db with --db default)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--profile", action="store_true",
+                   help="print the time per stage (read, recipe, geometry, each detector, verdict, outputs, "
+                        "log) to stderr; the same numbers are in the result's timings_s")
     p.add_argument("--segmenter", choices=SEGMENTERS, default=DEFAULT_SEGMENTER,
                    help="void detection: classic image analysis (default), the learned ONNX segmenter, or "
                         "classic+onnx: classic decides, the model's view is added to each void finding and "
@@ -39,17 +42,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def print_summary(result: dict, inspection_id: int | None = None, out=None) -> None:
-    """The verdict, big and first, then its reasons and the findings, for a person to read."""
+    """The verdict, big and first, then one line per place that set it (what, how much against
+    which limit, where: :mod:`core.describe`, as the report and the workstation say it)."""
+    from core import describe
     from core.text import printable
 
     out = out or sys.stdout
     print(f"{printable(result['cell_id'], 128)}: {result['verdict']}", file=out)
-    for reason in result.get("reasons", []):
-        print(f"  {printable(reason)}", file=out)
+    for reason in describe.reasons(result):
+        print(f"  {printable(reason.line())}", file=out)
     geo = result.get("geometry", {})
     if geo.get("windings"):
-        print(f"  geometry: {geo['windings']} windings, can Ø {geo.get('can_outer_diameter_mm') or 0:.2f} mm, "
-              f"pitch {geo.get('pitch_um') or 0:.0f} µm", file=out)
+        print(f"  geometry: {geo['windings']} windings, can Ø {describe.quantity(geo.get('can_outer_diameter_mm'), 'mm')}, "
+              f"pitch {describe.quantity(geo.get('pitch_um'), 'µm')}", file=out)
+    if any(r.finding_id for r in describe.reasons(result)):
+        print(f"  ({describe.SLICE_CONVENTION})", file=out)
     if inspection_id is not None:
         print(f"  logged as inspection {inspection_id}", file=out)
 
@@ -69,12 +76,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--user", "is checked against the log: add --db FILE (or --db default)")
     else:
         operator = None
+    timings: dict[str, float] = {}  # every stage, the JSON's and the log's included (--profile)
     inspection, iid = inspect_and_file(
         args.volume, voxel_size=args.voxel_size, dataset=args.dataset, recipe=args.recipe,
         cell_id=args.cell_id, json_out=args.json_out, report_out=args.report, maps_dir=args.maps, db_path=db,
         operator=operator, progress=None if args.quiet else progress_printer(),
-        segmenter=args.segmenter, memory_budget_gb=args.memory_gb)
+        segmenter=args.segmenter, memory_budget_gb=args.memory_gb, stage_timings=timings)
     print_summary(inspection.result, iid)
+    if args.profile:
+        from core.timings import format_profile
+
+        print(format_profile(timings), file=sys.stderr)
     return VERDICT_EXIT[inspection.verdict]
 
 

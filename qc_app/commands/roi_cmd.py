@@ -79,18 +79,27 @@ def _load_result(source: str, db_path: Path | None) -> tuple[dict[str, Any], int
 # ------------------------------------------------------------------------------- plan
 
 
-def _print_plan(doc: dict[str, Any]) -> None:
+def _print_plan(doc: dict[str, Any], result: dict[str, Any] | None = None) -> None:
+    """The plan for a person: each ROI's place in the one convention of the report and the
+    workstation (slice from 0, z from slice 0's face: :mod:`core.describe`); the scanner's
+    coordinates are in the plan JSON and the export."""
+    from core import describe
+
+    spacing = describe.spacing_of(result or {})
     rois = doc["rois"]
     obj = doc["objective"]
     print(f"{doc.get('cell_id')}: {len(rois)} ROI scan(s) with objective {obj['name']} "
           f"({obj['voxel_um']} µm voxels, FOV Ø {obj['fov_diameter_mm']} × {obj['fov_height_mm']} mm), "
           f"{doc['total_minutes']:.0f} min in all")
     for r in rois:
-        z, y, x = r["center_mm"]
+        _z, y, x = r["center_mm"]
         pz, py, px = r["center_zyx_px"]
+        sl = describe.round_half_up(pz)
+        where = f"slice {sl}" + (f" (z {describe.number(describe.slice_z_mm(sl, spacing[0]), 'mm')} mm)"
+                                 if spacing else "")
         partial = "" if r["covers_findings"] else "  (findings larger than the FOV: centred on the worst)"
         print(f"  ROI {r['id']}  priority {r['priority']} ({r['severity'].upper()})  "
-              f"x {x:+.3f} y {y:+.3f} mm from the axis, height {z:.3f} mm  "
+              f"{where}, x {x:+.3f} y {y:+.3f} mm from the axis  "
               f"[voxel z {pz:.0f} y {py:.0f} x {px:.0f}]  {r['estimated_minutes']:.0f} min  "
               f"findings {', '.join(r['finding_ids'])}{partial}")
 
@@ -146,7 +155,7 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.json_out:
         _write_json(doc, args.json_out)
     if plans and args.json_out != "-":
-        _print_plan(doc)
+        _print_plan(doc, result)
     return 0
 
 

@@ -21,7 +21,7 @@ def _default_pki() -> tuple[Path, Path]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from qc_app.serve import DEFAULT_ENDPOINT
+    from qc_app.endpoint import DEFAULT_ENDPOINT
 
     p.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
                    help=f"where to listen and what clients connect to (default {DEFAULT_ENDPOINT}); on the plant "
@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _create_certificate(args: argparse.Namespace, cert: Path, key: Path) -> int:
     from core.plant import certificate_summary, create_certificate
-    from qc_app.serve import parse_endpoint
+    from qc_app.endpoint import parse_endpoint
 
     host, _, _ = parse_endpoint(args.endpoint)
     hostnames = [host, *args.hostname, socket.gethostname(), socket.getfqdn()]

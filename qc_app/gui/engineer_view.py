@@ -11,30 +11,12 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from core import describe
 from core.errors import CellQCError
 from qc_app.gui import theme
-from qc_app.gui.operator_view import DETECTOR_NAMES, _fmt_value
 
-#: The result's ``limits`` key of each detector, and the metric it is compared with.
-DETECTOR_LIMITS = {
-    "delamination": "void_max_volume_mm3",
-    "collector_deflection": "collector_deflection_max_um",
-    "electrode_thickness": "cathode_thickness_max_deviation_pct",
-    "foreign_particle": "foreign_particle_max_diameter_um",
-}
-LIMIT_LABELS = {
-    "void_max_volume_mm3": "Void volume",
-    "collector_deflection_max_um": "Cu collector deflection",
-    "cathode_thickness_max_deviation_pct": "Cathode thickness deviation",
-    "foreign_particle_max_diameter_um": "Foreign particle diameter",
-}
-LIMIT_NOTES = {
-    "void_max_volume_mm3": "Largest void; a void also fails on its length (recipe fail_length_um).",
-    "collector_deflection_max_um": "Largest radial displacement of a traced Cu layer from its own winding's path.",
-    "cathode_thickness_max_deviation_pct": "Largest deviation from the cell median; the rule also needs a patch "
-                                           "of at least the recipe's min_patch_area_mm2.",
-    "foreign_particle_max_diameter_um": "Equivalent diameter of the largest dense particle.",
-}
+#: The result's ``limits`` key of each detector (one place: :data:`core.describe.CHECKS`).
+DETECTOR_LIMITS = {det: key for key, (det, _label, _definition) in describe.CHECKS.items()}
 _SEVERITY_RANK = {"fail": 2, "review": 1, "info": 0}
 
 
@@ -51,26 +33,12 @@ def limit_status(value: Any, review: Any, fail: Any) -> str:
 
 
 def limits_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per limit: metric value, review and fail limits, unit, and the status the
-    findings of that detector gave (the rules can involve more than the value: areas)."""
-    rows = []
-    worst: dict[str, str] = {}
-    for f in result.get("findings", []):
-        det = f.get("detector")
-        if _SEVERITY_RANK.get(f.get("severity"), 0) > _SEVERITY_RANK.get(worst.get(det, "info"), 0):
-            worst[det] = f.get("severity")
-    metrics = result.get("metrics", {})
-    for det, key in DETECTOR_LIMITS.items():
-        lim = (result.get("limits") or {}).get(key)
-        if lim is None:
-            continue
-        sev = worst.get(det)
-        rows.append({
-            "key": key, "detector": det, "label": LIMIT_LABELS.get(key, key), "value": metrics.get(key),
-            "review": lim.get("review"), "fail": lim.get("fail"), "unit": lim.get("unit", ""),
-            "status": sev.upper() if sev in ("fail", "review") else ("OK" if metrics.get(key) is not None else "—"),
-        })
-    return rows
+    """One row per check of the recipe (:func:`core.describe.check_rows`, the report's table):
+    the worst finding of the rule's detector, its limits, the status its findings gave."""
+    return [{"key": row.key, "detector": row.detector, "label": row.label, "value": row.value,
+             "review": row.review, "fail": row.fail, "status": row.status, "finding_id": row.finding_id,
+             "definition": row.definition, "raw_value": row.raw_value, "unit": row.unit}
+            for row in describe.check_rows(result)]
 
 
 def _status_item(status: str) -> QtWidgets.QTableWidgetItem:
@@ -99,7 +67,13 @@ def _table(headers: list[str]) -> QtWidgets.QTableWidget:
 
 
 class FindingDetails(QtWidgets.QWidget):
-    """The chosen finding's measurements, and the inspection's metrics against the limits."""
+    """The chosen finding's measurements, and the inspection against the recipe's checks.
+
+    Compact enough for 1440 × 900: one heading line, the two tables side by side with their
+    headers as titles (no frames), rows of one text line.
+    """
+
+    ROW_HEIGHT = 26
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -108,29 +82,38 @@ class FindingDetails(QtWidgets.QWidget):
         self.title.setWordWrap(True)
         self.verdict_line = QtWidgets.QLabel("")
         self.verdict_line.setWordWrap(True)
-        self.details = _table(["Measurement", "Value"])
-        self.limits = _table(["Check", "Result", "Value", "Review at", "Fail at"])
+        self.details = _table(["This finding", "Value"])
+        self.limits = _table(["The recipe's check", "Result", "Worst value", "Review at", "Fail at"])
         header = self.limits.horizontalHeader()
         for c in range(5):
             header.setSectionResizeMode(c, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
-        self.details.horizontalHeader().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.limits.horizontalHeaderItem(0).setToolTip("Each rule of the recipe; hover a row for what it compares")
+        details_header = self.details.horizontalHeader()
+        details_header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Interactive)
+        details_header.resizeSection(0, 190)
         for table in (self.limits, self.details):
-            table.setMinimumHeight(60)
-            table.verticalHeader().setDefaultSectionSize(30)
-        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        box1 = QtWidgets.QGroupBox("This finding")
-        QtWidgets.QVBoxLayout(box1).addWidget(self.details)
-        box2 = QtWidgets.QGroupBox("The inspection against the recipe's limits")
-        QtWidgets.QVBoxLayout(box2).addWidget(self.limits)
-        split.addWidget(box1)
-        split.addWidget(box2)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 2)
+            table.setMinimumHeight(4 * self.ROW_HEIGHT)
+            table.verticalHeader().setDefaultSectionSize(self.ROW_HEIGHT)
+            table.setWordWrap(False)
         layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
+        layout.setSpacing(3)
         layout.addWidget(self.title)
         layout.addWidget(self.verdict_line)
-        layout.addWidget(split, 1)
+        layout.addWidget(self.details, 1)
+        # The checks get a page of their own (the engineer panel's "Checks" tab): side by side
+        # with the finding, neither fits 1440 px.
+        self.checks_page = QtWidgets.QWidget()
+        checks_note = QtWidgets.QLabel("Each rule of the recipe against this cell: the worst finding of its "
+                                       "detector (the quantity the rule judges), its limits and the outcome. "
+                                       "Hover a check for its definition.")
+        checks_note.setProperty("role", "hint")
+        checks_note.setWordWrap(True)
+        checks_layout = QtWidgets.QVBoxLayout(self.checks_page)
+        checks_layout.setContentsMargins(4, 2, 4, 2)
+        checks_layout.addWidget(checks_note)
+        checks_layout.addWidget(self.limits, 1)
         self.result: dict[str, Any] | None = None
 
     def set_result(self, result: dict[str, Any] | None) -> None:
@@ -139,45 +122,62 @@ class FindingDetails(QtWidgets.QWidget):
         self.details.setRowCount(0)
         self.title.setText("Choose a finding in the list." if result else "No inspection shown.")
         self.verdict_line.setText("")
+        self.verdict_line.setVisible(False)
         if not result:
             return
-        for row in limits_rows(result):
+        for row in describe.check_rows(result):
             r = self.limits.rowCount()
             self.limits.insertRow(r)
-            for c, text in ((0, row["label"]), (2, _fmt_value(row["value"], row["unit"])),
-                            (3, _fmt_value(row["review"], row["unit"])), (4, _fmt_value(row["fail"], row["unit"]))):
+            value = row.value + (f" ({row.finding_id})" if row.finding_id else "")
+            for c, text in ((0, row.label), (2, value), (3, row.review), (4, row.fail)):
                 item = QtWidgets.QTableWidgetItem(text)
-                item.setData(QtCore.Qt.ItemDataRole.UserRole, row["detector"])
-                item.setToolTip(LIMIT_NOTES.get(row["key"], ""))
+                item.setData(QtCore.Qt.ItemDataRole.UserRole, row.detector)
+                item.setToolTip(row.definition)
                 self.limits.setItem(r, c, item)
-            self.limits.setItem(r, 1, _status_item(row["status"]))
+            self.limits.setItem(r, 1, _status_item(row.status))
+
+    def check_texts(self) -> list[list[str]]:
+        """What the checks table says, row by row (for tests and screen readers)."""
+        return [[self.limits.item(r, c).text() if self.limits.item(r, c) else "" for c in range(5)]
+                for r in range(self.limits.rowCount())]
 
     def show_finding(self, finding: dict[str, Any] | None) -> None:
         self.details.setRowCount(0)
         if finding is None or self.result is None:
             return
         det = finding.get("detector", "")
-        self.title.setText(f"Finding {finding.get('id')}: {DETECTOR_NAMES.get(det, det)} — "
-                           f"{str(finding.get('severity', '')).upper()}")
-        lim = (self.result.get("limits") or {}).get(DETECTOR_LIMITS.get(det, ""), {})
-        unit = finding.get("unit", "")
-        self.verdict_line.setText(
-            f"Value {_fmt_value(finding.get('value'), unit)}; review at "
-            f"{_fmt_value(lim.get('review'), lim.get('unit', ''))}, fail at "
-            f"{_fmt_value(lim.get('fail'), lim.get('unit', ''))}. Rule: {finding.get('rule', '—')}")
-        skip = {"id"}
+        sev = str(finding.get("severity", ""))
+        self.title.setText(f"Finding {finding.get('id')}: {describe.finding_label(finding)} — "
+                           f"{describe.SEVERITY_WORD.get(sev, sev)}")
+        limit = describe.limit_phrase(finding, self.result)
+        self.verdict_line.setText(f"{describe.finding_sentence(finding, self.result)}."
+                                  + (f" Value {describe.value_text(finding)}; {limit}." if limit else ""))
+        self.verdict_line.setVisible(True)
+        loc = describe.finding_location(finding, self.result)
+        rows = [("What", describe.finding_label(finding)),
+                ("Value", describe.value_text(finding)),
+                ("Limit", limit or "—"),
+                ("Slice", loc.slice_text() or "—"),
+                ("Spans", loc.span_text() or "one slice"),
+                ("Winding, angle", loc.roll_text() or "—")]
+        if finding.get("related"):
+            rows.append(("Also seen as", ", ".join(str(x) for x in finding["related"])))
+        skip = {"id", "detector", "severity", "value", "unit", "message", "rule", "winding", "angle_deg",
+                "uncertainty", "uncertainty_k", "related", "primary"}
         for key, value in finding.items():
             if key in skip:
                 continue
             if isinstance(value, list):
-                text = ", ".join(_fmt_value(v) for v in value)
+                text = ", ".join(describe.number(v) for v in value)
             elif isinstance(value, float):
-                text = f"{value:.4g}"
+                text = describe.number(value, describe.metric_label(key)[1])
             else:
                 text = "—" if value is None else str(value)
+            rows.append((key.replace("_", " "), text))
+        for label, text in rows:
             r = self.details.rowCount()
             self.details.insertRow(r)
-            self.details.setItem(r, 0, QtWidgets.QTableWidgetItem(key.replace("_", " ")))
+            self.details.setItem(r, 0, QtWidgets.QTableWidgetItem(label))
             value_item = QtWidgets.QTableWidgetItem(text)
             value_item.setToolTip(text)
             self.details.setItem(r, 1, value_item)
@@ -558,20 +558,26 @@ def _json(row: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _mm_list(values: Any) -> str:
-    return ", ".join(f"{float(v):.2f}" for v in values) if isinstance(values, list | tuple) else ""
-
-
 ROI_COLUMNS = [
     ("#", lambda r: r["id"]),
-    ("status", lambda r: r.get("status")),
-    ("priority", lambda r: r.get("priority")),
-    ("findings", lambda r: ", ".join(_json(r, "plan_json").get("finding_ids") or [])),
-    ("centre z, y, x (mm)", lambda r: _mm_list(_json(r, "plan_json").get("center_mm"))),
-    ("field of view (mm)", lambda r: "Ø {diameter:g} × {height:g}".format(**_json(r, "plan_json")["fov_mm"])),
-    ("voxel (µm)", lambda r: _json(r, "plan_json").get("voxel_um")),
+    ("state", lambda r: r["status"]),
+    ("priority", lambda r: r["priority"]),
+    ("findings", lambda r: r["findings"]),
+    ("where (centre)", lambda r: r["where"]),
+    ("field of view", lambda r: r["fov"]),
+    ("voxel", lambda r: r["voxel"]),
+    ("scan", lambda r: r["scan"]),
     ("note", lambda r: r.get("note")),
 ]
+
+
+def roi_rows(rows: list[dict[str, Any]], result: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Log rows of ``roi_requests`` as the report's ROI table shows them (:func:`core.describe.roi_plan_rows`)."""
+    decoded = [{**row, "plan": _json(row, "plan_json")} for row in rows]
+    return [{**shown, "note": row.get("note")}
+            for shown, row in zip(describe.roi_plan_rows(decoded, result or {}), rows, strict=True)]
+
+
 FOLLOWUP_COLUMNS = [
     ("#", lambda r: r["id"]),
     ("kind", lambda r: r.get("kind")),
@@ -593,7 +599,7 @@ def log_rows(db: Any, table: str, cell_id: str) -> list[dict[str, Any]]:
 
 
 class EngineerPanel(QtWidgets.QTabWidget):
-    """The drill-down tabs: Finding, Override, Recipe, ROI plans, Follow-up."""
+    """The drill-down tabs: Finding, Checks, Override, Recipe, ROI plans, Follow-up."""
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -601,6 +607,7 @@ class EngineerPanel(QtWidgets.QTabWidget):
         self.finding = FindingDetails()
         self.override = OverridePanel()
         self.recipe = RecipeEditor()
+        self.checks = self.finding.checks_page
         self.roi = RowsPanel(
             "ROI local-tomography requests of this cell from the log: which flagged regions are to be "
             "rescanned at high resolution, their field of view and state. Plan them with "
@@ -610,17 +617,18 @@ class EngineerPanel(QtWidgets.QTabWidget):
             "Ni K-edge XANES). Import them with `cellqc followup import`; their plots are in the PDF "
             "report. This panel only lists them.", FOLLOWUP_COLUMNS)
         # Each page scrolls, so the panel can be short and leave the viewer its room.
-        for page, title in ((self.finding, "Finding"), (self.override, "Override"), (self.recipe, "Recipe"),
-                            (self.roi, "ROI plans"), (self.followup, "Follow-up")):
+        for page, title in ((self.finding, "Finding"), (self.checks, "Checks"), (self.override, "Override"),
+                            (self.recipe, "Recipe"), (self.roi, "ROI plans"), (self.followup, "Follow-up")):
             self.addTab(_scrolling(page), title)
         self.setMinimumHeight(160)
 
-    def set_cell(self, db: Any, cell_id: str | None) -> None:
-        """List the cell's ROI requests and follow-ups from the log."""
-        self.roi.set_rows(log_rows(db, "roi_requests", cell_id or ""))
+    def set_cell(self, db: Any, cell_id: str | None, result: dict[str, Any] | None = None) -> None:
+        """List the cell's ROI requests and follow-ups from the log (heights with ``result``'s
+        voxel size)."""
+        self.roi.set_rows(roi_rows(log_rows(db, "roi_requests", cell_id or ""), result))
         self.followup.set_rows(log_rows(db, "followups", cell_id or ""))
-        self.setTabText(3, f"ROI plans ({self.roi.table.rowCount()})" if self.roi.table.rowCount() else "ROI plans")
-        self.setTabText(4, f"Follow-up ({self.followup.table.rowCount()})" if self.followup.table.rowCount()
+        self.setTabText(4, f"ROI plans ({self.roi.table.rowCount()})" if self.roi.table.rowCount() else "ROI plans")
+        self.setTabText(5, f"Follow-up ({self.followup.table.rowCount()})" if self.followup.table.rowCount()
                         else "Follow-up")
 
     def setCurrentWidget(self, widget: QtWidgets.QWidget) -> None:  # noqa: N802 - Qt's name

@@ -25,7 +25,7 @@ from qc_app.gui.operator_view import (
     ReportPanel,
     ShortcutHelp,
     VerdictBanner,
-    plain_reason,
+    banner_reasons,
 )
 from qc_app.gui.viewer import MapView, VolumeViewer
 from qc_app.gui.worker import Task, TaskRunner
@@ -132,7 +132,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.cancel_button.clicked.connect(self.cancel_inspection)
         self.voxel = QtWidgets.QLineEdit()
         self.voxel.setPlaceholderText("from file")
-        self.voxel.setMaximumWidth(100)
+        # Wide enough for an anisotropic voxel, e.g. "67.94,33.97,33.97" (z,y,x), whole.
+        self.voxel.setMinimumWidth(self.voxel.fontMetrics().horizontalAdvance("67.94,33.97,33.97") + 24)
         self.voxel.setToolTip("Voxel size in µm, when the file does not say (one number or z,y,x)")
         voxel_label = QtWidgets.QLabel("Voxel µm")
         voxel_label.setBuddy(self.voxel)
@@ -219,7 +220,7 @@ class MainWindow(QtWidgets.QMainWindow):
         split.addWidget(self.right_split)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
-        split.setSizes([520, 920])
+        split.setSizes([560, 880])  # the findings list's second line (slice, z, winding) whole at 1440 px
         split.setChildrenCollapsible(False)
 
         central = QtWidgets.QWidget()
@@ -360,7 +361,11 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_status_labels(self) -> None:
         self.log_label.setText(f"Log: {self.db_path}" if self.db_path else "Log: none (results are not filed)")
-        self.recipe_label.setText(f"Recipe: {Path(self.recipe).stem if self.recipe else '18650-nmc'}")
+        used = (self.result or {}).get("recipe") if getattr(self, "result", None) else None
+        if self.recipe:
+            self.recipe_label.setText(f"Recipe: {Path(self.recipe).stem}")
+        else:
+            self.recipe_label.setText("Recipe: auto (from the can)" + (f", this cell: {used}" if used else ""))
         self.role_label.setText(f"Role: {self.role}" + (f" ({self.signer})" if self.signer else ""))
 
     def _show_idle(self) -> None:
@@ -396,7 +401,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.viewer.layers_box.setChecked(self.role != "operator")
         if self.role != "operator":
             total = max(sum(self.right_split.sizes()), self.height() - 120)
-            self.right_split.setSizes([int(0.64 * total), int(0.36 * total)])
+            self.right_split.setSizes([int(0.55 * total), int(0.45 * total)])
         # Overrides and recipe changes are signed by the logged-in user only (None: refused).
         self.engineer.override.set_signer(self.signer)
         self.engineer.recipe.set_signer(self.db(), self.signer, audited=self.db_path is not None)
@@ -498,6 +503,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.progress.setFormat("ready")
         if self.result is not None:  # opened from the log: overlays of its findings
             self._show_overlays()
+            self._open_on_worst()
         else:
             if not self.cell_id.text().strip() and volume.cell_id:
                 self.cell_id.setText(volume.cell_id)
@@ -643,7 +649,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.map_view.set_maps(inspection.maps, spacing_z_um=inspection.volume.spacing_um[0],
                                findings=inspection.result.get("findings", []),
                                seam_deg=rolls[0].seam_deg if rolls else None,
-                               direction=geometry.direction if geometry is not None else 1)
+                               direction=geometry.direction if geometry is not None else 1,
+                               result=inspection.result)
+        self._open_on_worst()
         self.refresh_recent()
         self._update_enabled()
         self.focus_cell_id()
@@ -687,19 +695,20 @@ class MainWindow(QtWidgets.QMainWindow):
         n = len(result.get("findings", []))
         ident = f" · inspection #{self.inspection_id}" if self.inspection_id is not None else ""
         subtitle = f"Cell {result.get('cell_id', '?')}{ident} · {n} finding{'s' if n != 1 else ''}"
-        reasons = [plain_reason(r) for r in result.get("reasons", [])]
+        reasons = banner_reasons(result)
         if verdict != result["verdict"]:
             last = self._overrides()[-1:] or [{}]
             reasons.insert(0, f"Automatic verdict {result['verdict']} overridden to {verdict} by "
                               f"{last[0].get('user', '?')}: {last[0].get('reason', '')}")
         self.banner.set_state(verdict, subtitle, reasons)
-        self.findings.set_findings(result.get("findings", []))
+        self.findings.set_findings(result.get("findings", []), result)
         self.left_tabs.setCurrentWidget(self.findings)
         self.engineer.finding.set_result(result)
         self.engineer.override.set_case(self.db() if self.inspection_id is not None else None, self.inspection_id,
                                         result["verdict"], verdict)
-        self.engineer.set_cell(self.db(), result.get("cell_id"))
+        self.engineer.set_cell(self.db(), result.get("cell_id"), result)
         self.setWindowTitle(f"cellqc — {result.get('cell_id', '')} — {verdict}")
+        self._update_status_labels()
 
     def _show_overlays(self) -> None:
         if self.result is None or self.volume is None:
@@ -708,6 +717,20 @@ class MainWindow(QtWidgets.QMainWindow):
         geometry = self.inspection.geometry if self.inspection is not None else None
         self.viewer.set_inspection(geometry, self.result.get("findings", []),
                                    tuple(centre) if centre and None not in centre else None)
+
+    def _open_on_worst(self) -> None:
+        """Open the viewer on the worst finding (chosen in the list: its details follow), else on
+        the middle of the jelly roll's slices — never on the headspace of a cell's top scan."""
+        from core import describe
+
+        worst = describe.worst_finding(self.result.get("findings", []))
+        if worst is not None and worst.get("id") is not None:
+            self.findings.select_id(str(worst["id"]))
+            if self.viewer.selected_id != worst.get("id"):  # already current in the list
+                self.select_finding(dict(worst))
+            return
+        rng = (self.result.get("geometry") or {}).get("roll_slice_range")
+        self.viewer.open_on([], tuple(rng) if rng and len(rng) == 2 and None not in rng else None)
 
     def _overrides(self) -> list[dict[str, Any]]:
         db = self.db()
@@ -768,7 +791,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress.setValue(0)
         self.progress.setFormat(f"inspection #{int(inspection_id)} from the log")
         self._show_result()
-        self.map_view.set_maps(None, "The unrolled maps are not kept in the log: inspect the cell again to see them.")
+        from core.report.keep import load_summary
+
+        summary, why = load_summary(self.db_path, result)
+        if summary is not None:
+            self.map_view.set_summary(summary, result)
+        else:
+            self.map_view.set_maps(None, f"No unrolled map: {why}")
         source = result.get("source")
         self.volume = None
         self.viewer.set_volume(None)

@@ -11,34 +11,17 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from core import describe
 from qc_app.gui import theme
 
-DETECTOR_NAMES = {
-    "collector_deflection": "Cu collector bent",
-    "electrode_thickness": "Cathode thickness",
-    "delamination": "Void (delamination)",
-    "foreign_particle": "Foreign particle",
-}
-
-
-def _fmt_number(value: Any) -> str:
-    if isinstance(value, float):
-        if value != 0 and (abs(value) < 0.01 or abs(value) >= 1e5):
-            return f"{value:.2g}"
-        if abs(value) < 10:
-            return f"{value:.3g}"
-        return f"{value:.0f}"
-    return str(value)
+#: Human names of the detectors (one place: :mod:`core.describe`).
+DETECTOR_NAMES = describe.DETECTOR_LABELS
 
 
 def _fmt_value(value: Any, unit: str = "", uncertainty: Any = None) -> str:
-    """``"46 ± 9 µm"``: the value and, when the result gives it, its expanded uncertainty (k = 2)."""
-    if value is None:
-        return "—"
-    text = _fmt_number(value)
-    if uncertainty is not None:
-        text += f" ± {_fmt_number(uncertainty)}"
-    return f"{text} {unit}".strip()
+    """``"46 ± 9 µm"``: the value and, when the result gives it, its expanded uncertainty (k = 2)
+    (:func:`core.describe.quantity`, as the report and the command line print it)."""
+    return describe.quantity(value, unit, uncertainty)
 
 
 class VerdictBanner(QtWidgets.QFrame):
@@ -150,6 +133,20 @@ def plain_reason(reason: str) -> str:
     return text
 
 
+def banner_reasons(result: dict[str, Any]) -> list[str]:
+    """The verdict's reasons for the banner: one per place, what, how much, where and which
+    finding (:func:`core.describe.reasons`, the report's and the command line's too)."""
+    out = []
+    for r in describe.reasons(result):
+        if r.finding_id is None:
+            out.append(plain_reason(r.text))
+            continue
+        also = f" (also {', '.join(r.also)})" if r.also else ""
+        out.append(f"{describe.SEVERITY_WORD.get(r.severity, r.severity)}: {r.label} {r.value} — {r.where} — "
+                   f"{r.finding_id}{also}")
+    return out
+
+
 class FindingsList(QtWidgets.QTreeWidget):
     """The findings of the shown inspection; choosing one emits ``finding_selected``."""
 
@@ -159,9 +156,10 @@ class FindingsList(QtWidgets.QTreeWidget):
         super().__init__(parent)
         self.setObjectName("findingsList")
         self.setColumnCount(3)
-        self.setHeaderLabels(["Finding", "What", "Value"])
+        self.setHeaderLabels(["Finding", "What · where", "Value"])
+        self.headerItem().setToolTip(1, describe.SLICE_CONVENTION)
         self.setRootIsDecorated(False)
-        self.setUniformRowHeights(True)
+        self.setUniformRowHeights(False)
         self.setAlternatingRowColors(True)
         self.setIconSize(QtCore.QSize(30, 30))
         self.setWordWrap(False)
@@ -173,27 +171,29 @@ class FindingsList(QtWidgets.QTreeWidget):
         header.setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
         self.findings: list[dict[str, Any]] = []
+        self.result: dict[str, Any] = {}
         self.currentItemChanged.connect(self._current_changed)
 
-    def set_findings(self, findings: list[dict[str, Any]]) -> None:
+    def set_findings(self, findings: list[dict[str, Any]], result: dict[str, Any] | None = None) -> None:
+        """List the findings, worst first: the name and the place on two lines, the value.
+
+        ``result`` gives heights in mm (its voxel size) and the sentences' context."""
         self.blockSignals(True)
         self.clear()
-        self.findings = list(findings or [])
+        self.result = dict(result or {})
+        self.findings = list(describe.ordered_findings(findings or []))
         for f in self.findings:
             sev = str(f.get("severity", "info"))
-            what = DETECTOR_NAMES.get(f.get("detector"), str(f.get("detector", "")))
-            where = []
-            if f.get("winding") is not None:
-                where.append(f"winding {f['winding']}")
-            z = (f.get("centroid_zyx_px") or [None])[0]
-            if z is not None:
-                where.append(f"slice {int(round(z)) + 1}")
-            text = f"{what} ({', '.join(where)})" if where else what
-            item = QtWidgets.QTreeWidgetItem([f"{f.get('id', '')} {sev.upper()}", text,
-                                              _fmt_value(f.get("value"), f.get("unit", ""), f.get("uncertainty"))])
+            loc = describe.finding_location(f, self.result)
+            what = describe.finding_label(f)
+            # The list's second line: slice, height and winding (the angle is in the tooltip).
+            where = ", ".join(x for x in (loc.slice_text(), f"winding {loc.winding}" if loc.winding is not None
+                                          else loc.roll_text()) if x)
+            item = QtWidgets.QTreeWidgetItem([f"{f.get('id', '')}\n{describe.SEVERITY_WORD.get(sev, sev)}",
+                                              f"{what}\n{where}" if where else what, describe.value_text(f)])
             item.setIcon(0, theme.icon(theme.SEVERITY_ICONS.get(sev, "info.svg")))
-            item.setToolTip(1, f.get("message", ""))
-            item.setToolTip(0, f.get("rule", ""))
+            item.setToolTip(1, describe.finding_sentence(f, self.result) + "\n" + loc.text(span=True))
+            item.setToolTip(0, describe.limit_phrase(f, self.result) or f.get("rule", ""))
             font = item.font(0)
             font.setBold(True)
             item.setFont(0, font)
@@ -201,11 +201,22 @@ class FindingsList(QtWidgets.QTreeWidget):
             self.addTopLevelItem(item)
         self.blockSignals(False)
 
+    def texts(self) -> list[tuple[str, str, str]]:
+        """What each row says (id and severity, name and place, value), for tests and screen readers."""
+        out = []
+        for i in range(self.topLevelItemCount()):
+            item = self.topLevelItem(i)
+            out.append((item.text(0), item.text(1), item.text(2)))
+        return out
+
     def select_id(self, finding_id: str) -> None:
         for i in range(self.topLevelItemCount()):
             item = self.topLevelItem(i)
             if item.data(0, QtCore.Qt.ItemDataRole.UserRole) == finding_id:
-                self.setCurrentItem(item)
+                if item is self.currentItem():  # chosen again: go back to it (the view may have moved)
+                    self._current_changed(item, None)
+                else:
+                    self.setCurrentItem(item)
                 return
 
     def step(self, delta: int) -> None:

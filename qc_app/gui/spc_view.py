@@ -55,7 +55,8 @@ class ControlChartPlot(pg.PlotWidget):
         self.setMenuEnabled(False)
         self.showGrid(x=False, y=True, alpha=0.15)
         self.getAxis("left").enableAutoSIPrefix(False)
-        self.setMinimumHeight(160)
+        # Small enough that the SPC tab never makes the window taller than 900 px in engineer mode.
+        self.setMinimumHeight(90)
         self.chart: spc.Chart | None = None
         self.x: np.ndarray = np.zeros(0)
         #: The flagged points drawn: (x, value, rule numbers).
@@ -213,7 +214,7 @@ class SpcView(QtWidgets.QWidget):
             header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(4, QtWidgets.QHeaderView.ResizeMode.Stretch)
         self.table.itemActivated.connect(self._row_activated)
-        self.table.setMinimumHeight(130)
+        self.table.setMinimumHeight(80)
 
         charts = QtWidgets.QWidget()
         charts_layout = QtWidgets.QVBoxLayout(charts)

@@ -23,6 +23,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from core import describe
 from qc_app.gui import theme
 
 pg.setConfigOptions(imageAxisOrder="row-major", background="#000000", foreground="#FFFFFF",
@@ -31,8 +32,9 @@ pg.setConfigOptions(imageAxisOrder="row-major", background="#000000", foreground
 #: Slices kept in memory at most (and never more than this many bytes).
 CACHE_SLICES = 24
 CACHE_BYTES = 512 * 1024**2
-#: A vertical section is drawn at least this tall relative to its width (height exaggerated).
-MIN_SECTION_ASPECT = 0.6
+#: A vertical section is drawn at least this tall relative to its width (height exaggerated;
+#: the rule is :func:`core.describe.section_exaggeration`, the report's too).
+MIN_SECTION_ASPECT = describe.MIN_SECTION_ASPECT
 
 
 class SliceCache:
@@ -139,12 +141,10 @@ def _rect_item(x0: float, y0: float, x1: float, y1: float, pen: QtGui.QPen) -> Q
 
 
 def finding_slice(finding: dict[str, Any], nz: int) -> int:
-    """The slice on which a finding is shown: its centroid's, kept inside its bbox."""
-    z = int(round(float(finding["centroid_zyx_px"][0])))
-    b = finding.get("bbox_zyx_px")
-    if b:
-        z = min(max(z, int(b[0])), max(int(b[3]) - 1, int(b[0])))
-    return min(max(z, 0), max(nz - 1, 0))
+    """The slice on which a finding is shown (:func:`core.describe.finding_slice`: its centroid's,
+    rounded halves up, kept inside its bbox and the volume — the report's and the CLI's slice)."""
+    z = describe.finding_slice(finding, nz)
+    return 0 if z is None else z
 
 
 #: Sections of volumes up to this size in memory (or memory-mapped) are read at once; larger
@@ -235,7 +235,7 @@ class VolumeViewer(QtWidgets.QWidget):
         self.section = pg.PlotWidget(name="section")
         self.section.setAspectLocked(True)
         self.section.invertY(True)
-        self.section.setLabel("bottom", "distance from the axis (mm)")
+        self.section.setLabel("bottom", "from the axis (mm)")
         self.section.setLabel("left", "z (mm)")
         self.section.setMenuEnabled(False)
         self.section.setTitle("Section through the axis", color="#FFFFFF", size="12pt")
@@ -408,13 +408,33 @@ class VolumeViewer(QtWidgets.QWidget):
             self.slider.blockSignals(True)
             self.slider.setValue(z)
             self.slider.blockSignals(False)
-        sz = self._mm()[0]
-        self.slice_label.setText(f"{z + 1} / {self.nz}   z = {(z + 0.5) * sz:.3f} mm")
+        self.slice_label.setText(self.slice_text(z))
         self.z_line.setPos(self._section_y(z + 0.5))
         self._update_overlays()
         direction = 1 if step >= 0 else -1
         self.cache.prefetch([z + direction, z + 2 * direction, z - direction])
         self.slice_changed.emit(z)
+
+    def slice_text(self, z: int | None = None) -> str:
+        """``"slice 8 of 0–15 · z 0.17 mm"``: the one convention (slices from 0, z from the face of
+        slice 0 to the slice's centre; :mod:`core.describe`)."""
+        if self.volume is None:
+            return "no volume"
+        z = self.z if z is None else z
+        z_mm = describe.slice_z_mm(z, self.volume.spacing_um[0])
+        return f"slice {z} of 0–{self.nz - 1} · z {describe.number(z_mm, 'mm')} mm"
+
+    def open_on(self, findings: list[dict[str, Any]], roll_slices: tuple[int, int] | None = None) -> dict | None:
+        """Where an inspection opens: the worst finding (selected and zoomed), else the middle of
+        the jelly roll's slices (not the middle of the volume: a cell's top scan is mostly
+        headspace). Returns the finding opened on, or None."""
+        worst = describe.worst_finding(findings)
+        if worst is not None and worst.get("centroid_zyx_px") is not None:
+            self.select_finding(dict(worst))
+            return dict(worst)
+        if roll_slices is not None and self.volume is not None:
+            self.set_slice((int(roll_slices[0]) + int(roll_slices[1])) // 2)
+        return None
 
     def step_slice(self, delta: int) -> None:
         self.set_slice(self.z + delta)
@@ -441,10 +461,10 @@ class VolumeViewer(QtWidgets.QWidget):
     def reset_view(self) -> None:
         if self.volume is None:
             return
-        _, ny, nx = self.volume.shape
-        _, sy, sx = self._mm()
-        self.axial.getViewBox().enableAutoRange()
-        self.section.getViewBox().enableAutoRange()
+        for view in (self.axial, self.section):
+            box = view.getViewBox()
+            box.enableAutoRange()
+            box.updateAutoRange()  # now, not at the next paint: a finding chosen next zooms from here
 
     def zoom(self, factor: float) -> None:
         """Zoom the axial view about its centre (factor < 1 zooms in)."""
@@ -576,20 +596,19 @@ class VolumeViewer(QtWidgets.QWidget):
             return
         self._section_key = key
         s, yi, xi, step_mm = self._section_samples()
-        nz = self.nz
-        sz = self._mm()[0]
+        nz, ny, nx = self.volume.shape
+        sz, sy, sx = self._mm()
         width = max(s.size * step_mm, 1e-9)
         height = nz * sz
-        exaggeration = 1.0
-        if height < MIN_SECTION_ASPECT * width:
-            exaggeration = float(_nice(MIN_SECTION_ASPECT * width / height))
+        # The report's rule and width (the slice's larger side), so both stretch alike.
+        exaggeration = describe.section_exaggeration(height, max(ny * sy, nx * sx))
         s0_mm = (float(s[0]) - 0.5) * step_mm if s.size else 0.0
         self._section_geom = {"s0": float(s[0]) if s.size else 0.0, "step_mm": step_mm,
                               "exaggeration": exaggeration, "s": s,
                               "rect": QtCore.QRectF(s0_mm, 0, width, height * exaggeration)}
         axis = self.section.getAxis("left")
         axis.setScale(1.0 / exaggeration)
-        self.section.setLabel("left", "z (mm)" if exaggeration == 1 else f"z (mm, height ×{exaggeration:g})")
+        self.section.setLabel("left", "z (mm)" if exaggeration == 1 else f"z (mm), drawn ×{exaggeration:g}")
         self.z_line.setPos(self._section_y(self.z + 0.5))
         # The section's trace on the axial slice.
         _, sy, sx = self._mm()
@@ -729,19 +748,11 @@ class VolumeViewer(QtWidgets.QWidget):
             self.cache.close()
 
 
-def _nice(value: float) -> float:
-    """A round number ≥ value (1, 2, 5 × 10^k)."""
-    if value <= 1:
-        return 1.0
-    exp = math.floor(math.log10(value))
-    for m in (1, 2, 5, 10):
-        if m * 10**exp >= value:
-            return m * 10**exp
-    return 10 ** (exp + 1)
-
-
 class MapView(QtWidgets.QWidget):
-    """The unrolled electrode maps (arc length × height) with a colour bar."""
+    """The unrolled electrode maps (arc length × height) with a colour bar, the findings and the
+    cell's anatomy marked where they sit on the sheet (:func:`core.report.thickness.sheet_marks`,
+    as the report draws them). Rows are slices: slice 0 at the top, each row from its slice's
+    upper face to its lower face (heights in mm from slice 0's face)."""
 
     #: Deviation from the median shown at the ends of the colour bar for thickness maps.
     THICKNESS_SPAN = 0.3
@@ -750,10 +761,22 @@ class MapView(QtWidgets.QWidget):
         super().__init__(parent)
         self.maps: dict[str, Any] = {}
         self.current: str | None = None
+        self.findings: list[dict[str, Any]] = []
+        self.result: dict[str, Any] = {}
+        self.selected_id: str | None = None
+        self.seam_deg: float | None = None
+        self.direction = 1
+        self.spacing_z_mm: float | None = None
+        self.marks: list[Any] = []
+        self._rows = (0.0, 0.01)
+        self._winding_items: list[Any] = []
+        self._marker_items: list[Any] = []
+        self._limit_lines: list[Any] = []
+        self._limits: list[float] = []
         self.plot = pg.PlotWidget(name="map")
         self.plot.setMenuEnabled(False)
         self.plot.setLabel("bottom", "arc length along the cathode sheet from its inner end (mm)")
-        self.plot.setLabel("left", "height (mm)")
+        self.plot.setLabel("left", "z (mm)")
         self.plot.invertY(True)  # like the section view: slice 0 at the top
         self.img = pg.ImageItem()
         self.plot.addItem(self.img)
@@ -762,6 +785,7 @@ class MapView(QtWidgets.QWidget):
         self.colour_bar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("CET-D1"),
                                           interactive=True, width=28)
         self.colour_bar.setImageItem(self.img, insert_in=self.plot.getPlotItem())
+        self.colour_bar.sigLevelsChanged.connect(lambda *_: self._place_limit_lines())
         self.z_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#FFD400", width=2, style=QtCore.Qt.PenStyle.DashLine))
         self.plot.addItem(self.z_line)
         self.z_line.setVisible(False)
@@ -784,13 +808,15 @@ class MapView(QtWidgets.QWidget):
 
     def set_maps(self, maps: dict[str, Any] | None, note: str | None = None,
                  spacing_z_um: float | None = None, findings: list[dict[str, Any]] | None = None,
-                 seam_deg: float | None = None, direction: int = 1) -> None:
+                 seam_deg: float | None = None, direction: int = 1, result: dict[str, Any] | None = None) -> None:
         """Show the maps of an inspection (``Inspection.maps``); ``note`` when there are none.
 
         Findings with a winding are marked where they sit on the unrolled sheet (from their
-        winding and polar angle, measured from the seam in the winding direction).
+        winding and polar angle, measured from the seam in the winding direction); with
+        ``result``, the cell's anatomy too, and the recipe's limits on the colour bar.
         """
         self.spacing_z_mm = spacing_z_um / 1000.0 if spacing_z_um else None
+        self.result = dict(result or {})
         self.findings = [f for f in (findings or []) if f.get("winding") is not None
                          and f.get("angle_deg") is not None]
         self.seam_deg, self.direction = seam_deg, direction
@@ -806,30 +832,67 @@ class MapView(QtWidgets.QWidget):
             self.current = None
             self.img.clear()
             self.z_line.setVisible(False)
+            self._clear(self._marker_items)
+            self._clear(self._winding_items)
+            self._clear(self._limit_lines, self.colour_bar)
             self.caption.setText(note or "No unrolled map: run an inspection to see the unrolled electrode.")
             return
         self.show_map(order[0])
+
+    def set_summary(self, summary: Any, result: dict[str, Any]) -> None:
+        """Show the thickness map kept in the log (:class:`core.report.thickness.ThicknessSummary`)."""
+        from types import SimpleNamespace
+
+        umap = SimpleNamespace(values=summary.values_um, arc_mm=summary.arc_mm, z_index=summary.z_index,
+                               winding=summary.winding, name="cathode sheet thickness (kept in the log)", unit="µm",
+                               extent_mm=(float(summary.arc_mm[0]), float(summary.arc_mm[-1]),
+                                          float(summary.z_index[0]) * summary.spacing_z_um / 1000.0,
+                                          float(summary.z_index[-1]) * summary.spacing_z_um / 1000.0))
+        self.set_maps({"cathode_thickness_um": umap}, spacing_z_um=summary.spacing_z_um,
+                      findings=result.get("findings", []), seam_deg=summary.seam_deg, direction=summary.direction,
+                      result=result)
 
     def _choice_changed(self, index: int) -> None:
         key = self.choice.itemData(index)
         if key:
             self.show_map(key)
 
+    def _clear(self, items: list[Any], owner: Any = None) -> None:
+        for item in items:
+            (owner or self.plot).removeItem(item)
+        items.clear()
+
+    def frame(self) -> Any:
+        """Positions on the shown map (:class:`core.report.thickness.SheetFrame`)."""
+        from core.report.thickness import SheetFrame
+
+        umap = self.maps[self.current]
+        dz_um = 1000.0 * (self.spacing_z_mm or self._rows[1])
+        return SheetFrame.from_map(umap, dz_um, self.seam_deg, self.direction)
+
     def show_map(self, key: str) -> None:
         umap = self.maps[key]
         self.current = key
         values = np.asarray(umap.values, dtype=np.float32)
         finite = values[np.isfinite(values)]
-        med = float(np.median(finite)) if finite.size else 0.0
+        self._limits = []
         if key == "cathode_thickness_um" and finite.size:
+            metrics = self.result.get("metrics") or {}
+            med = float(metrics.get("cathode_sheet_thickness_median_um") or np.median(finite))
             lo, hi = med * (1 - self.THICKNESS_SPAN), med * (1 + self.THICKNESS_SPAN)
             cmap = pg.colormap.get("CET-D1")
-            self.caption.setText(f"Median {med:.0f} {umap.unit}. Blue: thinner, red: thicker "
-                                 f"(bar ends at ±{100 * self.THICKNESS_SPAN:.0f} %). Grey lines: winding starts.")
+            lim = (self.result.get("limits") or {}).get("cathode_thickness_max_deviation_pct") or {}
+            levels = [(float(lim[k]), k) for k in ("review", "fail") if lim.get(k) is not None]
+            for pct, _k in levels:
+                self._limits += [med * (1 - pct / 100), med * (1 + pct / 100)]
+            marks = "; ".join(f"{k} ±{describe.number(pct, '%')} %" for pct, k in levels)
+            self.caption.setText(f"Cell median {describe.quantity(med, 'µm')}: blue thinner, red thicker (bar ends at "
+                                 f"±{100 * self.THICKNESS_SPAN:.0f} %; lines: {marks or 'no limits'}). Boxes: findings; "
+                                 f"hatched: anatomy (not defects); grey lines: winding starts.")
         elif finite.size:
             lo, hi = (float(v) for v in np.percentile(finite, [1, 99]))
             cmap = pg.colormap.get("viridis")
-            self.caption.setText(f"{umap.name}: median {med:.3g} {umap.unit}.")
+            self.caption.setText(f"{umap.name}: median {describe.quantity(float(np.median(finite)), umap.unit)}.")
         else:
             lo, hi, cmap = 0.0, 1.0, pg.colormap.get("viridis")
             self.caption.setText(f"{umap.name}: nothing measured.")
@@ -839,28 +902,43 @@ class MapView(QtWidgets.QWidget):
         self.colour_bar.setColorMap(cmap)
         self.colour_bar.setLevels((lo, hi))
         self.colour_bar.getAxis("left").setLabel(umap.unit)
-        arc0, arc1, z0, z1 = umap.extent_mm
+        arc0, arc1 = float(umap.arc_mm[0]), float(umap.arc_mm[-1])
         n_rows = values.shape[0]
-        if getattr(self, "spacing_z_mm", None):
+        z_index = np.asarray(umap.z_index)
+        if self.spacing_z_mm:
             dz = self.spacing_z_mm
-        elif n_rows > 1:
-            dz = (z1 - z0) / (n_rows - 1)
+        elif z_index.size > 1:
+            dz = (umap.extent_mm[3] - umap.extent_mm[2]) / max(int(z_index[-1] - z_index[0]), 1)
         else:
             dz = 0.01
+        # Row i spans its slice's faces: from z_index·dz to (z_index + 1)·dz (mm from slice 0's face).
+        top = float(z_index[0]) * dz if z_index.size else 0.0
+        self._rows = (top, dz * (float(z_index[-1] - z_index[0] + 1) / n_rows if z_index.size > 1 else 1.0))
         darc = (arc1 - arc0) / max(values.shape[1] - 1, 1)
-        self._rows = (z0 - dz / 2, dz)
-        self.img.setRect(QtCore.QRectF(arc0 - darc / 2, z0 - dz / 2, (arc1 - arc0) + darc, n_rows * dz))
-        for item in getattr(self, "_winding_items", []):
-            self.plot.removeItem(item)
-        self._winding_items = []
+        self.img.setRect(QtCore.QRectF(arc0 - darc / 2, top, (arc1 - arc0) + darc, n_rows * self._rows[1]))
+        self._clear(self._winding_items)
         if umap.winding.size:
             starts = umap.arc_mm[np.r_[np.nonzero(np.diff(umap.winding))[0] + 1]]
             for s in starts:
                 line = pg.InfiniteLine(pos=float(s), angle=90, pen=pg.mkPen(150, 150, 150, 120, width=1))
                 self.plot.addItem(line)
                 self._winding_items.append(line)
+        self._place_limit_lines()
         self._draw_markers()
         self.fit()
+
+    def _place_limit_lines(self) -> None:
+        """The recipe's review and fail deviations as lines across the colour bar."""
+        self._clear(self._limit_lines, self.colour_bar)
+        lo, hi = self.colour_bar.values
+        if not self._limits or not hi > lo:
+            return
+        for value in self._limits:
+            pos = 256.0 * (value - lo) / (hi - lo)
+            if 0 <= pos <= 256:
+                line = pg.InfiniteLine(pos=pos, angle=0, pen=pg.mkPen("#000000", width=2))
+                self.colour_bar.addItem(line)
+                self._limit_lines.append(line)
 
     def fit(self) -> None:
         """The whole map, with room above it for the finding tabs and their labels."""
@@ -875,61 +953,78 @@ class MapView(QtWidgets.QWidget):
 
     def finding_arc_mm(self, finding: dict[str, Any]) -> float | None:
         """Where a finding sits along the unrolled sheet (mm), from its winding and angle."""
-        if not self.current or self.seam_deg is None or not math.isfinite(self.seam_deg):
+        if not self.current or finding.get("winding") is None:
             return None
-        umap = self.maps[self.current]
-        cols = np.nonzero(umap.winding == int(finding["winding"]))[0]
-        if cols.size < 2:
-            return None
-        start, end = float(umap.arc_mm[cols[0]]), float(umap.arc_mm[cols[-1]])
-        theta = math.radians((self.direction * (float(finding["angle_deg"]) - self.seam_deg)) % 360.0)
-        return start + theta / (2 * math.pi) * (end - start)
+        return self.frame().arc_at(int(finding["winding"]), float(finding["angle_deg"]))
 
     def _draw_markers(self) -> None:
-        for item in getattr(self, "_marker_items", []):
-            self.plot.removeItem(item)
-        self._marker_items = []
+        self._clear(self._marker_items)
         if not self.current:
             return
+        from core.report.thickness import sheet_marks
+
         z0 = self._rows[0]
         height = self.img.height() * self._rows[1] if self.img.image is not None else 0
-        for f in self.findings:
-            arc = self.finding_arc_mm(f)
-            if arc is None:
-                continue
-            selected = f.get("id") == self.selected_id
-            colour = theme.SELECTED if selected else theme.SEVERITY_COLOURS.get(f.get("severity"), "#FFFFFF")
-            half = max(float(f.get("arc_length_um") or 0.0) / 2000.0, 0.5)
-            tick = 0.08 * height
-            # A tab above the map for each finding; the chosen one is also outlined on it.
-            tab = _rect_item(arc - half, z0 - tick, arc + half, z0, _pen(colour, 2.0))
-            tab.setBrush(QtGui.QBrush(QtGui.QColor(colour)))
-            items = [tab]
-            if selected:
-                items.append(_rect_item(arc - half, z0, arc + half, z0 + height, _pen(colour, 3.0)))
-            label = pg.TextItem(f.get("id", ""), color=colour, anchor=(0.5, 1), fill=pg.mkBrush(0, 0, 0, 180))
-            font = QtGui.QFont("DejaVu Sans", 10)
-            font.setBold(True)
-            label.setFont(font)
-            label.setPos(arc, z0 - tick)
-            items.append(label)
+        self.marks = sheet_marks(self.frame(), self.result, self.findings)
+        font = QtGui.QFont("DejaVu Sans", 10)
+        font.setBold(True)
+        for m in self.marks:
+            if m.kind in ("anatomy", "band"):
+                rect = _rect_item(m.arc0, m.z0, max(m.arc1, m.arc0 + 0.2), m.z1, _pen("#BDBDBD", 1.0,
+                                                                                     QtCore.Qt.PenStyle.DashLine))
+                rect.setBrush(QtGui.QBrush(QtGui.QColor(120, 120, 120, 110), QtCore.Qt.BrushStyle.BDiagPattern))
+                items = [rect]
+                if m.kind == "anatomy":
+                    label = pg.TextItem(m.label, color="#DDDDDD", anchor=(0.5, 0))
+                    label.setPos(0.5 * (m.arc0 + m.arc1), z0 + height)
+                    items.append(label)
+            elif m.kind == "end":
+                items = [pg.InfiniteLine(pos=m.arc0, angle=90, pen=pg.mkPen("#DDDDDD", width=1,
+                                                                            style=QtCore.Qt.PenStyle.DashLine))]
+            else:
+                selected = m.finding_id == self.selected_id
+                colour = theme.SELECTED if selected else theme.SEVERITY_COLOURS.get(m.severity, "#FFFFFF")
+                items = [_rect_item(m.arc0, m.z0, m.arc1, m.z1, _pen(colour, 3.0 if selected else 1.5))]
             for item in items:
                 self.plot.addItem(item, ignoreBounds=True)
             self._marker_items += items
+        # One tab and one label above the map per place (findings of one place share it).
+        tick = 0.08 * height
+        places: list[list[Any]] = []
+        for m in sorted((m for m in self.marks if m.kind == "finding"), key=lambda m: m.arc0):
+            if places and m.arc0 <= places[-1][-1].arc1 + 0.5:
+                places[-1].append(m)
+            else:
+                places.append([m])
+        for group in places:
+            selected = any(m.finding_id == self.selected_id for m in group)
+            worst = min(group, key=lambda m: describe.SEVERITY_RANK.get(m.severity, 3))
+            colour = theme.SELECTED if selected else theme.SEVERITY_COLOURS.get(worst.severity, "#FFFFFF")
+            a0, a1 = min(m.arc0 for m in group), max(m.arc1 for m in group)
+            tab = _rect_item(a0, z0 - tick, a1, z0, _pen(colour, 2.0))
+            tab.setBrush(QtGui.QBrush(QtGui.QColor(colour)))
+            label = pg.TextItem(" · ".join(m.label for m in group), color=colour, anchor=(0.5, 1),
+                                fill=pg.mkBrush(0, 0, 0, 180))
+            label.setFont(font)
+            label.setPos(0.5 * (a0 + a1), z0 - tick)
+            for item in (tab, label):
+                self.plot.addItem(item, ignoreBounds=True)
+                self._marker_items.append(item)
 
     def select_finding(self, finding: dict[str, Any] | None) -> None:
         """Outline a finding on the map (white)."""
         self.selected_id = finding.get("id") if finding else None
         self._draw_markers()
-        arc = self.finding_arc_mm(finding) if finding and finding in self.findings else None
+        arc = self.finding_arc_mm(finding) if finding and any(f.get("id") == finding.get("id")
+                                                               for f in self.findings) else None
         if arc is not None:
             half = max(float(finding.get("arc_length_um") or 0.0) / 2000.0, 0.5)
             span = max(10.0, 6 * half)
             self.plot.getViewBox().setXRange(arc - span, arc + span, padding=0)
 
     def set_slice_height(self, z_index: int, spacing_z_um: float) -> None:
-        """Mark the height of the viewer's slice on the map."""
+        """Mark the height of the viewer's slice on the map (its centre, mm from slice 0's face)."""
         if not self.maps:
             return
         self.z_line.setVisible(True)
-        self.z_line.setPos((z_index) * spacing_z_um / 1000.0)
+        self.z_line.setPos(describe.slice_z_mm(z_index, spacing_z_um))
