@@ -4,4 +4,26 @@
 never prints and keeps no global state. ``qc_app`` (CLI, GUI, batch) calls into it.
 """
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The version, stated once (pyproject.toml): from the installed package's metadata, or
+    from pyproject.toml beside the sources when they run uninstalled (a desktop bundle, a
+    checkout on PYTHONPATH)."""
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if pyproject.is_file():  # a checkout: its own pyproject, even beside another installed copy
+        import tomllib
+
+        try:
+            return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+        except (OSError, KeyError, ValueError):
+            pass
+    try:
+        return version("cellqc")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()

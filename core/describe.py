@@ -626,6 +626,10 @@ def _groups(findings: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any
         if fid in seen:
             continue
         members = [f] + [by_id[r] for r in (f.get("related") or []) if r in by_id and r not in seen]
+        # The place is named by its primary finding (core.findings.link_related: a buckle speaks
+        # for the deflections inside it), not by whichever sorts first.
+        head = next((m for m in members if m.get("primary")), f)
+        members = [head] + [m for m in members if m is not head]
         seen.update(str(m.get("id")) for m in members)
         groups.append(members)
     return groups

@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regions", default=None, help="comma-separated: middle,top,bottom (default: all, mostly middle)")
     p.add_argument("--write-uncertainty", action="store_true")
     p.add_argument("--markdown", action="store_true", help="print the tables as Markdown (docs/validation.md)")
+    p.add_argument("--summarize", type=Path, nargs="+", default=None,
+                   help="summarise the rows of earlier --out files (e.g. healthy and defective cells run "
+                        "apart) instead of running cells")
     args = p.parse_args(argv)
     from core.phantom.validation import fit_uncertainty, markdown, summarize
 
@@ -62,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs += [(i, False, args.seed, None, regions) for i in range(args.defective)]
     rows = []
     t0 = time.perf_counter()
+    if args.summarize is not None:
+        rows = [row for part in args.summarize for row in json.loads(part.read_text())["rows"]]
+        jobs = []
     with tempfile.TemporaryDirectory(prefix="cellqc-validation-") as tmp:
         jobs = [(i, h, s, tmp, r) for i, h, s, _w, r in jobs]
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
@@ -69,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             for fut in as_completed(futures):
                 row = fut.result()
                 rows.append(row)
+                if args.out:  # every finished cell kept at once: a long run stopped early loses nothing
+                    args.out.write_text(json.dumps({"rows": rows}, default=str))
                 if "error" in row:
                     print(f"{row['describe']}: ERROR {row['error']}", flush=True)
                 else:

@@ -175,3 +175,33 @@ def test_real_roll_seam_tab_window_and_no_false_fail(real_roll_geometry):
                                               cell=recipe.cell))
         fails = [f.message for f in out.findings if f.severity == "fail"]
         assert not fails, (name, fails)
+
+
+def test_readme_real_data_example_is_what_the_command_says(inspected):
+    """Docs are claims: the README's real-data paragraph states the verdict and the numbers this
+    very command gives."""
+    import re
+
+    _, result = inspected
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Real data example"):]
+    section = " ".join(section[: section.index("\n## ", 5)].split())
+    geo, metrics = result["geometry"], result["metrics"]
+    assert f"Verdict {result['verdict']}" in section
+    assert f"picks `{result['recipe_selection']['recipe']}`" in section
+    assert f"{geo['windings']} windings at a {geo['pitch_um']:.0f} µm pitch" in section
+    assert f"can Ø {geo['can_outer_diameter_mm']:.1f} mm" in section
+    assert f"cathode sheet {metrics['cathode_sheet_thickness_median_um']:.0f} µm" in section
+    assert f"median {metrics['anode_overhang_median_um'] / 1000:.2f} mm" in section
+    groove = [n for n in geo["can_narrowings"] if n["kind"] == "groove"][0]
+    assert f"groove (slices {groove['z_first']}–{groove['z_last']}" in section
+    window = [f for f in result["findings"] if (f.get("extra") or f).get("kind") == "uncoated_zone"
+              or "tab window" in f["message"]]
+    assert window and f"winding {window[0]['winding']})" in section
+    # The findings the paragraph names: windings and value ranges of the bends and buckles.
+    bends = [f for f in result["findings"] if f["detector"] == "collector_deflection" and f["severity"] != "info"]
+    lo, hi = min(f["value"] for f in bends), max(f["value"] for f in bends)
+    assert f"bent {lo:.0f}–{hi:.0f} µm" in section
+    assert re.search(r"collectors of windings [\d, and]+", section)
+    named = {int(w) for w in re.findall(r"\d+", re.search(r"collectors of windings ([\d, and]+)", section).group(1))}
+    assert named == {f["winding"] for f in bends}

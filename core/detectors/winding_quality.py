@@ -31,10 +31,10 @@ from core.detectors.base import (
     polar_angle_deg,
     register,
 )
-from core.geometry.layers import near_layer_ends
+from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
 
 NAME = "winding_quality"
-MIN_TRACE_ZSCORE = 3.5
+MIN_TRACE_ZSCORE = TRUSTED_TRACE_ZSCORE  # core.geometry.layers: one threshold for every reader of the traces
 
 
 def spiral_residuals(radius: np.ndarray, t: np.ndarray, seam_rad: float, direction: int) -> np.ndarray:

@@ -25,6 +25,11 @@ from core.geometry.unwrap import EllipticFrame, UnwrapGrid, unwrap
 CAN_EDGE_MARGIN_PX = 3.0
 
 
+# Ridge z-score (noise level ~1) from which a traced collector sample is trusted: the layer
+# tracer's own threshold, and the one every detector that reads the traces applies.
+TRUSTED_TRACE_ZSCORE = 3.5
+
+
 @dataclass
 class GeometryParams:
     """Physical parameters of the geometry stage (µm unless stated)."""
@@ -37,7 +42,7 @@ class GeometryParams:
     radial_step_vox: float = 0.5
     arc_step_vox: float = 1.0
     cu_search_fraction: float = 0.3
-    min_layer_zscore: float = 3.5
+    min_layer_zscore: float = TRUSTED_TRACE_ZSCORE
     min_roll_score: float = 0.25
     angular_smoothing_um: float = 40.0
     # Sheets this close (axially) to a roll end are its coated edge, not measured (roll.py).
