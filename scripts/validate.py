@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--healthy", type=int, default=40)
     p.add_argument("--defective", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--first", type=int, default=0, help="index of the first cell drawn (to split a run)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--regions", default=None, help="comma-separated: middle,top,bottom (default: all, mostly middle)")
@@ -61,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     from core.phantom.validation import fit_uncertainty, markdown, summarize
 
     regions = tuple(args.regions.split(",")) if args.regions else None
-    jobs = [(i, True, args.seed, None, regions) for i in range(args.healthy)]
-    jobs += [(i, False, args.seed, None, regions) for i in range(args.defective)]
+    jobs = [(i, True, args.seed, None, regions) for i in range(args.first, args.first + args.healthy)]
+    jobs += [(i, False, args.seed, None, regions) for i in range(args.first, args.first + args.defective)]
     rows = []
     t0 = time.perf_counter()
     if args.summarize is not None:

@@ -412,8 +412,12 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
     for st in geometry.cathode_anatomy.stretches:
         what = ("no cathode" if st.kind == "absent" else f"cathode coated on one side only ({st.missing_coating} "
                 "coating left off)")
-        notes.append(f"{what} at its {st.end} end: windings {st.winding_start}–{st.winding_end}, "
-                     f"{st.start_deg:.0f}–{st.end_deg:.0f}°, {st.length_mm:.1f} mm along the strip; anatomy, not measured")
+        windings = (f"winding {st.winding_start}" if st.winding_start == st.winding_end
+                    else f"windings {st.winding_start}–{st.winding_end}")
+        # The length needs a traced sheet or collector there; where neither was, it is unknown.
+        length = f", {st.length_mm:.1f} mm along the strip" if math.isfinite(st.length_mm) else ""
+        notes.append(f"{what} at its {st.end} end: {windings}, {st.start_deg:.0f}–{st.end_deg:.0f}°{length}; "
+                     "anatomy, not measured")
     for edge in geometry.coating_edges:
         notes.append(f"coating edge band at the roll's {edge['end'].replace('_', ' ')}: slices {edge['z_first']}–"
                      f"{edge['z_last']} ({edge['band_um']:.0f} µm from the roll end) not measured for thickness or voids")
@@ -729,7 +733,11 @@ def _sector_without_cathode(s: SliceRoll, ref_inten: float, ref_cov: float, sect
     # every winding at once: not looked at.
     ends = near_layer_ends(s, 360.0 / sectors)
     bounds = np.linspace(0, s.t_rad.size, sectors + 1).astype(int)
-    frac = np.array([sheet[:, a:b].mean() if not ends[a:b].any() else np.nan
+    # Per sector, the fraction of windings whose cathode is there over most of the sector: a
+    # tracer gap that takes the same fifth of the sector from every winding (next to the seam,
+    # wider than its mask in a generated 21700: five mid-roll slices skipped, and their 500 µm
+    # edge bands hid a void and a thin patch) leaves every winding present.
+    frac = np.array([(sheet[:, a:b].mean(axis=1) >= 0.5).mean() if not ends[a:b].any() else np.nan
                      for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
     if not np.isfinite(frac).any():
         return None
@@ -846,6 +854,12 @@ def _mask_coating_edges(slices: list[SliceRoll], slice_um: float, band_um: float
             continue
         for end, beyond, step in (("first_slices", i - 1, 1), ("last_slices", i + 1, -1)):
             if not (0 <= beyond < n) or slices[beyond].is_roll or slices[beyond].windings <= 0:
+                continue
+            # The roll ends here only if no interior slice lies beyond: a slice skipped in the
+            # roll's middle is not its end (500 µm bands around five such slices once hid a
+            # whole generated cell's defects).
+            outside = range(0, i) if step > 0 else range(i + 1, n)
+            if any(slices[j].is_roll for j in outside):
                 continue
             zs = []
             for d in range(band):
