@@ -147,6 +147,16 @@ def banner_reasons(result: dict[str, Any]) -> list[str]:
     return out
 
 
+def _two_line_value(text: str) -> str:
+    """``"72 ± 36 µm"`` → ``"72 µm\n± 36 µm"``: the uncertainty on the row's second line, so the
+    value column stays narrow and the place beside it fits at 1440 × 900."""
+    value, sep, rest = text.partition(" ± ")
+    if not sep:
+        return text
+    unit = rest.split(" ", 1)[1] if " " in rest else ""
+    return f"{value} {unit}".rstrip() + f"\n± {rest}"
+
+
 class FindingsList(QtWidgets.QTreeWidget):
     """The findings of the shown inspection; choosing one emits ``finding_selected``."""
 
@@ -190,7 +200,9 @@ class FindingsList(QtWidgets.QTreeWidget):
             where = ", ".join(x for x in (loc.slice_text(), f"winding {loc.winding}" if loc.winding is not None
                                           else loc.roll_text()) if x)
             item = QtWidgets.QTreeWidgetItem([f"{f.get('id', '')}\n{describe.SEVERITY_WORD.get(sev, sev)}",
-                                              f"{what}\n{where}" if where else what, describe.value_text(f)])
+                                              f"{what}\n{where}" if where else what,
+                                              _two_line_value(describe.value_text(f))])
+            item.setData(2, QtCore.Qt.ItemDataRole.UserRole, describe.value_text(f))  # read in one line
             item.setIcon(0, theme.icon(theme.SEVERITY_ICONS.get(sev, "info.svg")))
             item.setToolTip(1, describe.finding_sentence(f, self.result) + "\n" + loc.text(span=True))
             item.setToolTip(0, describe.limit_phrase(f, self.result) or f.get("rule", ""))
@@ -206,7 +218,8 @@ class FindingsList(QtWidgets.QTreeWidget):
         out = []
         for i in range(self.topLevelItemCount()):
             item = self.topLevelItem(i)
-            out.append((item.text(0), item.text(1), item.text(2)))
+            value = item.data(2, QtCore.Qt.ItemDataRole.UserRole) or item.text(2)
+            out.append((item.text(0), item.text(1), str(value)))
         return out
 
     def select_id(self, finding_id: str) -> None:
