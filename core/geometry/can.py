@@ -144,7 +144,9 @@ def detect_can(image: np.ndarray, pixel_um: float, z: int = 0, max_wall_um: floa
     prof = ndimage.gaussian_filter1d(prof, 1.0, axis=1)
     wall_samples = int(math.ceil(max_wall_um / pixel_um / step))
 
-    outer_pts, inner_pts, walls = [], [], []
+    # The wall's peak on each ray first, then every ray's inner reference level in one
+    # percentile call (one call per ray cost 70 ms of a 300 ms slice; the values are the same).
+    peaks = np.full(n_rays, -1)
     for i in range(n_rays):
         p = prof[i]
         above = np.nonzero(p > high)[0]
@@ -157,12 +159,20 @@ def detect_can(image: np.ndarray, pixel_um: float, z: int = 0, max_wall_um: floa
         while first > 0 and p[first - 1] > high and last - first < wall_samples:
             first -= 1
         lo = max(first - 1, 0)
-        peak = lo + int(np.argmax(p[lo:last + 1]))
+        peaks[i] = lo + int(np.argmax(p[lo:last + 1]))
+    inner_ref = np.full(n_rays, background)
+    full_window = peaks >= 2 * wall_samples
+    if full_window.any():
+        window = peaks[full_window, None] + np.arange(-2 * wall_samples, 1)
+        inner_ref[full_window] = np.percentile(np.take_along_axis(prof[full_window], window, axis=1), 10, axis=1)
+    for i in np.nonzero((peaks >= 0) & ~full_window)[0]:
+        inner_ref[i] = float(np.percentile(prof[i, :peaks[i] + 1], 10))
+    outer_pts, inner_pts, walls = [], [], []
+    for i in np.nonzero(peaks >= 0)[0]:
+        p, peak = prof[i], int(peaks[i])
         level_out = 0.5 * (p[peak] + background)
         r_out = _crossing(p, peak, level_out, +1)
-        inside = p[max(peak - 2 * wall_samples, 0):peak + 1]
-        inner_ref = float(np.percentile(inside, 10)) if inside.size else background
-        r_in = _crossing(p, peak, 0.5 * (p[peak] + inner_ref), -1)
+        r_in = _crossing(p, peak, 0.5 * (p[peak] + float(inner_ref[i])), -1)
         if math.isnan(r_out):
             continue
         a = angles[i]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -272,6 +274,68 @@ def _check_cancel(cancel: Callable[[], bool] | None) -> None:
         raise Cancelled("cancelled")
 
 
+# Below this many voxels a volume's slices are traced in threads: handing slices to worker
+# processes (and their first start, ~1 s) is then a large part of the work.
+PROCESS_MIN_VOXELS = 40_000_000
+
+
+def _use_processes() -> bool:
+    """Whether slices may go to worker processes: not from a frozen (PyInstaller) bundle."""
+    return not getattr(sys, "frozen", False)
+
+
+@lru_cache(maxsize=2)
+def _unwrap_grid(ovality: float, alpha_rad: float, n_angles: int, rho_stop_px: float, step: float) -> UnwrapGrid:
+    # Made once per volume in each worker process (a memo: the grid is a function of its
+    # arguments), instead of 20 MB of offsets sent with every slice.
+    t = np.linspace(0.0, 2 * np.pi, n_angles, endpoint=False)
+    return UnwrapGrid(EllipticFrame((0.0, 0.0), ovality, alpha_rad), t, np.arange(0.0, rho_stop_px, step))
+
+
+def _trace_one_slice(item: tuple[np.ndarray, int, EllipticFrame], rho_stop_px: float, **kwargs) -> SliceRoll:
+    image, z, frame = item
+    grid = _unwrap_grid(frame.ovality, frame.alpha_rad, kwargs["n_angles"], rho_stop_px,
+                        kwargs["params"].radial_step_vox)
+    return analyze_slice(image, z, frame=frame, grids={"grid": grid}, **kwargs)
+
+
+def _in_processes(task: Callable, items, workers: int, cancel: Callable[[], bool] | None):
+    """Results of ``task`` on ``items``, in order, from worker processes.
+
+    joblib's reusable loky executor: its workers stay alive between volumes (a chunked whole
+    cell starts them once), they do not re-run the caller's ``__main__`` (a script without a
+    ``__name__`` guard works), and a fork of a GUI or server process with threads is avoided.
+    At most two items per worker are in flight, so only that many slices are read ahead and
+    held (all of a chunk's slices at once would double the inspection's memory).
+    """
+    from collections import deque
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    from joblib.externals.loky import get_reusable_executor
+
+    executor = get_reusable_executor(max_workers=workers)
+
+    def result(future):
+        _check_cancel(cancel)
+        while True:
+            try:
+                return future.result(timeout=0.2)
+            except FutureTimeout:
+                _check_cancel(cancel)
+
+    in_flight: deque = deque()
+    try:
+        for item in items:
+            if len(in_flight) >= 2 * workers:
+                yield result(in_flight.popleft())
+            in_flight.append(executor.submit(task, item))
+        while in_flight:
+            yield result(in_flight.popleft())
+    finally:  # cancelled, or the caller stopped: drop what has not started
+        for future in in_flight:
+            future.cancel()
+
+
 def evenly(items: list[int], n: int) -> list[int]:
     if len(items) <= n:
         return list(items)
@@ -282,7 +346,7 @@ def evenly(items: list[int], n: int) -> list[int]:
 def measure_geometry(volume: Volume, params: GeometryParams | None = None,
                      progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
                      threads: int | None = None, prior: RollPrior | None = None,
-                     can_slices: list[int] | None = None) -> CellGeometry:
+                     can_slices: list[int] | None = None, processes: bool | None = None) -> CellGeometry:
     """Find the can, the axis, the roll frame and trace the layers of every slice.
 
     Parameters
@@ -294,7 +358,12 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
     cancel : callable() -> bool, optional
         Checked between slices; raises :class:`core.errors.Cancelled` when it returns True.
     threads : int, optional
-        Slices traced in parallel (default: the number of CPUs, at most 8).
+        Slices traced in parallel (default: the number of CPUs, at most 8): in worker processes
+        when the volume has at least ``PROCESS_MIN_VOXELS`` voxels, else in threads; 1 traces
+        them one after the other in this process.
+    processes : bool, optional
+        Force (True) or forbid (False) worker processes for the slices; by default they are used
+        for volumes of at least ``PROCESS_MIN_VOXELS`` voxels. The results are the same.
     prior : RollPrior, optional
         The roll's frame, seam and interior from the whole volume (chunked inspection): the
         axis, frame and pitch are taken from it instead of from this volume's slices.
@@ -355,14 +424,27 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
                              pitch_um=geometry.pitch_um, direction=geometry.direction, n_angles=n_angles,
                              grids=grids)
 
-    # Slices are independent once the frame is known; numpy and scipy release the GIL in the
-    # heavy parts, so threads use the machine's cores (x1.6 on 2 cores, measured).
     workers = max(1, min(threads or (os.cpu_count() or 1), nz, 8))
     slices: list[SliceRoll] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for done, s in enumerate(pool.map(one, range(nz)), start=1):
+
+    def collect(traced) -> None:
+        for done, s in enumerate(traced, start=1):
             slices.append(s)
             report(0.2 + 0.8 * done / nz, f"layers: slice {done}/{nz}")
+
+    if processes is None:
+        processes = nz * volume.shape[1] * volume.shape[2] >= PROCESS_MIN_VOXELS and _use_processes()
+    if workers > 1 and processes:
+        # Slices are independent once the frame is known, but half of a slice's work is Python
+        # and small numpy calls that hold the GIL: threads gave no speed-up on 2 cores
+        # (docs/performance.md), processes run on every core.
+        task = partial(_trace_one_slice, rho_stop_px=rho_max_px + 2 * CAN_EDGE_MARGIN_PX, pixel_um=pixel_um, max_radius_um=can_inner,
+                       params=params, pitch_um=geometry.pitch_um, direction=geometry.direction, n_angles=n_angles)
+        collect(_in_processes(task, ((np.asarray(volume.slice(z)), z, geometry.frame_at(z)) for z in range(nz)),
+                              workers, cancel))
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            collect(pool.map(one, range(nz)))
     _agree_on_seam(slices, lambda z, seam: analyze_slice(
         volume.slice(z), z, pixel_um, geometry.frame_at(z), can_inner, params, pitch_um=geometry.pitch_um,
         direction=geometry.direction, n_angles=n_angles, grids=grids, seam_deg=seam),
