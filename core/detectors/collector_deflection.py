@@ -36,6 +36,7 @@ from core.detectors.base import (
     severity_for,
 )
 from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
+from core.nanmedian import nanmedian_last_axis
 
 NAME = "collector_deflection"
 MIN_TRACE_ZSCORE = TRUSTED_TRACE_ZSCORE  # core.geometry.layers: one threshold for every reader of the traces
@@ -78,15 +79,13 @@ def smooth_path_residual(radius: np.ndarray, t: np.ndarray, seam_rad: float, dir
     padded_t[:n_t] = t
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bins stay NaN
-        binned = np.nanmedian(padded_res.reshape(radius.shape[0], n_bins, per_bin), axis=2)
+        binned = nanmedian_last_axis(padded_res.reshape(radius.shape[0], n_bins, per_bin))
         centers = np.nanmean(padded_t.reshape(n_bins, per_bin), axis=1)
     bin_width = per_bin * 2 * np.pi / n_t
     half = max(int(math.radians(window_deg / 2) / bin_width), 1)
     padded = np.concatenate([binned[:, -half:], binned, binned[:, :half]], axis=1)
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        baseline_bins = np.nanmedian(windows, axis=2)
+    baseline_bins = nanmedian_last_axis(windows)
     baseline_bins = np.where(np.isfinite(baseline_bins), baseline_bins, 0.0)
     ext_c = np.r_[centers[-1] - 2 * np.pi, centers, centers[0] + 2 * np.pi]
     baseline = np.stack([np.interp(t, ext_c, np.r_[b[-1], b, b[0]]) for b in baseline_bins]) if n_t else res
@@ -121,9 +120,7 @@ def relative_to_neighbours(deflection: np.ndarray, reach: int = 2) -> np.ndarray
     for i, off in enumerate([o for o in range(-reach, reach + 1) if o != 0]):
         lo, hi = max(0, -off), min(k_max, k_max - off)
         neighbours[i, lo:hi] = deflection[lo + off:hi + off]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # no neighbour known: NaN, handled below
-        common = np.nanmedian(neighbours, axis=0)
+    common = nanmedian_last_axis(np.moveaxis(neighbours, 0, -1))  # NaN where no neighbour is known
     relative = deflection - np.where(np.isfinite(common), common, 0.0)
     # A gap closes only between two layers: the innermost turn (nothing inside it) and the
     # outermost are free edges of the stack. On a real 21700 the innermost turn climbs the

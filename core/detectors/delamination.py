@@ -30,6 +30,7 @@ from core.detectors.base import (
 from core.detectors.collector_deflection import smooth_path_residual
 from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
 from core.geometry.unwrap import unwrap
+from core.nanmedian import nanmedian_float16_columns
 
 NAME = "delamination"
 
@@ -108,6 +109,24 @@ SEAM_MARGIN_DEG = 4.0
 # A change of the gap between two collectors beyond this (µm) is one of them bent: their midpoint
 # is no guide to the sheet between them (the deflection review limit is 30 µm).
 DEFLECTED_GAP_UM = 20.0
+
+
+def close_in_place(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
+    """``mask | binary_closing(mask, structure)`` for a 3 × 3 × 3 (or smaller) structure, in place.
+
+    Closed within the mask's bounding box and two samples beyond, where the closing of the
+    whole array is zero anyway: the same mask, from ~1 % of the stack on issue 18's volume
+    (272 -> 5 ms a winding).
+    """
+    if not mask.any():
+        return mask
+    box = []
+    for axis in range(mask.ndim):
+        occupied = np.nonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))[0]
+        box.append(slice(max(int(occupied[0]) - 2, 0), min(int(occupied[-1]) + 3, mask.shape[axis])))
+    box = tuple(box)
+    mask[box] |= ndimage.binary_closing(mask[box], structure=structure)
+    return mask
 
 
 def judge_void(volume_mm3: float, length_um: float, rules: dict[str, float]) -> tuple[str, str]:
@@ -200,8 +219,8 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             excluded[i, : min(n_k, s.sheet_excluded.shape[0])] = s.sheet_excluded[:n_k]
     for k in range(n_k):
         ctx.check_cancel()
+        exp_k = nanmedian_float16_columns(profiles[:, k])  # the sheet's expected profile across depth
         prof_k = profiles[:, k].astype(np.float32)  # (z, t, d)
-        exp_k = np.nanmedian(prof_k, axis=(0, 1))  # the sheet's expected profile across depth
         if not np.isfinite(exp_k).any():
             continue
         peak = float(np.nanmax(exp_k[interior])) if interior.any() else float(np.nanmax(exp_k))
@@ -218,12 +237,19 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         if not mask.any():
             continue
         # Bridge one-sample cracks so one void is one finding.
-        mask = ndimage.binary_closing(mask, structure=structure) | mask
+        mask = close_in_place(mask, structure)
         labels, n = label_periodic(np.moveaxis(mask, 1, 2), structure)  # (z, d, t): angle last
         labels = np.moveaxis(labels, 2, 1)
         r_k = np.nanmedian(centers[:, k]) if np.isfinite(centers[:, k]).any() else 5000.0
+        # Each region's samples from its bounding box, not a scan of the whole stack per region
+        # (the same indices in the same order; 28 -> 1 ms a region on issue 18's volume).
+        boxes = ndimage.find_objects(labels)
         for lab in range(1, n + 1):
-            zi, ti, di = np.nonzero(labels == lab)
+            box = boxes[lab - 1] if lab <= len(boxes) else None
+            if box is None:  # a label merged into another across the seam
+                zi = ti = di = np.zeros(0, np.intp)
+            else:
+                zi, ti, di = (i + b.start for i, b in zip(np.nonzero(labels[box] == lab), box, strict=True))
             if own is not None:  # one chunk of a volume: measure the part in its own slices
                 mine = own[zi]
                 if not mine.any():
