@@ -63,6 +63,55 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _children() -> list[int]:
+    """Process ids of this process's live children (the geometry's worker processes)."""
+    me, kids = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of the live children and of the children already reaped.
+
+    The geometry's slices run in worker processes that outlive one inspection (joblib's
+    reusable executor), so ``time.process_time`` and ``RUSAGE_CHILDREN`` alone miss their work.
+    Linux only (``/proc``); 0 elsewhere.
+    """
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
+    for pid in _children():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process (every thread) and of its worker processes."""
+    return time.process_time() + children_cpu_seconds()
+
+
+def children_peak_rss_bytes() -> int:
+    """The largest peak resident set (``VmHWM``) of the live children."""
+    peak = 0
+    for pid in _children():
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        except OSError:
+            continue
+    return peak
+
+
 def file_bytes(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -91,11 +140,11 @@ def floor_seconds(path: Path, voxel_size: Any, dataset: str | None) -> tuple[flo
 def cpu_clock() -> Iterator[dict[str, float]]:
     """Process CPU seconds (every thread) of the managed block, into ``out['cpu']``."""
     out: dict[str, float] = {}
-    c0 = time.process_time()
+    c0 = cpu_now()
     try:
         yield out
     finally:
-        out["cpu"] = time.process_time() - c0
+        out["cpu"] = cpu_now() - c0
 
 
 @contextlib.contextmanager
@@ -121,11 +170,11 @@ def stage_cpu_times() -> Iterator[dict[str, float]]:
         return run
 
     def timed_measure(*args: Any, **kwargs: Any) -> Any:
-        c0 = time.process_time()
+        c0 = cpu_now()  # the slices' worker processes included
         try:
             return measure(*args, **kwargs)
         finally:
-            cpu["geometry"] = cpu.get("geometry", 0.0) + time.process_time() - c0
+            cpu["geometry"] = cpu.get("geometry", 0.0) + cpu_now() - c0
 
     def timed_detector_for(name: str, segmenter: str) -> Callable[..., Any]:
         detector = detector_for(name, segmenter)
@@ -226,12 +275,18 @@ def main() -> None:
     parser.add_argument("--outputs", action="store_true", help="also write JSON, PDF report and maps (timed)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; the fastest is reported")
     parser.add_argument("--no-floor", action="store_true", help="inspection only (e.g. under a sampling profiler)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="trace the geometry's slices in this process's threads, not in worker processes")
     parser.add_argument("--cprofile", type=Path, default=None, help="profile the inspection into this file")
     parser.add_argument("--cprofile-clock", choices=("cpu", "wall"), default="cpu",
                         help="cpu (default): each thread's CPU time; wall: elapsed time, waits included")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "cellqc-bench",
                         help="where the generated volume and the outputs go")
     opts = parser.parse_args()
+    if opts.in_process:
+        import core.geometry.roll as roll
+
+        roll._use_processes = lambda: False
 
     if opts.volume:
         path = Path(opts.volume)
@@ -298,6 +353,11 @@ def main() -> None:
               "   (issue 18: ≤ 8, goal 3; the CPU ratio is the steadier on a shared machine)")
     print(f"\npeak RSS after the inspection: {rss_inspection / 2**30:.2f} GiB = {rss_inspection / nbytes:.1f} × the "
           f"file's bytes (before it: {rss_before / 2**30:.2f} GiB: imports and the volume opened)")
+    workers = _children()
+    if workers:
+        worker_peak = children_peak_rss_bytes()
+        print(f"worker processes: {len(workers)}, the largest peak RSS {worker_peak / 2**30:.2f} GiB each; "
+              f"this process and its workers together at most {(rss_inspection + len(workers) * worker_peak) / 2**30:.2f} GiB")
     if rss_after_floor > rss_inspection:
         print(f"peak RSS after the floor too: {rss_after_floor / 2**30:.2f} GiB")
     if opts.cprofile is not None:

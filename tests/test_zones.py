@@ -107,9 +107,9 @@ def test_a_slice_with_a_stray_seam_is_retraced_with_the_common_one():
     slices.append(SliceRoll(z=9, is_roll=False))
     calls = []
 
-    def retrace(z, seam):
-        calls.append((z, seam))
-        return SliceRoll(z=z, is_roll=True, seam_deg=seam)
+    def retrace(todo):
+        calls.extend(todo)
+        return [SliceRoll(z=z, is_roll=True, seam_deg=seam) for z, seam in todo]
 
     _agree_on_seam(slices, retrace)
     assert [c[0] for c in calls] == [4]

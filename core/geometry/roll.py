@@ -292,11 +292,17 @@ def _unwrap_grid(ovality: float, alpha_rad: float, n_angles: int, rho_stop_px: f
     return UnwrapGrid(EllipticFrame((0.0, 0.0), ovality, alpha_rad), t, np.arange(0.0, rho_stop_px, step))
 
 
-def _trace_one_slice(item: tuple[np.ndarray, int, EllipticFrame], rho_stop_px: float, **kwargs) -> SliceRoll:
-    image, z, frame = item
+def _trace_one_slice(item: tuple[np.ndarray, int, EllipticFrame, float | None], rho_stop_px: float,
+                     **kwargs) -> SliceRoll:
+    image, z, frame, seam_deg = item
     grid = _unwrap_grid(frame.ovality, frame.alpha_rad, kwargs["n_angles"], rho_stop_px,
                         kwargs["params"].radial_step_vox)
-    return analyze_slice(image, z, frame=frame, grids={"grid": grid}, **kwargs)
+    return analyze_slice(image, z, frame=frame, grids={"grid": grid}, seam_deg=seam_deg, **kwargs)
+
+
+def _detect_can_item(item: tuple[np.ndarray, int], pixel_um: float, max_wall_um: float) -> CanSlice:
+    image, z = item
+    return detect_can(image, pixel_um, z, max_wall_um)
 
 
 def _in_processes(task: Callable, items, workers: int, cancel: Callable[[], bool] | None):
@@ -386,11 +392,17 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
 
     # 1. The can on a subset of slices, and the axis through their centres.
     can_z = evenly(list(range(nz)), 24) if can_slices is None else list(can_slices)
+    workers = max(1, min(threads or (os.cpu_count() or 1), nz, 8))
+    if processes is None:
+        processes = nz * volume.shape[1] * volume.shape[2] >= PROCESS_MIN_VOXELS and _use_processes()
+    processes = processes and workers > 1
     cans = []
-    for i, z in enumerate(can_z):
+    find_can = partial(_detect_can_item, pixel_um=pixel_um, max_wall_um=params.max_can_wall_um)
+    items = ((np.asarray(volume.slice(z)), z) for z in can_z)
+    for i, can in enumerate(_in_processes(find_can, items, workers, cancel) if processes else map(find_can, items)):
         _check_cancel(cancel)
-        cans.append(detect_can(volume.slice(z), pixel_um, z, params.max_can_wall_um))
-        report(0.1 * (i + 1) / max(len(can_z), 1), f"can: slice {z}")
+        cans.append(can)
+        report(0.1 * (i + 1) / max(len(can_z), 1), f"can: slice {can.z}")
     found = [c for c in cans if c.found]
     if prior is not None:
         geometry = CellGeometry(volume.spacing_um, volume.shape, pixel_um, cans, prior.axis, notes=notes,
@@ -424,7 +436,6 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
                              pitch_um=geometry.pitch_um, direction=geometry.direction, n_angles=n_angles,
                              grids=grids)
 
-    workers = max(1, min(threads or (os.cpu_count() or 1), nz, 8))
     slices: list[SliceRoll] = []
 
     def collect(traced) -> None:
@@ -432,23 +443,29 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
             slices.append(s)
             report(0.2 + 0.8 * done / nz, f"layers: slice {done}/{nz}")
 
-    if processes is None:
-        processes = nz * volume.shape[1] * volume.shape[2] >= PROCESS_MIN_VOXELS and _use_processes()
-    if workers > 1 and processes:
+    if processes:
         # Slices are independent once the frame is known, but half of a slice's work is Python
         # and small numpy calls that hold the GIL: threads gave no speed-up on 2 cores
         # (docs/performance.md), processes run on every core.
-        task = partial(_trace_one_slice, rho_stop_px=rho_max_px + 2 * CAN_EDGE_MARGIN_PX, pixel_um=pixel_um, max_radius_um=can_inner,
-                       params=params, pitch_um=geometry.pitch_um, direction=geometry.direction, n_angles=n_angles)
-        collect(_in_processes(task, ((np.asarray(volume.slice(z)), z, geometry.frame_at(z)) for z in range(nz)),
+        task = partial(_trace_one_slice, rho_stop_px=rho_max_px + 2 * CAN_EDGE_MARGIN_PX, pixel_um=pixel_um,
+                       max_radius_um=can_inner, params=params, pitch_um=geometry.pitch_um,
+                       direction=geometry.direction, n_angles=n_angles)
+
+        def retrace(todo: list[tuple[int, float]]) -> list[SliceRoll]:
+            return list(_in_processes(task, ((np.asarray(volume.slice(z)), z, geometry.frame_at(z), seam)
+                                             for z, seam in todo), workers, cancel))
+
+        collect(_in_processes(task, ((np.asarray(volume.slice(z)), z, geometry.frame_at(z), None) for z in range(nz)),
                               workers, cancel))
     else:
+        def retrace(todo: list[tuple[int, float]]) -> list[SliceRoll]:
+            return [analyze_slice(volume.slice(z), z, pixel_um, geometry.frame_at(z), can_inner, params,
+                                  pitch_um=geometry.pitch_um, direction=geometry.direction, n_angles=n_angles,
+                                  grids=grids, seam_deg=seam) for z, seam in todo]
+
         with ThreadPoolExecutor(max_workers=workers) as pool:
             collect(pool.map(one, range(nz)))
-    _agree_on_seam(slices, lambda z, seam: analyze_slice(
-        volume.slice(z), z, pixel_um, geometry.frame_at(z), can_inner, params, pitch_um=geometry.pitch_um,
-        direction=geometry.direction, n_angles=n_angles, grids=grids, seam_deg=seam),
-        common=prior.seam_deg if prior is not None else None)
+    _agree_on_seam(slices, retrace, common=prior.seam_deg if prior is not None else None)
     geometry.slices = slices
     geometry.first_layer_radius_um = _agree_on_first_layer(
         [s for s in slices if s.is_roll], geometry.pitch_um,
@@ -611,14 +628,15 @@ def common_seam(seams_deg: list[float] | np.ndarray, tolerance_deg: float = 10.0
     return math.degrees(np.angle(np.exp(1j * np.radians(close)).mean())) % 360.0
 
 
-def _agree_on_seam(slices: list[SliceRoll], retrace: Callable[[int, float], SliceRoll],
+def _agree_on_seam(slices: list[SliceRoll], retrace: Callable[[list[tuple[int, float]]], list[SliceRoll]],
                    tolerance_deg: float = 10.0, common: float | None = None) -> None:
     """Re-trace the slices whose seam disagrees with the roll's (``common``, or the majority's).
 
     The innermost turn starts at the electrode's inner end, a straight edge along the axis:
     the same angle in every slice. A slice where the step fit picked another feature (seen
     on a real 21700: the other electrode's start, 137° away, in one slice of 27) would index
-    every winding differently from its neighbours; it is traced again with the common seam.
+    every winding differently from its neighbours; it is traced again with the common seam
+    (``retrace`` takes the (slice, seam) pairs and returns their traces, in order).
     """
     seams = [s.seam_deg for s in slices if s.is_roll and math.isfinite(s.seam_deg)]
     if common is None or not math.isfinite(common):
@@ -627,13 +645,17 @@ def _agree_on_seam(slices: list[SliceRoll], retrace: Callable[[int, float], Slic
         common = common_seam(seams, tolerance_deg)
         if common is None:
             return  # no majority: nothing to agree on
+    again = []
     for i, s in enumerate(slices):
         if s.is_roll and math.isfinite(s.seam_deg) and abs((s.seam_deg - common + 180.0) % 360.0 - 180.0) > tolerance_deg:
-            slices[i] = retrace(s.z, common)
+            again.append(i)
         elif s.is_roll and math.isfinite(s.seam_deg):
             # Within the tolerance the fit's own scatter (±6° seen): one seam for all, so that a
             # place along the strip has the same winding and position in every slice.
             reseam(s, common)
+    if again:
+        for i, traced in zip(again, retrace([(slices[i].z, common) for i in again]), strict=True):
+            slices[i] = traced
 
 
 def _agree_on_first_layer(rolls: list[SliceRoll], pitch_um: float, reference_um: float | None = None) -> float:
