@@ -14,7 +14,7 @@ import os
 import sys
 
 from qc_app.auth import add_user_arguments
-from qc_app.cli import register
+from qc_app.commands.base import register
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from qc_app.cli import register
+from qc_app.commands.base import register
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ import sys
 
 from core.segment import DEFAULT_SEGMENTER, SEGMENTERS
 from qc_app.auth import add_user_arguments
-from qc_app.cli import VERDICT_EXIT, progress_printer, register
+from qc_app.commands.base import VERDICT_EXIT, progress_printer, register
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from core.errors import InputError
 from core.text import file_name_part, printable
-from qc_app.cli import cellqc_home, register
+from qc_app.commands.base import cellqc_home, register
 
 LOG_COLUMNS = (
     "id",

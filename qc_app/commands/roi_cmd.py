@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
-from qc_app.cli import register
+from qc_app.commands.base import register
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:

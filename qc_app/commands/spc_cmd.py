@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from core.errors import InputError
-from qc_app.cli import register
+from qc_app.commands.base import register
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from qc_app.auth import add_user_arguments
-from qc_app.cli import progress_printer, register
+from qc_app.commands.base import progress_printer, register
 
 if TYPE_CHECKING:
     from qc_app.batch.watch import WatchEvent

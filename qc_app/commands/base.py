@@ -1,0 +1,56 @@
+"""What every ``cellqc`` sub-command shares: exit codes, the command registry, the log's home
+folder, the one-line usage error and the progress printer.
+
+Command modules import from here, never from :mod:`qc_app.cli` (which imports them): the
+dependency runs one way, ``qc_app.cli → qc_app.commands.<name> → qc_app.commands.base``.
+Only the standard library is imported here, so that ``cellqc --help`` stays light
+(``tests/test_cli_startup.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_REVIEW = 0, 1, 2, 3
+VERDICT_EXIT = {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL, "REVIEW": EXIT_REVIEW}
+
+AddArguments = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+#: Commands whose module has been imported: name → (help, add_arguments, run).
+COMMANDS: dict[str, tuple[str, AddArguments, Run]] = {}
+
+
+def register(name: str, help_text: str, add_arguments: AddArguments, run: Run) -> None:
+    """Register the sub-command ``cellqc NAME``; ``run`` returns the exit code.
+
+    Called by the command's module when it is imported; the module is named in
+    :data:`qc_app.commands.COMMAND_TABLE`, which is what ``cellqc --help`` lists.
+    """
+    COMMANDS[name] = (help_text, add_arguments, run)
+
+
+def cellqc_home() -> Path:
+    """Where cellqc keeps its log and demo files: ``$CELLQC_HOME`` or ~/.local/share/cellqc."""
+    home = os.environ.get("CELLQC_HOME")
+    return Path(home) if home else Path.home() / ".local" / "share" / "cellqc"
+
+
+def progress_printer(prefix: str = "") -> Callable[[float, str], None]:
+    """A progress callback that writes ``[ 42%] stage`` lines to stderr."""
+
+    def report(fraction: float, message: str) -> None:
+        print(f"{prefix}[{100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+class UsageErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> None:  # one line, exit code 2
+        print(f"cellqc: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
