@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from core import spc
+    from core.fileio import atomic_write
     from core.store import default_db_path, open_log
 
     path = Path(args.db) if args.db else default_db_path()
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         spc.render_png(report, args.png)
         print(f"charts written to {args.png}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(spc.report_to_json(report), indent=1), encoding="utf-8")
+        atomic_write(args.json_out, json.dumps(spc.report_to_json(report), indent=1))
     flagged = any(report[k] is not None and report[k].violations for k in ("individuals", "moving_range", "xbar", "range"))
     return 1 if flagged else 0
 
