@@ -210,15 +210,7 @@ def _analyze(
         summary: dict[str, Any] = dict(result.summary)
         summary["depth"] = result.depth
     elif row["kind"] == "xanes":
-        stack = fio.read_xanes(
-            data_files,
-            energies=opts.get("energies"),
-            flat=opts.get("flat"),
-            dark=opts.get("dark"),
-            dataset=opts.get("dataset"),
-            energy_dataset=opts.get("energy_dataset"),
-            voxel_size=opts.get("voxel_size"),
-        )
+        stack = R.read_xanes_as_imported(data_files, opts)
         try:
             result_x = A.analyze_xanes(
                 stack, params=xanes_params, references=references, progress=progress

@@ -33,6 +33,30 @@ def register(name: str, help_text: str, add_arguments: AddArguments, run: Run) -
     COMMANDS[name] = (help_text, add_arguments, run)
 
 
+#: The ``--recipe`` option of the commands that inspect (inspect, batch, watch).
+RECIPE_HELP = ("recipe name (18650-nmc, 21700-nmc, 26650-nmc, 4680-nmc), TOML file, or auto "
+               "(the default: chosen from the measured can diameter)")
+#: The ``--db`` option of the commands that read or write the log at its default place.
+LOG_HELP = "SQLite log (default $CELLQC_HOME/cellqc.db)"
+
+
+def add_recipe_option(p: argparse.ArgumentParser) -> None:
+    """``--recipe NAME|FILE|auto`` (default None: chosen from the measured can diameter)."""
+    p.add_argument("--recipe", default=None, help=RECIPE_HELP)
+
+
+def add_log_option(p: argparse.ArgumentParser, *, metavar: str | None = None) -> None:
+    """``--db FILE``: the SQLite log (None: the default log under :func:`cellqc_home`)."""
+    p.add_argument("--db", metavar=metavar, help=LOG_HELP)
+
+
+def add_volume_options(p: argparse.ArgumentParser, *, many: bool = False) -> None:
+    """``--voxel-size`` and ``--dataset`` for reading volumes (``many``: the help speaks of inputs)."""
+    p.add_argument("--voxel-size", help=f"µm: one number or z,y,x (overrides the file{'s' if many else ''})")
+    p.add_argument("--dataset", help="dataset path inside HDF5 / Zarr inputs" if many
+                   else "dataset path inside an HDF5 / Zarr file")
+
+
 def cellqc_home() -> Path:
     """Where cellqc keeps its log and demo files: ``$CELLQC_HOME`` or ~/.local/share/cellqc."""
     home = os.environ.get("CELLQC_HOME")

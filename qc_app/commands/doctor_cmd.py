@@ -9,11 +9,11 @@ import argparse
 import json
 import sys
 
-from qc_app.commands.base import register
+from qc_app.commands.base import add_log_option, register
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="FILE", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+    add_log_option(p, metavar="FILE")
     p.add_argument("--quick", action="store_true", help="skip importing the packages (faster)")
     p.add_argument("--json", action="store_true", help="the checks as JSON on stdout")
 

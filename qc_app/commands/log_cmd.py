@@ -22,7 +22,7 @@ from typing import Any
 
 from core.errors import InputError
 from core.text import file_name_part, printable
-from qc_app.commands.base import cellqc_home, register
+from qc_app.commands.base import add_log_option, cellqc_home, register
 
 LOG_COLUMNS = (
     "id",
@@ -48,7 +48,7 @@ def _db_path(args: argparse.Namespace) -> Path:
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="FILE", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+    add_log_option(p, metavar="FILE")
 
 
 # ------------------------------------------------------------------------------- log

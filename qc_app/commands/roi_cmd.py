@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
-from qc_app.commands.base import register
+from qc_app.commands.base import add_log_option, register
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="FILE", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+    add_log_option(p, metavar="FILE")
 
 
 def _add_user(p: argparse.ArgumentParser) -> None:

@@ -12,13 +12,13 @@ import json
 from pathlib import Path
 
 from core.errors import InputError
-from qc_app.commands.base import register
+from qc_app.commands.base import add_log_option, register
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("metric", help="a metric or geometry key of the results, e.g. can_outer_diameter_mm")
     p.add_argument("--by", choices=("lot", "line", "day"), default="lot", help="subgroups of the X̄–R chart")
-    p.add_argument("--db", metavar="FILE", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+    add_log_option(p, metavar="FILE")
     p.add_argument("--png", metavar="OUT", help="write the charts here")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write the charts as JSON here")
 
