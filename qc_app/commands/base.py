@@ -10,9 +10,10 @@ Only the standard library is imported here, so that ``cellqc --help`` stays ligh
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_REVIEW = 0, 1, 2, 3
@@ -61,6 +62,19 @@ def cellqc_home() -> Path:
     """Where cellqc keeps its log and demo files: ``$CELLQC_HOME`` or ~/.local/share/cellqc."""
     home = os.environ.get("CELLQC_HOME")
     return Path(home) if home else Path.home() / ".local" / "share" / "cellqc"
+
+
+def print_json(value: object, *, ascii_only: bool = False) -> None:
+    """``value`` as indented JSON on stdout, one newline after it (``--json`` listings)."""
+    json.dump(value, sys.stdout, indent=1, ensure_ascii=ascii_only)
+    sys.stdout.write("\n")
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A header and rows of text as left-aligned columns two spaces apart (no trailing blanks)."""
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    for line in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
 def progress_printer(prefix: str = "") -> Callable[[float, str], None]:

@@ -6,10 +6,9 @@ Exit code 0 when nothing failed (warnings allowed), 1 when a check failed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from qc_app.commands.base import add_log_option, register
+from qc_app.commands.base import add_log_option, print_json, register
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,8 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     checks = run_checks(args.db, packages=not args.quick)
     if args.json:
-        json.dump([asdict(c) for c in checks], sys.stdout, indent=1, ensure_ascii=False)
-        sys.stdout.write("\n")
+        print_json([asdict(c) for c in checks])
     else:
         for check in checks:
             print(check.line())
