@@ -245,6 +245,33 @@ def normalize_robust(
     return _normalise_at(e, y, estimate_e0(e, y[:, None]), **options)
 
 
+def _side_curve(
+    e: np.ndarray,
+    y: np.ndarray,
+    e0: float,
+    sel: np.ndarray,
+    order: int | None,
+    side: str,
+    fallback: np.ndarray,
+    fallback_name: str,
+) -> tuple[np.ndarray, str, tuple[float, float], bool]:
+    """One side of the edge as :func:`_normalise_at` uses it: a polynomial of ``order`` fitted
+    to the energies ``sel`` (``order`` None: too few for a line), else their mean level, else
+    the mean of the ``fallback`` indices (the window's first or last few energies).
+
+    Returns the curve over all energies, its name, its energy range and whether it came from
+    the side's own fit range.
+    """
+    if order is not None:
+        coeffs, _ = fit_poly(e, y[:, None], sel, e0, order)
+        return eval_poly(e, e0, coeffs)[:, 0], f"{side} line", (float(e[sel][0]), float(e[sel][-1])), True
+    if sel.any():
+        return (np.zeros(e.size) + float(np.mean(y[sel])), f"{side} level",
+                (float(e[sel][0]), float(e[sel][-1])), True)
+    return (np.zeros(e.size) + float(np.mean(y[fallback])), fallback_name,
+            (float(e[fallback[0]]), float(e[fallback[-1]])), False)
+
+
 def _normalise_at(
     e: np.ndarray,
     y: np.ndarray,
@@ -314,29 +341,10 @@ def _normalise_at(
     above = np.flatnonzero(e > e0)
     if below.size == 0 or above.size == 0:
         raise ValueError("no energies on both sides of the edge")
-    zeros = np.zeros(e.size)
-    if pre_line:
-        pre_c, _ = fit_poly(e, y[:, None], pre_sel, e0, 1)
-        pre_curve = eval_poly(e, e0, pre_c)[:, 0]
-        pre_name, pre_rng, pre_ok = "pre-edge line", rng(pre_sel), True
-    elif pre_sel.any():
-        pre_curve = zeros + float(np.mean(y[pre_sel]))
-        pre_name, pre_rng, pre_ok = "pre-edge level", rng(pre_sel), True
-    else:
-        first = below[:k]
-        pre_curve = zeros + float(np.mean(y[first]))
-        pre_name, pre_rng, pre_ok = "window start", (float(e[first[0]]), float(e[first[-1]])), False
-    if post_line:
-        post_c, _ = fit_poly(e, y[:, None], post_sel, e0, post_order)
-        post_curve = eval_poly(e, e0, post_c)[:, 0]
-        post_name, post_rng, post_ok = "post-edge line", rng(post_sel), True
-    elif post_sel.any():
-        post_curve = zeros + float(np.mean(y[post_sel]))
-        post_name, post_rng, post_ok = "post-edge level", rng(post_sel), True
-    else:
-        last = above[-k:]
-        post_curve = zeros + float(np.mean(y[last]))
-        post_name, post_rng, post_ok = "window end", (float(e[last[0]]), float(e[last[-1]])), False
+    pre_curve, pre_name, pre_rng, pre_ok = _side_curve(
+        e, y, e0, pre_sel, 1 if pre_line else None, "pre-edge", below[:k], "window start")
+    post_curve, post_name, post_rng, post_ok = _side_curve(
+        e, y, e0, post_sel, post_order if post_line else None, "post-edge", above[-k:], "window end")
     # The levels at E0 (a line's value there, or the constant level).
     jump = float(np.interp(e0, e, post_curve) - np.interp(e0, e, pre_curve))
     quality = "fair" if (pre_ok and post_ok) else "poor"
