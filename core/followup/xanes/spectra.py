@@ -3,8 +3,7 @@
 Each spectrum is normalised (:func:`~core.followup.xanes.robust.normalize_robust`, which says
 how and how far to trust it), its edge energies found (:mod:`core.followup.xanes.edges`), and
 the file's energies calibrated by its reference foil when it has one
-(:mod:`core.followup.xanes.calibration`). The names below that moved to those modules are
-re-exported here for older callers.
+(:mod:`core.followup.xanes.calibration`).
 """
 
 from __future__ import annotations
@@ -19,13 +18,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.followup.xanes._base import EDGE_WINDOW, check_energies, finite_or_none
-from core.followup.xanes.calibration import (  # noqa: F401 - re-exported
-    MAX_CALIBRATION_SHIFT_EV,
-    TABULATED_EDGES_EV,
-    Calibration,
-    calibrate_by_reference,
-    foil_edge_ev,
-)
+from core.followup.xanes.calibration import Calibration, calibrate_by_reference, foil_edge_ev
 from core.followup.xanes.edges import (
     edge_half_jump,
     edge_max_derivative,
@@ -33,11 +26,7 @@ from core.followup.xanes.edges import (
     white_line,
 )
 from core.followup.xanes.files import SpectraFile, Spectrum, read_spectra
-from core.followup.xanes.robust import (  # noqa: F401 - re-exported
-    Normalisation,
-    looks_normalised,
-    normalize_robust,
-)
+from core.followup.xanes.robust import normalize_robust
 
 
 def analyze_spectrum(
