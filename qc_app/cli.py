@@ -11,49 +11,31 @@ import importlib
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from core.errors import CellQCError
 
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_REVIEW = 0, 1, 2, 3
-VERDICT_EXIT = {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL, "REVIEW": EXIT_REVIEW}
+# The shared pieces live in qc_app.commands.base (the command modules import them from there);
+# re-exported here for callers of the cellqc API that predate the split.
+from qc_app.commands.base import (
+    COMMANDS,
+    EXIT_FAIL,
+    EXIT_PASS,
+    EXIT_REVIEW,
+    EXIT_USAGE,
+    VERDICT_EXIT,
+    AddArguments,
+    Run,
+    UsageErrorParser,
+    cellqc_home,
+    progress_printer,
+    register,
+)
 
-
-def cellqc_home() -> Path:
-    """Where cellqc keeps its log and demo files: ``$CELLQC_HOME`` or ~/.local/share/cellqc."""
-    home = os.environ.get("CELLQC_HOME")
-    return Path(home) if home else Path.home() / ".local" / "share" / "cellqc"
-
-
-def progress_printer(prefix: str = "") -> Callable[[float, str], None]:
-    """A progress callback that writes ``[ 42%] stage`` lines to stderr."""
-
-    def report(fraction: float, message: str) -> None:
-        print(f"{prefix}[{100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
-
-    return report
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit code 2
-        print(f"cellqc: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
-
-
-AddArguments = Callable[[argparse.ArgumentParser], None]
-Run = Callable[[argparse.Namespace], int]
-#: Commands whose module has been imported: name → (help, add_arguments, run).
-COMMANDS: dict[str, tuple[str, AddArguments, Run]] = {}
-
-
-def register(name: str, help_text: str, add_arguments: AddArguments, run: Run) -> None:
-    """Register the sub-command ``cellqc NAME``; ``run`` returns the exit code.
-
-    Called by the command's module when it is imported; the module is named in
-    :data:`qc_app.commands.COMMAND_TABLE`, which is what ``cellqc --help`` lists.
-    """
-    COMMANDS[name] = (help_text, add_arguments, run)
+__all__ = [
+    "COMMANDS", "EXIT_FAIL", "EXIT_PASS", "EXIT_REVIEW", "EXIT_USAGE", "VERDICT_EXIT",
+    "build_parser", "cellqc_home", "command_named", "load_command", "main", "progress_printer", "register",
+]
 
 
 def load_command(name: str) -> tuple[str, AddArguments, Run]:
@@ -90,9 +72,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from core import __version__
     from qc_app.commands import COMMAND_TABLE
 
-    parser = _Parser(prog="cellqc", description="X-ray CT quality control of cylindrical Li-ion cells")
+    parser = UsageErrorParser(prog="cellqc", description="X-ray CT quality control of cylindrical Li-ion cells")
     parser.add_argument("--version", action="version", version=f"cellqc {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=UsageErrorParser)
     sub.required = True
     wanted = None if argv is None else command_named(argv)
     for name, (_module, help_text) in COMMAND_TABLE.items():
@@ -169,9 +151,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-if __name__ == "__main__":
-    # `python -m qc_app.cli`: run the imported module's main, whose COMMANDS the command modules
-    # register into (this file as __main__ is a second copy with its own, empty, table).
-    from qc_app.cli import main as _main
-
-    sys.exit(_main())
+if __name__ == "__main__":  # `python -m qc_app.cli` (the registry lives in qc_app.commands.base)
+    sys.exit(main())

@@ -52,22 +52,17 @@ def test_help_does_not_import_the_heavy_stack(args):
         assert "--voxel-size" in stdout and "--profile" in stdout
 
 
-# phantom_cmd and recon_cmd still import numpy at their top: both modules are being rewritten on
-# other branches (wip-phantom, wip-19); moving `import numpy` into their functions is left for after
-# that merge. strict: this test fails once they are light, so that the mark is removed then.
-_STILL_HEAVY = {"qc_app.commands.phantom_cmd", "qc_app.commands.recon_cmd"}
-
-
 @pytest.mark.parametrize("module", sorted({m for m, _ in COMMAND_TABLE.values()}))
-def test_each_command_module_imports_light(module, request):
-    if module in _STILL_HEAVY:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="imports numpy at module level (see above)"))
+def test_each_command_module_imports_light(module):
+    """Importing a command module loads no heavy package, and not qc_app.cli (no import cycle)."""
     probe = (f"import importlib, json, sys; importlib.import_module({module!r}); "
-             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+             "print(json.dumps(sorted(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          check=True)
-    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    modules = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    loaded = {m.split(".")[0] for m in modules}
     assert not loaded & set(HEAVY), f"{module} imported {sorted(loaded & set(HEAVY))}"
+    assert "qc_app.cli" not in modules, f"{module} imports qc_app.cli (use qc_app.commands.base)"
 
 
 def test_table_agrees_with_the_modules():

@@ -456,9 +456,9 @@ def test_slice_switching_on_a_large_volume(themed_app, qtbot, tmp_path, monkeypa
     assert np.array_equal(viewer.axial_img.image, volume.slice(81))
     assert viewer.section_img.image.shape[0] == 100
     # A volume too large to read a section at once: the section arrives from a worker thread.
-    from qc_app.gui import viewer as viewer_module
+    from qc_app.gui import slices
 
-    monkeypatch.setattr(viewer_module, "SYNC_SECTION_BYTES", 0)
+    monkeypatch.setattr(slices, "SYNC_SECTION_BYTES", 0)
     viewer.set_section_angle(45)
     assert not viewer.section_ready
     qtbot.waitUntil(lambda: viewer.section_ready, timeout=20000)

@@ -16,6 +16,7 @@ import pytest
 
 from core.io.volume import Volume
 from core.report import ReportInputs, write_report
+from core.report import document as report_document
 from core.report import pdf as pdf_module
 from core.report.figures import (
     NoFigure,
@@ -234,7 +235,7 @@ def test_text_from_users_is_escaped(tmp_path: Path) -> None:
 
 
 def test_many_findings_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pdf_module, "MAX_FINDING_FIGURES", 1)
+    monkeypatch.setattr(report_document, "MAX_FINDING_FIGURES", 1)
     path = tmp_path / "r.pdf"
     write_report(ReportInputs(make_result(), volume=synthetic_volume()), path)
     text = pdf_text(path)
@@ -299,7 +300,7 @@ def test_crash_while_building_leaves_no_file(
     def broken(self) -> None:
         raise RuntimeError("layout bug")
 
-    monkeypatch.setattr(pdf_module._Doc, "findings_table", broken)
+    monkeypatch.setattr(report_document.ReportDocument, "findings_table", broken)
     with pytest.raises(RuntimeError, match="layout bug"):
         write_report(ReportInputs(make_result()), tmp_path / "r.pdf")
     assert list(tmp_path.iterdir()) == []

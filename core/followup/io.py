@@ -417,6 +417,14 @@ class XanesStack:
             handle.close()
 
 
+def _reference(given: Any, shape: tuple[int, ...], name: str, what: str) -> np.ndarray:
+    """A flat or dark reference given as an array or a file (read here), shaped by :func:`_as_ref`;
+    errors name the file, or ``name`` for an array."""
+    if isinstance(given, np.ndarray):
+        return _as_ref(given, shape, name, what)
+    return _as_ref(read_image(Path(given)), shape, given, what)
+
+
 def _as_ref(ref: Any, shape: tuple[int, ...], source: object, what: str) -> np.ndarray:
     """Shape a flat/dark reference so that it broadcasts against (n_e, *spatial)."""
     ref = np.asarray(ref, dtype=np.float64)
@@ -760,22 +768,10 @@ def read_xanes(
         raise InputError(first, f"only {n_img} energies; a XANES edge needs at least 8")
     try:
         if flat is not None:
-            ref = flat if isinstance(flat, np.ndarray) else read_image(Path(flat))
-            stack.flat = _as_ref(
-                ref,
-                tuple(stack.raw.shape),
-                flat if not isinstance(flat, np.ndarray) else "flat",
-                "flat field",
-            )
+            stack.flat = _reference(flat, tuple(stack.raw.shape), "flat", "flat field")
             stack.metadata["flat"] = "given" if isinstance(flat, np.ndarray) else str(flat)
         if dark is not None:
-            ref = dark if isinstance(dark, np.ndarray) else read_image(Path(dark))
-            stack.dark = _as_ref(
-                ref,
-                tuple(stack.raw.shape),
-                dark if not isinstance(dark, np.ndarray) else "dark",
-                "dark",
-            )
+            stack.dark = _reference(dark, tuple(stack.raw.shape), "dark", "dark")
     except BaseException:
         stack.close()
         raise

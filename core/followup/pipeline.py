@@ -7,7 +7,6 @@ JSON or PNG under its final name.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 from sqlite_utils import Database
 
+from core import fileio
 from core.errors import InputError
 from core.fileio import atomic_write, atomic_writer
 from core.followup import analysis as A
@@ -27,15 +27,9 @@ from core.store.audit import to_jsonable
 Progress = Callable[[float, str], None]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    atomic_write(path, data)
-
-
 def write_json(path: Path, value: Any) -> None:
-    """Write JSON (NaN → null) atomically."""
-    _atomic_write(
-        path, (json.dumps(to_jsonable(value), indent=1, ensure_ascii=False) + "\n").encode("utf-8")
-    )
+    """Write JSON (NaN → null) atomically (:func:`core.fileio.write_json`)."""
+    fileio.write_json(path, to_jsonable(value), indent=1)
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -47,7 +41,7 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(path, buf.getvalue().encode("utf-8"))
+    atomic_write(path, buf.getvalue().encode("utf-8"))
 
 
 def write_holo_outputs(result: A.HoloResult, out_dir: Path) -> list[str]:
@@ -61,7 +55,7 @@ def write_holo_outputs(result: A.HoloResult, out_dir: Path) -> list[str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     png = out_dir / "fragment_size_vs_depth.png"
-    _atomic_write(png, F.size_vs_depth_png(result.depth))
+    atomic_write(png, F.size_vs_depth_png(result.depth))
     written.append(png)
     write_json(out_dir / "holo_summary.json", {"summary": result.summary, "depth": result.depth})
     written.append(out_dir / "holo_summary.json")
@@ -97,7 +91,7 @@ def write_xanes_outputs(result: A.XanesResult, out_dir: Path) -> list[str]:
     }
     written: list[Path] = []
     for name, data in figures.items():
-        _atomic_write(out_dir / name, data)
+        atomic_write(out_dir / name, data)
         written.append(out_dir / name)
     write_json(out_dir / "xanes_summary.json", result.summary)
     written.append(out_dir / "xanes_summary.json")
@@ -216,15 +210,7 @@ def _analyze(
         summary: dict[str, Any] = dict(result.summary)
         summary["depth"] = result.depth
     elif row["kind"] == "xanes":
-        stack = fio.read_xanes(
-            data_files,
-            energies=opts.get("energies"),
-            flat=opts.get("flat"),
-            dark=opts.get("dark"),
-            dataset=opts.get("dataset"),
-            energy_dataset=opts.get("energy_dataset"),
-            voxel_size=opts.get("voxel_size"),
-        )
+        stack = R.read_xanes_as_imported(data_files, opts)
         try:
             result_x = A.analyze_xanes(
                 stack, params=xanes_params, references=references, progress=progress

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,21 @@ def _file_entry(path: Path, role: str) -> dict[str, Any]:
         "sha256": fio.sha256_file(p),
         "size_bytes": p.stat().st_size,
     }
+
+
+def read_xanes_as_imported(files: Sequence[str | os.PathLike[str]], options: Mapping[str, Any]) -> fio.XanesStack:
+    """Read a XANES follow-up's files with its import options (``energies``, ``flat``,
+    ``dark``, ``dataset``, ``energy_dataset``, ``voxel_size``; missing ones are None): the
+    same reading at import and at analysis. Close the stack when done."""
+    return fio.read_xanes(
+        files,
+        energies=options.get("energies"),
+        flat=options.get("flat"),
+        dark=options.get("dark"),
+        dataset=options.get("dataset"),
+        energy_dataset=options.get("energy_dataset"),
+        voxel_size=options.get("voxel_size"),
+    )
 
 
 def describe_data(
@@ -86,15 +101,7 @@ def describe_data(
             "spacing_um": list(volume.spacing_um),
             "dtype": str(volume.dtype),
         }, extra
-    stack = fio.read_xanes(
-        files,
-        energies=options.get("energies"),
-        flat=options.get("flat"),
-        dark=options.get("dark"),
-        dataset=options.get("dataset"),
-        energy_dataset=options.get("energy_dataset"),
-        voxel_size=options.get("voxel_size"),
-    )
+    stack = read_xanes_as_imported(files, options)
     try:
         e = stack.energies
         return {

@@ -108,7 +108,8 @@ def tiff_spacing(
     note : str
         Why the file's voxel size is unknown or what was assumed.
     extras : dict
-        ``cell_id``, ``origin_um``, ``modality`` when the file records them.
+        ``cell_id``, ``origin_um``, ``modality`` when the file records them (only these keys:
+        they are :class:`ReadResult` fields, passed on as they are).
     """
     extras: dict[str, Any] = {}
     # 1. tifffile's JSON description (written by core.io.write_tiff for non-ImageJ dtypes).
@@ -271,9 +272,7 @@ def read_tiff_file(path: Path, budget: int) -> ReadResult:
         spacing_um=spacing,
         lazy=lazy,
         spacing_note=note,
-        origin_um=extras.get("origin_um"),
-        cell_id=extras.get("cell_id"),
-        modality=extras.get("modality"),
+        **extras,  # cell_id, origin_um, modality when the file records them
     )
 
 
@@ -441,8 +440,6 @@ def read_tiff_folder(folder: Path, budget: int) -> ReadResult:
         spacing_um=spacing,
         lazy=True,
         spacing_note=note,
-        origin_um=extras.get("origin_um"),
-        cell_id=extras.get("cell_id"),
-        modality=extras.get("modality"),
+        **extras,  # cell_id, origin_um, modality when the file records them
         metadata={"files": [str(f) for f in files]},
     )

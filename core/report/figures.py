@@ -423,23 +423,6 @@ def overview_figure(volume: Any, result: Mapping[str, Any]) -> bytes:
         return _png(fig)
 
 
-def _block_nanmean(values: np.ndarray, max_rows: int, max_cols: int) -> np.ndarray:
-    rows, cols = values.shape
-    fr, fc = _stride(rows, max_rows), _stride(cols, max_cols)
-    if fr == 1 and fc == 1:
-        return values
-    r, c = rows // fr * fr, cols // fc * fc
-    if r == 0 or c == 0:
-        return values[::fr, ::fc]
-    blocks = values[:r, :c].reshape(r // fr, fr, c // fc, fc)
-    with np.errstate(invalid="ignore"):
-        finite = np.isfinite(blocks)
-        total = np.where(finite, blocks, 0.0).sum(axis=(1, 3))
-        count = finite.sum(axis=(1, 3))
-        out = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    return out.astype(np.float32)
-
-
 def _summary(thickness: Any) -> Any:
     """A :class:`core.report.thickness.ThicknessSummary` from a summary or a bare 2-D map."""
     from core.report.thickness import ThicknessSummary

@@ -61,16 +61,17 @@ def keep(db_path: str | os.PathLike[str], data: bytes) -> tuple[Path, bool]:
     (Path, bool)
         The file, and whether this call created it (to remove it if filing then fails).
     """
-    from core.fileio import atomic_write
+    from core.errors import InputError
+    from core.fileio import atomic_write, sha256_file
 
     sha = hashlib.sha256(data).hexdigest()
     folder = data_dir(db_path)
     path = folder / f"{sha}.npz"
     if path.is_file():
         try:
-            if hashlib.sha256(path.read_bytes()).hexdigest() == sha:
+            if sha256_file(path) == sha:
                 return path, False
-        except OSError:
+        except (InputError, OSError):
             pass
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(path, data)

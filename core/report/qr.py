@@ -148,7 +148,7 @@ def trace_flowables(inputs: ReportInputs, width: float) -> list[Any]:
     from reportlab.lib.units import mm
     from reportlab.platypus import Flowable, Spacer
 
-    from core.report.pdf import MUTED, _fonts
+    from core.report.flowables import MUTED, _fonts
 
     trace = trace_for(inputs)
     text = trace.text()

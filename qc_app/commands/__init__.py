@@ -2,7 +2,7 @@
 
 :data:`COMMAND_TABLE` names each command's module and its one-line help; ``cellqc --help``
 lists the table without importing any command module. ``cellqc NAME ...`` imports only
-``NAME``'s module, whose ``register`` call (:func:`qc_app.cli.register`) supplies the
+``NAME``'s module, whose ``register`` call (:func:`qc_app.commands.base.register`) supplies the
 ``add_arguments`` and ``run`` functions. A command module imports only the standard library
 (argparse and the like) and light cellqc modules at its top; numpy, scipy, the readers, the
 store, Qt and asyncua are imported inside ``run`` (``tests/test_cli_startup.py`` checks it).

@@ -14,7 +14,7 @@ import os
 import sys
 
 from qc_app.auth import add_user_arguments
-from qc_app.cli import register
+from qc_app.commands.base import add_log_option, add_recipe_option, add_volume_options, register
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,13 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "0 runs the cells one by one in this process, without Dask)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="use the workers of a running Dask scheduler, e.g. tcp://head:8786")
-    p.add_argument("--recipe", default=None, help="recipe name (18650-nmc, 21700-nmc, 26650-nmc, 4680-nmc), TOML file, or auto (the default: chosen from the measured can diameter)")
-    p.add_argument("--db", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+    add_recipe_option(p)
+    add_log_option(p)
     p.add_argument("--out", metavar="DIR",
                    help="write each cell's result JSON and PDF report here (<cell>_<inspection>.json/.pdf)")
     p.add_argument("--no-report", action="store_true", help="with --out: JSON results only, no PDF")
-    p.add_argument("--voxel-size", help="µm: one number or z,y,x (overrides the files)")
-    p.add_argument("--dataset", help="dataset path inside HDF5 / Zarr inputs")
+    add_volume_options(p, many=True)
     p.add_argument("--force", action="store_true",
                    help="inspect every cell again, even those already inspected with this recipe")
     p.add_argument("--checksum", action="store_true",

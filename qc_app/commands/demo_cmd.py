@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from qc_app.cli import cellqc_home, progress_printer, register
+from qc_app.commands.base import VERDICT_EXIT, cellqc_home, progress_printer, register
 
 DEMO_SEED = 2024
 DEMO_NAME = "demo_cell"
@@ -40,7 +40,7 @@ def generate_demo_cell(
     Parameters
     ----------
     home : path, optional
-        cellqc's data folder; default :func:`qc_app.cli.cellqc_home`.
+        cellqc's data folder; default :func:`qc_app.commands.base.cellqc_home`.
     n_slices : int
         Number of axial slices (16 for the demo; fewer for quick tests).
     progress : callable(fraction, message), optional
@@ -90,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
     from core.filing import inspect_and_file
     from core.store import default_db_path
     from qc_app.auth import login_to_log
-    from qc_app.cli import VERDICT_EXIT
     from qc_app.commands.inspect_cmd import print_summary
     from qc_app.commands.phantom_cmd import describe_anatomy, describe_defect
 

@@ -6,14 +6,13 @@ Exit code 0 when nothing failed (warnings allowed), 1 when a check failed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from qc_app.cli import register
+from qc_app.commands.base import add_log_option, print_json, register
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="FILE", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+    add_log_option(p, metavar="FILE")
     p.add_argument("--quick", action="store_true", help="skip importing the packages (faster)")
     p.add_argument("--json", action="store_true", help="the checks as JSON on stdout")
 
@@ -25,8 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     checks = run_checks(args.db, packages=not args.quick)
     if args.json:
-        json.dump([asdict(c) for c in checks], sys.stdout, indent=1, ensure_ascii=False)
-        sys.stdout.write("\n")
+        print_json([asdict(c) for c in checks])
     else:
         for check in checks:
             print(check.line())

@@ -20,7 +20,7 @@ from typing import Any
 
 from core.errors import InputError
 from qc_app.auth import add_user_arguments, login
-from qc_app.cli import cellqc_home, progress_printer, register
+from qc_app.commands.base import cellqc_home, progress_printer, register
 
 
 def _db(args: argparse.Namespace, *, must_exist: bool = True) -> Path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from qc_app.cli import register
+from qc_app.commands.base import register
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -12,14 +12,19 @@ import sys
 
 from core.segment import DEFAULT_SEGMENTER, SEGMENTERS
 from qc_app.auth import add_user_arguments
-from qc_app.cli import VERDICT_EXIT, progress_printer, register
+from qc_app.commands.base import (
+    VERDICT_EXIT,
+    add_recipe_option,
+    add_volume_options,
+    progress_printer,
+    register,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("volume", help="volume file or folder of TIFF slices")
-    p.add_argument("--voxel-size", help="µm: one number or z,y,x (overrides the file)")
-    p.add_argument("--dataset", help="dataset path inside an HDF5 / Zarr file")
-    p.add_argument("--recipe", default=None, help="recipe name (18650-nmc, 21700-nmc, 26650-nmc, 4680-nmc), TOML file, or auto (the default: chosen from the measured can diameter)")
+    add_volume_options(p)
+    add_recipe_option(p)
     p.add_argument("--cell-id", default=None)
     p.add_argument("--json", dest="json_out", help="write the inspection result here")
     p.add_argument("--report", help="write the PDF report here")

@@ -22,7 +22,7 @@ from typing import Any
 
 from core.errors import InputError
 from core.text import file_name_part, printable
-from qc_app.cli import cellqc_home, register
+from qc_app.commands.base import add_log_option, cellqc_home, print_json, print_table, register
 
 LOG_COLUMNS = (
     "id",
@@ -48,7 +48,7 @@ def _db_path(args: argparse.Namespace) -> Path:
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="FILE", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+    add_log_option(p, metavar="FILE")
 
 
 # ------------------------------------------------------------------------------- log
@@ -89,8 +89,7 @@ def run_log(args: argparse.Namespace) -> int:
             db, failed=args.failed, cell_id=args.cell, status=args.status, limit=args.limit
         )
     if args.json:  # JSON escapes control characters itself; ASCII escapes the rest
-        json.dump(rows, sys.stdout, indent=1, ensure_ascii=True)
-        sys.stdout.write("\n")
+        print_json(rows, ascii_only=True)
         return 0
     if args.csv:
         columns = list(rows[0]) if rows else list(LOG_COLUMNS)
@@ -116,9 +115,7 @@ def run_log(args: argparse.Namespace) -> int:
         )
         for r in rows
     ]
-    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
-    for line in (header, *table):
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    print_table(header, table)
     if any(r.get("override_verdict") for r in rows):
         print("* verdict overridden by an engineer (see the report)", file=sys.stderr)
     return 0

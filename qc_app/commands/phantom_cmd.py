@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError
-from qc_app.cli import progress_printer, register
+from qc_app.commands.base import progress_printer, register
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `cellqc phantom --help` stays light
+    import numpy as np
 
 DEFECT_NAMES = {
     "deflection": "collector_deflection",
@@ -183,6 +184,8 @@ def build_cell_args(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
     """Turn the command-line options into (CellSpec, Artifacts, defects); InputError if bad."""
     from dataclasses import replace
 
+    import numpy as np
+
     from core.phantom import Artifacts, CellSpec, default_defects, random_anatomy
 
     voxel, slice_um = _parse_voxel(args.voxel_size)
@@ -301,6 +304,8 @@ def check_memory(spec: Any) -> None:
 
 def to_uint16(array: np.ndarray) -> np.ndarray:
     """Attenuation → uint16 with the documented fixed scaling (see the module docstring)."""
+    import numpy as np
+
     out = np.empty(array.shape, dtype=np.uint16)
     for z in range(array.shape[0]):
         scaled = np.rint((array[z].astype(np.float64) - UINT16_OFFSET) * UINT16_SCALE)
@@ -319,6 +324,8 @@ def write_cell(cell: Any, out: Path, dtype: str = "float32") -> tuple[Path, dict
     Returns the truth path and the truth dict (with its ``output`` entry). Both files are
     replaced atomically: a crash leaves no half-written file under either name.
     """
+    import numpy as np
+
     from core.io import Volume, write_tiff
 
     volume = cell.volume
@@ -359,6 +366,8 @@ def write_cell(cell: Any, out: Path, dtype: str = "float32") -> tuple[Path, dict
 
 
 def _json_default(obj: Any) -> Any:
+    import numpy as np
+
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):

@@ -16,11 +16,13 @@ import json
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from core.errors import InputError
-from qc_app.cli import register
+from qc_app.commands.base import register
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `cellqc recon --help` stays light
+    import numpy as np
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,6 +72,8 @@ def _write(out: Path, array: np.ndarray, spacing_um: float, cell_id: str) -> Non
 
     suffix = out.suffix.lower()
     if suffix == ".npy":
+        import numpy as np
+
         from core.fileio import atomic_writer
 
         with atomic_writer(out, suffix=".npy") as fh:

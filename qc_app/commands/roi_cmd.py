@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
-from qc_app.cli import register
+from qc_app.commands.base import add_log_option, print_json, print_table, register
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="FILE", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+    add_log_option(p, metavar="FILE")
 
 
 def _add_user(p: argparse.ArgumentParser) -> None:
@@ -185,8 +185,7 @@ def run_list(args: argparse.Namespace) -> int:
                              cell_id=args.cell)
     flat = export_rows(rows)
     if args.json:
-        json.dump(flat, sys.stdout, indent=1, ensure_ascii=False)
-        sys.stdout.write("\n")
+        print_json(flat)
         return 0
     if not flat:
         print("no ROI requests match", file=sys.stderr)
@@ -198,9 +197,7 @@ def run_list(args: argparse.Namespace) -> int:
          f"{r['estimated_minutes']:.0f}", r["finding_ids"])
         for r in flat
     ]
-    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
-    for line in (header, *table):
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    print_table(header, table)
     return 0
 
 

@@ -32,7 +32,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from qc_app.cli import register
+from qc_app.commands.base import register
 
 ENGINE_MODULES = ("numpy", "scipy.ndimage", "skimage", "tifffile", "h5py", "zarr", "reportlab",
                   "sqlite_utils", "jsonschema", "onnxruntime")

@@ -12,7 +12,7 @@ import socket
 import sys
 from pathlib import Path
 
-from qc_app.cli import cellqc_home, register
+from qc_app.commands.base import cellqc_home, register
 
 
 def _default_pki() -> tuple[Path, Path]:

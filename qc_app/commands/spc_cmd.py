@@ -12,19 +12,20 @@ import json
 from pathlib import Path
 
 from core.errors import InputError
-from qc_app.cli import register
+from qc_app.commands.base import add_log_option, register
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("metric", help="a metric or geometry key of the results, e.g. can_outer_diameter_mm")
     p.add_argument("--by", choices=("lot", "line", "day"), default="lot", help="subgroups of the X̄–R chart")
-    p.add_argument("--db", metavar="FILE", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+    add_log_option(p, metavar="FILE")
     p.add_argument("--png", metavar="OUT", help="write the charts here")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write the charts as JSON here")
 
 
 def run(args: argparse.Namespace) -> int:
     from core import spc
+    from core.fileio import atomic_write
     from core.store import default_db_path, open_log
 
     path = Path(args.db) if args.db else default_db_path()
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         spc.render_png(report, args.png)
         print(f"charts written to {args.png}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(spc.report_to_json(report), indent=1), encoding="utf-8")
+        atomic_write(args.json_out, json.dumps(spc.report_to_json(report), indent=1))
     flagged = any(report[k] is not None and report[k].violations for k in ("individuals", "moving_range", "xbar", "range"))
     return 1 if flagged else 0
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from core.errors import InputError
 from qc_app.auth import actor_secret, add_user_arguments, ask_secret
-from qc_app.cli import register
+from qc_app.commands.base import register
 
 
 def _db_path(args: argparse.Namespace) -> Path:
@@ -187,7 +187,7 @@ def _recipe_target(name: str) -> Path:
     import stat
 
     from core.errors import RecipeError
-    from qc_app.cli import cellqc_home
+    from qc_app.commands.base import cellqc_home
 
     home = cellqc_home()
     folder = home / "recipes"

@@ -19,7 +19,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from qc_app.auth import add_user_arguments
-from qc_app.cli import progress_printer, register
+from qc_app.commands.base import (
+    add_log_option,
+    add_recipe_option,
+    add_volume_options,
+    progress_printer,
+    register,
+)
 
 if TYPE_CHECKING:
     from qc_app.batch.watch import WatchEvent
@@ -34,12 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--marker", metavar="SUFFIX",
                    help="only pick up scans with a marker file NAME+SUFFIX (e.g. .done: cell1.tif.done "
                         "or cell1.done)")
-    p.add_argument("--recipe", default=None, help="recipe name (18650-nmc, 21700-nmc, 26650-nmc, 4680-nmc), TOML file, or auto (the default: chosen from the measured can diameter)")
-    p.add_argument("--db", help="SQLite log (default $CELLQC_HOME/cellqc.db)")
+    add_recipe_option(p)
+    add_log_option(p)
     p.add_argument("--out", metavar="DIR", help="result JSON and PDF reports (default FOLDER/reports)")
     p.add_argument("--no-report", action="store_true", help="JSON results only, no PDF")
-    p.add_argument("--voxel-size", help="µm: one number or z,y,x (overrides the files)")
-    p.add_argument("--dataset", help="dataset path inside HDF5 / Zarr inputs")
+    add_volume_options(p, many=True)
     p.add_argument("--max-attempts", type=int, default=2, metavar="N",
                    help="runs of a scan whose inspection was interrupted by a crash before it is "
                         "moved to failed/ (default 2: re-run once)")

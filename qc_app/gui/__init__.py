@@ -11,11 +11,11 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``cellqc-gui``: parse the ``cellqc gui`` options and start the app."""
-    from qc_app.cli import _Parser
+    from qc_app.commands.base import UsageErrorParser
     from qc_app.commands.gui_cmd import add_arguments
     from qc_app.gui.app import run_app
 
-    parser = _Parser(prog="cellqc-gui", description="cellqc workstation: operator station and engineer drill-down")
+    parser = UsageErrorParser(prog="cellqc-gui", description="cellqc workstation: operator station and engineer drill-down")
     add_arguments(parser)
     return run_app(parser.parse_args(argv))
 

@@ -12,9 +12,13 @@ lcf
     Linear-combination fitting with end members; resampling of references.
 files
     Reading spectra: XDI, Athena projects, text/CSV tables with any delimiter.
+robust
+    One spectrum normalised with whatever its energy window allows, with a method and a
+    quality flag.
+calibration
+    Energy calibration of a spectra file by its reference foil (tabulated edges).
 spectra
-    A few spectra at a time: robust normalisation with a method and quality flag,
-    reference-foil energy calibration, the ``cellqc followup xanes-spectra`` analysis.
+    A few spectra at a time: the ``cellqc followup xanes-spectra`` analysis of a file.
 
 Synthetic stacks (:func:`mix_references`) and the seed study's energy grid
 (:func:`seed_energy_grid`) live in :mod:`core.followup.synthetic`; they are re-exported here,
@@ -24,6 +28,12 @@ Energies are in eV throughout.
 
 from core.followup.synthetic import mix_references, seed_energy_grid
 from core.followup.xanes._base import EDGE_WINDOW, POST_EDGE_START, PRE_EDGE_END
+from core.followup.xanes.calibration import (
+    TABULATED_EDGES_EV,
+    Calibration,
+    calibrate_by_reference,
+    foil_edge_ev,
+)
 from core.followup.xanes.edges import (
     edge_half_jump,
     edge_max_derivative,
@@ -53,18 +63,12 @@ from core.followup.xanes.maps import (
     edge_energy_map,
 )
 from core.followup.xanes.normalisation import Normalized, estimate_e0, normalize
+from core.followup.xanes.robust import Normalisation, looks_normalised, normalize_robust
 from core.followup.xanes.spectra import (
-    TABULATED_EDGES_EV,
-    Calibration,
-    Normalisation,
     SpectraReport,
     analyze_spectra,
     analyze_spectra_file,
     analyze_spectrum,
-    calibrate_by_reference,
-    foil_edge_ev,
-    looks_normalised,
-    normalize_robust,
     sample_spectra,
 )
 

@@ -6,6 +6,7 @@ per-spectrum quantity is computed for all columns at once in closed form.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,15 @@ PRE_EDGE_END = -15.0
 POST_EDGE_START = 25.0
 #: Window (relative to E0) in which edge and white line are looked for.
 EDGE_WINDOW = (-20.0, 30.0)
+
+
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a float for JSON, or None when it is not a finite number."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
 
 
 def as_block(mu: np.ndarray, n_e: int) -> tuple[np.ndarray, tuple[int, ...]]:

@@ -125,12 +125,7 @@ def edge_max_derivative(
         (N,) eV.
     """
     e = np.asarray(energies, dtype=np.float64)
-    d = derivative(e, norm)
-    sel = np.flatnonzero((e >= window[0]) & (e <= window[1]))
-    sub = np.where(np.isfinite(d[sel]), d[sel], -np.inf)
-    i = np.argmax(sub, axis=0)
-    out = parabola_vertex(e[sel], sub, i)
-    return np.where(np.isfinite(sub.max(axis=0)), out, np.nan)
+    return _peak_energy(e, derivative(e, norm), window)
 
 
 def white_line(
@@ -152,9 +147,14 @@ def white_line(
     ndarray
         (N,) eV.
     """
-    e = np.asarray(energies, dtype=np.float64)
+    return _peak_energy(np.asarray(energies, dtype=np.float64), norm, window)
+
+
+def _peak_energy(e: np.ndarray, values: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """Energy of each column's maximum of ``values`` (n, N) inside ``window`` (parabolic
+    refinement); NaN where the window holds no finite value."""
     sel = np.flatnonzero((e >= window[0]) & (e <= window[1]))
-    sub = np.where(np.isfinite(norm[sel]), norm[sel], -np.inf)
+    sub = np.where(np.isfinite(values[sel]), values[sel], -np.inf)
     i = np.argmax(sub, axis=0)
     out = parabola_vertex(e[sel], sub, i)
     return np.where(np.isfinite(sub.max(axis=0)), out, np.nan)

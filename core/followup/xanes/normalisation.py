@@ -4,7 +4,7 @@ Pre-edge and post-edge lines are fitted by linear least squares through one pseu
 shared by all spectra (``coef = pinv(A) @ Y``); ``norm = (μ - pre)/jump`` with
 ``jump = post(E0) - pre(E0)``, optionally flattened above E0 (as Athena does). Spectra
 measured over a window too narrow for those fits are handled by
-:func:`core.followup.xanes.spectra.normalize_robust`.
+:func:`core.followup.xanes.robust.normalize_robust`.
 """
 
 from __future__ import annotations

@@ -1,19 +1,17 @@
 """The report's building blocks (reportlab): fonts, colours, styles, the verdict banner,
-tables, badges and images. :mod:`core.report.pdf` lays the pages out with them. Text that
-comes from users or files is escaped (:func:`_t`) before it reaches reportlab's mark-up.
+tables, badges and images. :mod:`core.report.document` writes the report's sections with them
+and :mod:`core.report.pdf` frames the pages. Text that comes from users or files is escaped
+(:func:`_t`) before it reaches reportlab's mark-up; values are written as text by
+:mod:`core.report.format`.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
-
-# Names and units come from one place (core.describe); re-exported for older callers.
-from core.describe import metric_label, pretty_unit  # noqa: F401
 
 # Colours of the verdict banner: fill, text, symbol.
 VERDICT_STYLE = {
@@ -29,8 +27,6 @@ INK = "#1A1A1A"
 MUTED = "#5F6368"
 RULE = "#C8CCD0"
 HEAD_FILL = "#ECEFF1"
-#: Most findings drawn as figures; the table lists all of them.
-MAX_FINDING_FIGURES = 12
 
 _FONTS: dict[str, str] | None = None
 
@@ -87,93 +83,6 @@ def _t(value: object) -> str:
         for a, b in {"≥": ">=", "≤": "<=", "✓": "OK", "✗": "X", "–": "-", "—": "-"}.items():
             text = text.replace(a, b)
     return escape(text)
-
-
-# ------------------------------------------------------------------------- formatting
-
-
-def fmt(value: object) -> str:
-    """A number for a table: integers as such, floats with 4 significant digits."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if value != value:
-            return "—"
-        if value == 0:
-            return "0"
-        if abs(value) >= 1e5 or abs(value) < 1e-3:
-            return f"{value:.3g}"
-        return f"{value:.4g}"
-    try:
-        return fmt(float(value))  # numpy scalars
-    except (TypeError, ValueError):
-        text = str(value)
-        return text if len(text) <= 60 else text[:57] + "…"
-
-
-def limit_status(value: object, limit: Mapping[str, Any] | None) -> str | None:
-    """``"FAIL"``, ``"REVIEW"``, ``"OK"`` against a limit, or None when it cannot be judged.
-
-    A limit is an upper bound (value ≥ limit trips it) unless its fail level is below its
-    review level, which marks a lower bound.
-    """
-    if not limit:
-        return None
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    if x != x:
-        return None
-    review, fail = limit.get("review"), limit.get("fail")
-    lower = review is not None and fail is not None and float(fail) < float(review)
-    for level, name in ((fail, "FAIL"), (review, "REVIEW")):
-        if level is None:
-            continue
-        if (x <= float(level)) if lower else (x >= float(level)):
-            return name
-    return "OK" if (review is not None or fail is not None) else None
-
-
-def _short_hash(value: object, n: int = 12) -> str:
-    text = str(value or "")
-    return text[:n] if text else "—"
-
-
-def _date(iso: object) -> str:
-    if not iso:
-        return "—"
-    try:
-        when = datetime.fromisoformat(str(iso))
-    except ValueError:
-        return str(iso)
-    if when.tzinfo is not None:
-        return when.strftime("%Y-%m-%d %H:%M:%S %Z").replace("UTC", "UTC").strip()
-    return when.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _duration(result: Mapping[str, Any]) -> str:
-    try:
-        t0 = datetime.fromisoformat(str(result["started_at"]))
-        t1 = datetime.fromisoformat(str(result["finished_at"]))
-        return f"{(t1 - t0).total_seconds():.1f} s"
-    except (KeyError, ValueError, TypeError):
-        pass
-    timings = result.get("timings_s") or {}
-    total = timings.get("total")
-    if total is None:
-        try:
-            total = sum(float(v) for v in timings.values())
-        except (TypeError, ValueError):
-            total = None
-    return f"{float(total):.1f} s" if total else "—"
-
-
-# -------------------------------------------------------------------------- flowables
 
 
 def _styles() -> dict[str, Any]:
@@ -339,15 +248,18 @@ def _badge(text: str, fill: str, ink: str, styles: Mapping[str, Any]) -> Any:
     return t
 
 
+#: A check's result as a badge: text, fill, ink.
 STATUS_BADGE = {
     "FAIL": ("✗ FAIL", SEVERITY_FILL["fail"], SEVERITY_TEXT["fail"]),
     "REVIEW": ("! REVIEW", SEVERITY_FILL["review"], SEVERITY_TEXT["review"]),
     "OK": ("✓ within", "#E3F4EA", "#1B6B3F"),
 }
+#: A finding's or reason's severity as a badge: text, fill, ink.
 SEVERITY_BADGE = {
-    "fail": ("✗ fail", SEVERITY_FILL["fail"], SEVERITY_TEXT["fail"]),
-    "review": ("! review", SEVERITY_FILL["review"], SEVERITY_TEXT["review"]),
+    "fail": ("✗ FAIL", SEVERITY_FILL["fail"], SEVERITY_TEXT["fail"]),
+    "review": ("! REVIEW", SEVERITY_FILL["review"], SEVERITY_TEXT["review"]),
     "info": ("i info", SEVERITY_FILL["info"], SEVERITY_TEXT["info"]),
+    "pass": ("✓ PASS", "#E3F4EA", "#1B6B3F"),
 }
 
 
