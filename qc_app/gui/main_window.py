@@ -772,7 +772,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if db is None:
             return False
         from core.errors import CellQCError
-        from core.store import get_result
+        from core.store import get_result, latest_report_path
 
         try:
             result = get_result(db, int(inspection_id))
@@ -784,9 +784,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.inspection_id = int(inspection_id)
         overrides = self._overrides()
         self.final_verdict = overrides[-1]["new_verdict"] if overrides else result["verdict"]
-        row = next(iter(db.query("SELECT path FROM reports WHERE inspection_id = ? ORDER BY id DESC LIMIT 1",
-                                 [int(inspection_id)])), None)
-        self.report_path = row["path"] if row and Path(row["path"]).exists() else None
+        report = latest_report_path(db, int(inspection_id))
+        self.report_path = report if report and Path(report).exists() else None
         self.cell_id.setText(str(result.get("cell_id") or ""))
         self.progress.setValue(0)
         self.progress.setFormat(f"inspection #{int(inspection_id)} from the log")
