@@ -44,10 +44,10 @@ def clear_lock_errors(path: Path) -> Iterator[None]:
     except sqlite3.OperationalError as exc:
         if "locked" not in str(exc) and "busy" not in str(exc):
             raise
-        from core.store import schema
+        from core.store import base
 
         raise InputError(path, f"the log is locked by another process (waited "
-                               f"{schema.BUSY_TIMEOUT_S:g} s); try again when it has finished"
+                               f"{base.BUSY_TIMEOUT_S:g} s); try again when it has finished"
                          ) from None
 
 
