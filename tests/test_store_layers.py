@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,17 @@ def test_each_store_module_imports_first(module):
     """Whatever module is imported first, the store loads (no order-dependent cycle)."""
     subprocess.run([sys.executable, "-c", f"import core.store.{module}; import core.store"],
                    check=True, cwd=ROOT)
+
+
+def test_the_app_holds_no_sql():
+    """qc_app calls core for the log (README, Layout): no statements, no cursors."""
+    sql = re.compile(r"\.execute\(|\.executemany\(|\.query\(|\bSELECT\s+[\w*]|\bINSERT\s+INTO\b"
+                     r"|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b")
+    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+             for path in sorted((ROOT / "qc_app").rglob("*.py"))
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if sql.search(line)]
+    assert found == []
 
 
 def test_public_names_still_import():
