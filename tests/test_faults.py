@@ -423,7 +423,7 @@ def _lock(log: Path, seconds: float) -> subprocess.Popen:
 
 
 def test_locked_log_retried_then_clear_error(tmp_path, monkeypatch, capsys):
-    import core.store.schema as schema
+    import core.store.base as schema  # connect() reads the busy timeout there
     from qc_app.cli import main
 
     log = tmp_path / "log.db"

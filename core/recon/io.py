@@ -47,7 +47,9 @@ from typing import Any
 import numpy as np
 
 from core.errors import InputError
+from core.fileio import atomic_writer
 from core.io.validate import check_memory_budget, memory_budget, one_line
+from core.io.volume import Volume
 
 #: Transmission floor of the flat/dark correction (a line integral of ln(1e4) ≈ 9.2).
 MIN_TRANSMISSION = 1e-4
@@ -555,3 +557,48 @@ def _is_hdf5(path: Path) -> bool:
             return fh.read(8) == b"\x89HDF\r\n\x1a\n"
     except OSError:
         return False
+
+
+#: Output formats of a reconstructed volume, by file suffix.
+VOLUME_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
+
+
+def write_reconstruction(out: str | os.PathLike[str], array: np.ndarray, spacing_um: float,
+                         cell_id: str = "") -> None:
+    """Write a reconstructed volume, its format chosen by the suffix of ``out``.
+
+    ``.tif``/``.tiff``: ImageJ TIFF calibrated with the voxel size; ``.zarr``: a Zarr store;
+    ``.npy``: the bare array. Each is replaced atomically (nothing half-written under its name).
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+        The output path.
+    array : numpy.ndarray
+        The volume, (z, y, x).
+    spacing_um : float
+        Isotropic voxel size, µm.
+    cell_id : str
+        Stored in the TIFF / Zarr metadata.
+
+    Raises
+    ------
+    core.errors.InputError
+        ``out`` has another suffix.
+    """
+    from core.io.writers import write_tiff, write_zarr  # tifffile/zarr only when writing
+
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in VOLUME_SUFFIXES:
+        raise InputError(out, "output must end in .tif, .tiff, .zarr or .npy")
+    if suffix == ".npy":
+        with atomic_writer(out, suffix=".npy") as fh:
+            np.save(fh, array)
+        return
+    volume = Volume(array, (spacing_um, spacing_um, spacing_um), cell_id=cell_id, source=str(out),
+                    modality="recon")
+    if suffix == ".zarr":
+        write_zarr(volume, out)
+    else:
+        write_tiff(volume, out)

@@ -8,6 +8,11 @@ Typical use::
         inspection_id = record_inspection(db, result)
         assert verify_audit(db) is None
 
+Layers, each importing only those below it: :mod:`~core.store.keys` and
+:mod:`~core.store.base` (paths, connection, write transaction) ← :mod:`~core.store.audit` ←
+:mod:`~core.store.log` ← :mod:`~core.store.users` ← :mod:`~core.store.checks` ←
+:mod:`~core.store.schema` (migrations, :func:`open_log`).
+
 The audit chain is keyed with a key kept outside the log (:mod:`core.store.keys`); users and
 their logins are in :mod:`core.store.users`.
 
@@ -28,15 +33,16 @@ from core.store.audit import (
     parse_anchor,
     verify_audit,
 )
+from core.store.checks import check_records
 from core.store.keys import AuditKeyError, audit_key_path
 from core.store.log import (
     begin_inspection,
-    check_records,
     complete_inspection,
     fail_inspection,
     findings_for,
     get_inspection,
     get_result,
+    latest_report_path,
     list_inspections,
     mark_stale_interrupted,
     override_verdict,
@@ -78,6 +84,7 @@ __all__ = [
     "findings_for",
     "get_inspection",
     "get_result",
+    "latest_report_path",
     "list_inspections",
     "mark_stale_interrupted",
     "migrate",

@@ -35,12 +35,14 @@ import re
 import sqlite3
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
+from core.errors import InputError
+from core.fileio import atomic_write
+from core.store.base import log_file, on_transaction_end, schema_version, utc_now, write_transaction
 from core.store.keys import (
     AUDIT_KEY_ENV,
     AuditKey,
@@ -53,10 +55,6 @@ from core.store.keys import (
 #: ``prev_hash`` of the first audit row.
 GENESIS_HASH = "0" * 64
 
-
-def utc_now() -> str:
-    """The current time as an ISO 8601 UTC string with microseconds."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -158,7 +156,17 @@ class _Seal:
     key_id: str
 
 
+def _watch_transactions(db: Database) -> None:
+    """Have the write transaction tell this module about each commit and rollback of ``db``.
+
+    Registered whenever this module touches a database, before it caches a seal or a pending
+    head on it, so that neither outlives a rollback.
+    """
+    on_transaction_end(db, __name__, after_commit=after_commit, after_rollback=after_rollback)
+
+
 def _find_seal(db: Database) -> _Seal | None:
+    _watch_transactions(db)
     cached = getattr(db, _SEAL_ATTR, None)
     if cached is not None:
         return cached
@@ -240,10 +248,8 @@ def audit_key_of(db: Database, *, create: bool = False) -> AuditKey:
 
 
 def _log_path(db: Database) -> str | None:
-    for _, name, file in db.conn.execute("PRAGMA database_list").fetchall():
-        if name == "main" and file:
-            return str(Path(file).resolve())
-    return None
+    file = log_file(db)
+    return None if file is None else str(file.resolve())
 
 
 def _last_row(db: Database) -> tuple[int, str]:
@@ -308,8 +314,6 @@ def _refuse_rewritten_log(db: Database, key: AuditKey) -> None:
     Otherwise someone without the key could rewrite a keyed log as a plain (schema 4) one
     and have the next cellqc seal the forgery.
     """
-    from core.errors import InputError
-
     path = _log_path(db)
     folder = heads_folder(key)
     if path is None or not folder.is_dir():
@@ -338,7 +342,7 @@ def append_audit(
 ) -> int:
     """Append one keyed row to the audit chain.
 
-    Call it inside :func:`core.store.schema.write_transaction` together with the change it
+    Call it inside :func:`core.store.base.write_transaction` together with the change it
     records, so that both are committed or neither is; called outside one it takes its own.
     The first row written to a log that is not sealed yet is preceded by the ``audit.key``
     row (see the module doc). After the commit the new head is recorded outside the log.
@@ -366,8 +370,7 @@ def append_audit(
     core.store.keys.AuditKeyError
         The audit key is missing or is not this log's (nothing is written).
     """
-    from core.store.schema import write_transaction
-
+    _watch_transactions(db)
     key = audit_key_of(db, create=True)
     with write_transaction(db):
         seal = _find_seal(db)
@@ -533,8 +536,6 @@ def record_head(key: AuditKey, head: AuditHead, log_path: str | None) -> None:
     Errors are ignored: the commit already happened, and a head file that lags only
     weakens the tail check (it never makes a valid log look broken).
     """
-    from core.fileio import atomic_write
-
     folder = heads_folder(key)
     with contextlib.suppress(OSError, ValueError):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -549,7 +550,7 @@ def record_head(key: AuditKey, head: AuditHead, log_path: str | None) -> None:
 
 
 def after_commit(db: Database) -> None:
-    """Called by :func:`core.store.schema.write_transaction` after COMMIT: record the head."""
+    """Called by :func:`core.store.base.write_transaction` after COMMIT: record the head."""
     pending = getattr(db, _PENDING_ATTR, None)
     if pending is None:
         return
@@ -610,12 +611,6 @@ def row_verifies(db: Database, row: dict[str, Any], key: AuditKey | None = None)
     return row_is_authentic(db, row, key)
 
 
-def _schema_version(db: Database) -> int:
-    from core.store.schema import schema_version
-
-    return schema_version(db)
-
-
 def find_audit_break(db: Database, key: AuditKey | None = None, *, check_tail: bool = True
                      ) -> AuditBreak | None:
     """Walk the audit chain from the first row and report the first broken link.
@@ -647,7 +642,7 @@ def find_audit_break(db: Database, key: AuditKey | None = None, *, check_tail: b
         The chain cannot be checked: the key is missing, or the log was sealed with
         another key.
     """
-    sealed_schema = _schema_version(db) >= KEYED_SCHEMA
+    sealed_schema = schema_version(db) >= KEYED_SCHEMA
     if key is None:
         if _find_seal(db) is not None:
             key = audit_key_of(db)
@@ -729,6 +724,11 @@ def verify_audit(db: Database) -> int | None:
     """
     broken = find_audit_break(db)
     return None if broken is None else broken.row_id
+
+
+def audit_row_count(db: Database) -> int:
+    """How many rows the audit chain holds."""
+    return int(db.conn.execute("SELECT count(*) FROM audit").fetchone()[0])
 
 
 def audit_rows(db: Database, *, limit: int | None = None) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ A crash in between leaves a ``running`` row, never a complete-looking one; the n
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import sys
@@ -21,8 +22,15 @@ from typing import Any
 from sqlite_utils import Database
 
 from core.errors import InputError
-from core.store.audit import append_audit, canonical_json, to_jsonable, utc_now
-from core.store.schema import VERDICTS, write_transaction
+from core.store.audit import (
+    append_audit,
+    audit_key_of,
+    canonical_json,
+    row_verifies,
+    to_jsonable,
+    utc_now,
+)
+from core.store.base import VERDICTS, write_transaction
 from core.text import check_cell_id, path_text
 
 #: Roles allowed to override a verdict.
@@ -474,8 +482,6 @@ def get_result(db: Database, inspection_id: int) -> dict[str, Any]:
     core.errors.InputError
         No such inspection, or it did not complete.
     """
-    import json
-
     row = get_inspection(db, inspection_id)
     if row["status"] != "complete" or not row["result_json"]:
         raise InputError(
@@ -530,6 +536,16 @@ def list_inspections(
     if limit:
         sql += f" LIMIT {int(limit)}"
     return list(reversed(list(db.query(sql, params))))
+
+
+def latest_report_path(db: Database, inspection_id: int) -> str | None:
+    """The path of the newest report filed for an inspection (None when none was filed).
+
+    The path is as recorded; the file may have been moved or deleted since.
+    """
+    row = _one(db, "SELECT path FROM reports WHERE inspection_id = ? ORDER BY id DESC LIMIT 1",
+               [int(inspection_id)])
+    return row["path"] if row else None
 
 
 def findings_for(db: Database, inspection_id: int) -> list[dict[str, Any]]:
@@ -672,55 +688,6 @@ def record_report(
     return report_id
 
 
-def check_records(db: Database) -> list[str]:
-    """Cross-check the log's tables against their audit entries.
-
-    The audit chain protects itself; this extends the protection to the rows it records:
-    each complete inspection's verdict and result hash must match the ``inspection.complete``
-    audit row written with it (and the stored result must still hash to that value); each
-    override must match its ``verdict.override`` row; each user's role, password and
-    disabled state must match their newest audit row (:func:`core.store.users.check_users`).
-
-    Parameters
-    ----------
-    db : sqlite_utils.Database
-        An open log.
-
-    Returns
-    -------
-    list of str
-        One sentence per mismatch; empty when everything agrees.
-    """
-    import json
-
-    audited: dict[str, dict[str, Any]] = {}
-    for row in db.conn.execute(
-        "SELECT entity_id, details FROM audit WHERE action = 'inspection.complete'"
-    ):
-        audited[str(row[0])] = json.loads(row[1])
-    problems: list[str] = []
-    for rid, verdict, result_json, result_sha in db.conn.execute(
-        "SELECT id, verdict, result_json, result_sha256 FROM inspections"
-        " WHERE status = 'complete' ORDER BY id"
-    ):
-        entry = audited.get(str(rid))
-        if entry is None:
-            problems.append(f"inspection {rid}: complete, but no audit entry records it")
-            continue
-        if entry.get("verdict") != verdict:
-            problems.append(
-                f"inspection {rid}: verdict {verdict} differs from the audited {entry.get('verdict')}"
-            )
-        actual = hashlib.sha256((result_json or "").encode("utf-8")).hexdigest()
-        if actual != entry.get("result_sha256") or result_sha != entry.get("result_sha256"):
-            problems.append(f"inspection {rid}: stored result differs from the audited one")
-    problems += _check_overrides(db)
-    from core.store.users import check_users
-
-    problems += check_users(db)
-    return problems
-
-
 def inspection_record_problem(db: Database, inspection_id: int) -> str | None:
     """Why one inspection's verdict cannot be trusted, or None when its audit entries hold.
 
@@ -735,10 +702,6 @@ def inspection_record_problem(db: Database, inspection_id: int) -> str | None:
     core.store.keys.AuditKeyError
         The audit key is missing or is another log's.
     """
-    import json
-
-    from core.store.audit import audit_key_of, row_verifies
-
     key = audit_key_of(db)
     row = get_inspection(db, inspection_id)
     if row["status"] != "complete":
@@ -766,25 +729,3 @@ def inspection_record_problem(db: Database, inspection_id: int) -> str | None:
                 override["new_verdict"], override["reason"], override["user"]):
             return f"override {override['id']} differs from its audit entry"
     return None
-
-
-def _check_overrides(db: Database) -> list[str]:
-    """Every override must be the one its ``verdict.override`` audit row records."""
-    import json
-
-    audited: dict[str, dict[str, Any]] = {}
-    for entity_id, actor, details in db.conn.execute(
-        "SELECT entity_id, actor, details FROM audit WHERE action = 'verdict.override'"
-    ):
-        audited[str(entity_id)] = {**json.loads(details), "actor": actor}
-    problems = []
-    for oid, iid, new_verdict, reason, user in db.conn.execute(
-        "SELECT id, inspection_id, new_verdict, reason, user FROM overrides ORDER BY id"
-    ):
-        entry = audited.get(str(oid))
-        if entry is None:
-            problems.append(f"override {oid}: no audit entry records it")
-        elif (entry.get("inspection_id"), entry.get("new_verdict"), entry.get("reason"),
-              entry.get("actor")) != (iid, new_verdict, reason, user):
-            problems.append(f"override {oid}: differs from its audit entry")
-    return problems

@@ -1,6 +1,7 @@
-"""Opening the log: connection settings, the schema and its ordered migrations.
+"""Opening the log: the schema and its ordered migrations (the top layer of the store).
 
-The log is one SQLite file read and written through sqlite-utils. Every table has a plain
+Connection settings and the write transaction are in :mod:`core.store.base` (re-exported
+here). The log is one SQLite file read and written through sqlite-utils. Every table has a plain
 name and real foreign keys so that the file reads well in Datasette
 (``datasette cellqc.db``). The schema is versioned: :data:`MIGRATIONS` is an ordered list of
 functions, and :func:`open_log` applies the ones a file has not seen yet, each in its own
@@ -12,84 +13,44 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlite_utils import Database
 
 from core.errors import InputError
-from core.store import audit as _audit
-from core.store.audit import append_audit, utc_now
-from core.store.keys import cellqc_home
+from core.store.audit import append_audit
+from core.store.base import (  # re-exported: imported from here by other code and tests
+    BUSY_TIMEOUT_S,
+    ROLES,
+    STATUSES,
+    VERDICTS,
+    connect,
+    default_db_path,
+    restrict_log_permissions,
+    schema_version,
+    utc_now,
+    write_transaction,
+)
+from core.store.keys import AuditKeyError
+from core.store.log import mark_stale_interrupted
+from core.store.users import record_user_snapshots
 
-#: Seconds a connection waits for another process's write lock before giving up.
-BUSY_TIMEOUT_S = 30.0
-
-#: Status of an inspection row.
-STATUSES = ("running", "complete", "interrupted", "failed")
-#: Verdicts an inspection or an override may carry.
-VERDICTS = ("PASS", "FAIL", "REVIEW")
-#: Roles a user may have; ``engineer`` and ``admin`` may override verdicts.
-ROLES = {
-    "operator": "runs inspections and files reports",
-    "engineer": "reviews flagged cells; may override a verdict with a reason",
-    "admin": "manages users and recipes; may override a verdict with a reason",
-}
-
-
-def default_db_path() -> Path:
-    """Where the log lives unless ``--db`` says otherwise.
-
-    Returns
-    -------
-    pathlib.Path
-        ``$CELLQC_HOME/cellqc.db``; ``CELLQC_HOME`` defaults to ``~/.local/share/cellqc``.
-    """
-    return cellqc_home() / "cellqc.db"
-
-
-@contextlib.contextmanager
-def write_transaction(db: Database) -> Iterator[Database]:
-    """One write transaction, taken with ``BEGIN IMMEDIATE``.
-
-    Taking the write lock up front (instead of SQLite's default deferred transaction, which
-    upgrades its lock at the first write) lets concurrent processes queue on the busy
-    timeout instead of failing with "database is locked". Nested use joins the outer
-    transaction. Everything inside is committed together or rolled back on any exception.
-
-    Parameters
-    ----------
-    db : sqlite_utils.Database
-        An open log (see :func:`open_log`).
-
-    Yields
-    ------
-    sqlite_utils.Database
-        The same database.
-    """
-    conn = db.conn
-    if conn.in_transaction:
-        yield db
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        _audit.after_rollback(db)
-        raise
-    else:
-        try:
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            _audit.after_rollback(db)
-            raise
-        _audit.after_commit(db)  # the new chain head, recorded outside the log
-
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "MIGRATIONS",
+    "ROLES",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "VERDICTS",
+    "connect",
+    "default_db_path",
+    "migrate",
+    "open_log",
+    "restrict_log_permissions",
+    "schema_version",
+    "write_transaction",
+]
 
 # --------------------------------------------------------------------------- migrations
 
@@ -358,8 +319,6 @@ def _migration_4(db: Database) -> None:
 
 def _migration_5(db: Database) -> None:
     """Keyed audit chain; users, roles and secrets in the chain; login lockout; log file 0600."""
-    from core.store.users import record_user_snapshots
-
     _run(
         db,
         [
@@ -384,25 +343,6 @@ MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3, _migrat
 
 #: The schema version this software writes.
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def schema_version(db: Database) -> int:
-    """The schema version of an open log (0 for an empty file).
-
-    Parameters
-    ----------
-    db : sqlite_utils.Database
-        An open database.
-
-    Returns
-    -------
-    int
-        The highest applied migration.
-    """
-    if not db["schema_version"].exists():
-        return 0
-    row = db.conn.execute("SELECT max(version) FROM schema_version").fetchone()
-    return int(row[0] or 0)
 
 
 def migrate(db: Database) -> list[int]:
@@ -449,66 +389,6 @@ def migrate(db: Database) -> list[int]:
     return applied
 
 
-def _log_files(db: Database) -> list[Path]:
-    for _, name, file in db.conn.execute("PRAGMA database_list").fetchall():
-        if name == "main" and file:
-            main = Path(file)
-            return [main, main.with_name(main.name + "-wal"), main.with_name(main.name + "-shm")]
-    return []
-
-
-def restrict_log_permissions(db: Database) -> None:
-    """Make the log file (and its -wal/-shm files) readable by its owner only (POSIX).
-
-    Only files this process owns are changed; elsewhere (another owner, Windows) nothing is.
-    """
-    if sys.platform == "win32" or not hasattr(os, "getuid"):
-        return
-    for file in _log_files(db):
-        with contextlib.suppress(OSError):
-            info = file.stat()
-            if info.st_uid == os.getuid() and info.st_mode & 0o077:
-                file.chmod(0o600)
-
-
-def connect(path: str | os.PathLike[str]) -> Database:
-    """Open a SQLite file with cellqc's connection settings, without migrating it.
-
-    Settings: a busy timeout of :data:`BUSY_TIMEOUT_S`, foreign keys enforced, WAL journal,
-    ``synchronous=FULL`` (a committed inspection survives a power cut). A new file is created
-    with mode 0600 (SQLite gives its -wal and -shm files the same mode).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The log file; its folder is created when missing.
-
-    Returns
-    -------
-    sqlite_utils.Database
-
-    Raises
-    ------
-    core.errors.InputError
-        The file cannot be opened or is not a SQLite database.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):  # a new log is created 0600 (owner only)
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        conn = sqlite3.connect(os.fsencode(path), timeout=BUSY_TIMEOUT_S)  # any bytes in the name
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":  # e.g. a file system without shared memory
-            conn.execute("PRAGMA journal_mode = DELETE")
-        conn.execute("PRAGMA synchronous = FULL")
-    except (OSError, sqlite3.DatabaseError) as exc:
-        raise InputError(path, f"cannot open the log: {exc}") from None
-    return Database(conn, execute_plugins=False)
-
-
 def open_log(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -550,9 +430,6 @@ def open_log(
             )
         migrate(db)
         if recover:
-            from core.store.keys import AuditKeyError
-            from core.store.log import mark_stale_interrupted
-
             with contextlib.suppress(AuditKeyError):  # no key: still readable; recovered later
                 mark_stale_interrupted(db, stale_after_s=stale_after_s)
     except sqlite3.DatabaseError as exc:

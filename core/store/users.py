@@ -1,6 +1,6 @@
 """Users, roles and their secrets: scrypt-hashed passwords/PINs, logins, role checks, recipe audit.
 
-Roles (see :data:`core.store.schema.ROLES`): ``operator`` runs inspections; ``engineer`` may
+Roles (see :data:`core.store.base.ROLES`): ``operator`` runs inspections; ``engineer`` may
 also override verdicts and edit recipes; ``admin`` may also manage users. Secrets are never
 stored, only their scrypt hash (``hashlib.scrypt``, stdlib)::
 
@@ -43,13 +43,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
 from core.errors import CellQCError, InputError
+from core.fileio import atomic_writer
 from core.store.audit import append_audit, row_is_authentic, utc_now
-from core.store.schema import ROLES, write_transaction
+from core.store.base import ROLES, write_transaction
+from core.store.log import override_verdict
 from core.text import printable
 
 #: scrypt cost parameters (n=2**14, r=8 → 16 MiB, ~50 ms per check): slow for a guesser.
@@ -645,7 +648,7 @@ def add_user(
     name : str
         Short login name.
     role : str
-        One of :data:`core.store.schema.ROLES`.
+        One of :data:`core.store.base.ROLES`.
     secret : str, optional
         Password or PIN; stored as its scrypt hash. Required for the first admin.
     full_name : str, optional
@@ -765,8 +768,6 @@ def override_as(
     int
         The override's id.
     """
-    from core.store.log import override_verdict
-
     if secret is not None:
         authenticate(db, user, secret, source=source)
     require_role(db, user, "override")
@@ -844,4 +845,58 @@ def record_recipe_change(
                 "diff": diff,
             },
         )
+    return change_id
+
+
+def save_recipe(
+    path: str | os.PathLike[str],
+    new_text: str,
+    *,
+    old_text: str | None,
+    db: Database | None = None,
+    name: str | None = None,
+    user: str | None = None,
+) -> int | None:
+    """Write a recipe file, its change filed in the log first: the CLI's and the GUI's one save.
+
+    The text goes to a temporary file beside ``path``; when ``db`` is given and the text
+    differs from ``old_text``, the change is filed (:func:`record_recipe_change`: role check,
+    validation, diff in the audit chain) before that file is renamed over ``path``. A change
+    that cannot be audited is therefore not made: any error leaves the saved recipe as it was.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where the recipe is saved (the caller has checked that it may write there).
+    new_text : str
+        The TOML text to save.
+    old_text : str or None
+        The text saved at ``path`` now (None: a new recipe).
+    db : sqlite_utils.Database, optional
+        The log; None saves without an audit entry (a station without a log).
+    name : str, optional
+        The recipe's name in the log (default: the file's stem).
+    user : str, optional
+        Who changes it (required with ``db``).
+
+    Returns
+    -------
+    int or None
+        The ``recipe_changes`` row id, or None when nothing was filed.
+
+    Raises
+    ------
+    OSError
+        The file cannot be written.
+    PermissionDenied, core.errors.RecipeError
+        From :func:`record_recipe_change` (nothing is written).
+    """
+    path = os.fspath(path)
+    change_id = None
+    with atomic_writer(path, text=True) as handle:
+        handle.write(new_text)
+        handle.flush()
+        if db is not None and old_text != new_text:
+            change_id = record_recipe_change(db, name or Path(path).stem, old_text, new_text,
+                                             user)  # type: ignore[arg-type]  # require_role refuses None
     return change_id

@@ -35,8 +35,7 @@ from core.store import (
     record_report,
     write_transaction,
 )
-from core.store.audit import utc_now
-from core.text import path_text
+from core.store.input_files import completed_inspections_of_input, record_input_file
 from qc_app.batch.inputs import BatchItem, Fingerprint
 from qc_app.batch.worker import CellOutcome
 
@@ -135,19 +134,13 @@ def find_previous(db: Database, path: str, fp: Fingerprint, recipe_hash: str | C
         ``id``, ``cell_id``, ``verdict``, ``n_findings``, ``finished_at`` of that inspection.
     """
     hashes = [recipe_hash] if isinstance(recipe_hash, str) else list(recipe_hash)
-    rows = db.conn.execute(
-        "SELECT i.id, i.cell_id, i.verdict, i.n_findings, i.finished_at, f.size_bytes, f.mtime_ns,"
-        " f.n_files, f.sha256 FROM input_files f JOIN inspections i ON i.id = f.inspection_id"
-        f" WHERE f.path = ? AND i.recipe_hash IN ({', '.join('?' * len(hashes))}) AND i.status = 'complete'"
-        " ORDER BY i.id DESC",
-        (path_text(path), *hashes),
-    ).fetchall()
-    for rid, cell_id, verdict, n_findings, finished_at, size, mtime, n_files, sha in rows:
-        same_stat = (size, mtime, n_files) == (fp.size_bytes, fp.mtime_ns, fp.n_files)
-        same_hash = fp.sha256 is not None and sha is not None and sha == fp.sha256
+    for row in completed_inspections_of_input(db, path, hashes):
+        same_stat = (row["size_bytes"], row["mtime_ns"], row["n_files"]) == (
+            fp.size_bytes, fp.mtime_ns, fp.n_files)
+        same_hash = fp.sha256 is not None and row["sha256"] is not None and row["sha256"] == fp.sha256
         if same_stat or same_hash:
-            return {"id": int(rid), "cell_id": cell_id, "verdict": verdict,
-                    "n_findings": n_findings, "finished_at": finished_at}
+            return {"id": int(row["id"]), "cell_id": row["cell_id"], "verdict": row["verdict"],
+                    "n_findings": row["n_findings"], "finished_at": row["finished_at"]}
     return None
 
 
@@ -190,11 +183,8 @@ def open_cell(
             software_version=__version__, operator=operator, source=header.source or path,
             shape_zyx=list(header.shape), spacing_um=list(header.spacing_um),
             voxel_size_um=header.voxel_size_um, modality=header.modality)
-        db.conn.execute(
-            "INSERT INTO input_files (inspection_id, path, size_bytes, mtime_ns, n_files, sha256,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (inspection_id, path_text(path), fp.size_bytes, fp.mtime_ns, fp.n_files, fp.sha256, utc_now()),
-        )
+        record_input_file(db, inspection_id, path, size_bytes=fp.size_bytes, mtime_ns=fp.mtime_ns,
+                          n_files=fp.n_files, sha256=fp.sha256)
         if also is not None:
             also(db, inspection_id)
     return inspection_id

@@ -40,7 +40,15 @@ from typing import Any
 
 from core.errors import InputError
 from core.recipe import Recipe
-from core.store.audit import append_audit, utc_now
+from core.store.base import utc_now
+from core.store.watch_items import (
+    active_watch_item,
+    get_watch_item,
+    insert_watch_item,
+    release_stale_watch_items,
+    update_watch_item,
+    watch_items,
+)
 from qc_app.batch.inputs import BatchItem, Fingerprint, companion_files, fingerprint
 from qc_app.batch.ledger import file_outcome, open_cell, output_paths, read_header
 from qc_app.batch.worker import CellOutcome, CellTask, run_cell
@@ -248,46 +256,20 @@ class HotFolder:
 
     # ------------------------------------------------------------------ state rows
     def _item(self, name: str) -> dict[str, Any] | None:
-        rows = list(self.db.query(
-            "SELECT * FROM watch_items WHERE folder = ? AND name = ? AND status IN ('running', 'filed')"
-            " ORDER BY id DESC LIMIT 1", [str(self.folder), name]))
-        return rows[0] if rows else None
+        return active_watch_item(self.db, self.folder, name)
 
     def _update(self, item_id: int, **values: Any) -> None:
-        values["updated_at"] = utc_now()
-        cols = ", ".join(f"{k} = ?" for k in values)
-        self.db.conn.execute(f"UPDATE watch_items SET {cols} WHERE id = ?", [*values.values(), item_id])
+        update_watch_item(self.db, item_id, **values)
 
     def _insert(self, name: str, fp: Fingerprint, **values: Any) -> int:
-        now = utc_now()
-        row = {"folder": str(self.folder), "name": name, "size_bytes": fp.size_bytes,
-               "mtime_ns": fp.mtime_ns, "n_files": fp.n_files, "created_at": now, "updated_at": now,
-               "host": socket.gethostname(), "pid": os.getpid(), **values}
-        cols = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        cursor = self.db.conn.execute(f"INSERT INTO watch_items ({cols}) VALUES ({marks})", list(row.values()))
-        return int(cursor.lastrowid)
+        return insert_watch_item(
+            self.db, folder=str(self.folder), name=name, size_bytes=fp.size_bytes,
+            mtime_ns=fp.mtime_ns, n_files=fp.n_files, host=socket.gethostname(), pid=os.getpid(),
+            **values)
 
     def _release_stale(self) -> None:
         """Items left ``running`` by an earlier run are not owned by anyone now (we hold the lock)."""
-        from core.store import write_transaction
-
-        stale = list(self.db.query(
-            "SELECT id, inspection_id FROM watch_items WHERE folder = ? AND status = 'running'"
-            " AND pid IS NOT NULL", [str(self.folder)]))
-        for row in stale:
-            with write_transaction(self.db):
-                self._update(row["id"], pid=None)
-                if row["inspection_id"] is not None:
-                    cursor = self.db.conn.execute(
-                        "UPDATE inspections SET status = 'interrupted', finished_at = ?, error = ?"
-                        " WHERE id = ? AND status = 'running'",
-                        (utc_now(), "the hot folder stopped before this inspection completed",
-                         row["inspection_id"]))
-                    if cursor.rowcount:
-                        append_audit(self.db, "inspection.interrupted", entity="inspections",
-                                     entity_id=row["inspection_id"],
-                                     details={"reason": "hot folder restarted"})
+        release_stale_watch_items(self.db, self.folder)
 
     # ------------------------------------------------------------------ scanning
     def _is_candidate(self, entry: Path) -> bool:
@@ -381,13 +363,9 @@ class HotFolder:
 
         from core.store import write_transaction
 
-        for row in list(self.db.query(
-                "SELECT * FROM watch_items WHERE folder = ? AND status = 'filed' ORDER BY id",
-                [str(self.folder)])):
+        for row in watch_items(self.db, self.folder, "filed"):
             emit(self._move(row, recovered=True))
-        for row in list(self.db.query(
-                "SELECT id, name FROM watch_items WHERE folder = ? AND status = 'running' AND pid IS NULL",
-                [str(self.folder)])):
+        for row in watch_items(self.db, self.folder, "running", unowned=True):
             if not (self.folder / row["name"]).exists():  # removed while nobody watched
                 with write_transaction(self.db):
                     self._update(row["id"], status="failed",
@@ -511,7 +489,7 @@ class HotFolder:
         return self._move(self._reload(item_id), recovered=recovered, outcome=outcome)
 
     def _reload(self, item_id: int) -> dict[str, Any]:
-        return next(self.db.query("SELECT * FROM watch_items WHERE id = ?", [item_id]))
+        return get_watch_item(self.db, item_id)
 
     # ------------------------------------------------------------------ moving
     def _move(self, item: dict[str, Any], *, recovered: bool = False,
@@ -544,9 +522,10 @@ class HotFolder:
         if outcome is not None and outcome.result is not None:
             n_findings = len(outcome.result.get("findings") or [])
         elif item["inspection_id"] is not None:
-            row = next(self.db.query("SELECT cell_id, n_findings FROM inspections WHERE id = ?",
-                                     [item["inspection_id"]]), None)
-            if row:
+            from core.store import get_inspection
+
+            with contextlib.suppress(InputError):  # no such inspection: nothing to show
+                row = get_inspection(self.db, item["inspection_id"])
                 cell_id, n_findings = row["cell_id"], row["n_findings"]
         return WatchEvent(name=name, outcome=item["outcome"] or "ERROR", cell_id=cell_id,
                           inspection_id=item["inspection_id"], moved_to=str(dest),

@@ -55,7 +55,7 @@ def generate_demo_cell(
     import numpy as np
 
     from core.phantom import Artifacts, default_defects, make_cell
-    from qc_app.commands.phantom_cmd import write_cell
+    from core.phantom.files import write_cell
 
     folder = Path(home) if home is not None else cellqc_home()
     folder = folder / "demo"

@@ -221,12 +221,12 @@ def _anchor_of(path: Path):
 
 def run_audit(args: argparse.Namespace) -> int:
     from core.store import audit_key_path, check_anchor, check_records, find_audit_break, open_log
-    from core.store.audit import audit_key_of, head_file_path, log_id
+    from core.store.audit import audit_key_of, audit_row_count, head_file_path, log_id
 
     reports = [(Path(r), _anchor_of(Path(r))) for r in args.report]  # bad files: exit 2 first
     with open_log(_db_path(args), recover=False) as db:
         broken = find_audit_break(db)
-        rows = int(db.conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+        rows = audit_row_count(db)
         problems = check_records(db) if broken is None else []
         anchors = [(path, head, None if head is None else check_anchor(db, head))
                    for path, head in reports]

@@ -13,13 +13,10 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.errors import InputError
 from qc_app.commands.base import progress_printer, register
-
-if TYPE_CHECKING:  # numpy is imported where it is used: `cellqc phantom --help` stays light
-    import numpy as np
 
 DEFECT_NAMES = {
     "deflection": "collector_deflection",
@@ -27,8 +24,6 @@ DEFECT_NAMES = {
     "patch": "coating_patch",
     "particle": "foreign_particle",
 }
-UINT16_OFFSET = -1.0
-UINT16_SCALE = 8000.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -302,79 +297,6 @@ def check_memory(spec: Any) -> None:
         )
 
 
-def to_uint16(array: np.ndarray) -> np.ndarray:
-    """Attenuation → uint16 with the documented fixed scaling (see the module docstring)."""
-    import numpy as np
-
-    out = np.empty(array.shape, dtype=np.uint16)
-    for z in range(array.shape[0]):
-        scaled = np.rint((array[z].astype(np.float64) - UINT16_OFFSET) * UINT16_SCALE)
-        out[z] = np.clip(scaled, 0, 65535).astype(np.uint16)
-    return out
-
-
-def truth_path_for(out: Path) -> Path:
-    """``cell.tif`` → ``cell.truth.json``."""
-    return out.with_name(out.stem + ".truth.json")
-
-
-def write_cell(cell: Any, out: Path, dtype: str = "float32") -> tuple[Path, dict[str, Any]]:
-    """Write a :class:`core.phantom.SyntheticCell` as OUT (TIFF) + OUT.truth.json.
-
-    Returns the truth path and the truth dict (with its ``output`` entry). Both files are
-    replaced atomically: a crash leaves no half-written file under either name.
-    """
-    import numpy as np
-
-    from core.io import Volume, write_tiff
-
-    volume = cell.volume
-    truth = dict(cell.truth)
-    if dtype == "uint16":
-        stored = Volume(
-            array=to_uint16(np.asarray(volume.array)),
-            spacing_um=volume.spacing_um,
-            origin_um=volume.origin_um,
-            cell_id=volume.cell_id,
-            source=volume.source,
-            modality=volume.modality,
-            metadata=dict(volume.metadata),
-        )
-        truth["output"] = {
-            "file": out.name,
-            "dtype": "uint16",
-            "value_offset": UINT16_OFFSET,
-            "value_scale": UINT16_SCALE,
-            "formula": "attenuation = stored / value_scale + value_offset",
-        }
-    else:
-        stored = volume
-        truth["output"] = {
-            "file": out.name,
-            "dtype": "float32",
-            "value_offset": 0.0,
-            "value_scale": 1.0,
-            "formula": "attenuation = stored",
-        }
-    truth["cell_id"] = volume.cell_id
-    write_tiff(stored, out)
-    truth_path = truth_path_for(out)
-    from core.fileio import write_json
-
-    write_json(truth_path, truth, indent=2, default=_json_default, ensure_ascii=True)
-    return truth_path, truth
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
 def describe_defect(d: dict[str, Any], voxel_um: float, truth: dict[str, Any] | None = None) -> str:
     """One line per defect of a truth dict, for people (windings as cellqc counts them when
     the cell's ``truth`` is given)."""
@@ -409,6 +331,7 @@ def describe_defect(d: dict[str, Any], voxel_um: float, truth: dict[str, Any] | 
 
 def run(args: argparse.Namespace) -> int:
     from core.phantom import make_cell
+    from core.phantom.files import write_cell
 
     report = progress_printer("phantom ")
     out = Path(args.out)

@@ -5,8 +5,8 @@ folder of TIFF projections (``--flat``, ``--dark``, ``--angles``), Xradia ``.txr
 sinogram/projection array (TIFF, HDF5, Zarr, ``.npy``); flat/dark correction and ``-ln``;
 optional ring removal and centre-of-rotation search; parallel-beam FBP or cone-beam FDK;
 writes the volume (TIFF calibrated for ImageJ/Fiji, Zarr or ``.npy``) and, with ``--json``,
-what it did (``cellqc.recon/1``: centre, method, angles, timings). The readers and the
-reconstruction live in :mod:`core.recon.io` and :mod:`core.recon.workflow`.
+what it did (``cellqc.recon/1``: centre, method, angles, timings). The readers, the writer and
+the reconstruction live in :mod:`core.recon.io` and :mod:`core.recon.workflow`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,9 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from core.errors import InputError
 from qc_app.commands.base import register
-
-if TYPE_CHECKING:  # numpy is imported where it is used: `cellqc recon --help` stays light
-    import numpy as np
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,39 +63,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cell-id", default="", help="stored in the output's metadata")
 
 
-def _write(out: Path, array: np.ndarray, spacing_um: float, cell_id: str) -> None:
-    from core.io import Volume
-
-    suffix = out.suffix.lower()
-    if suffix == ".npy":
-        import numpy as np
-
-        from core.fileio import atomic_writer
-
-        with atomic_writer(out, suffix=".npy") as fh:
-            np.save(fh, array)
-        return
-    volume = Volume(array, (spacing_um, spacing_um, spacing_um), cell_id=cell_id, source=str(out),
-                    modality="recon")
-    if suffix == ".zarr":
-        from core.io import write_zarr
-
-        write_zarr(volume, out)
-    elif suffix in (".tif", ".tiff"):
-        from core.io import write_tiff
-
-        write_tiff(volume, out)
-    else:
-        raise InputError(out, "output must end in .tif, .tiff, .zarr or .npy")
-
-
 def run(args: argparse.Namespace) -> int:
-    from core.recon.io import read_projections
+    from core.recon.io import VOLUME_SUFFIXES, read_projections, write_reconstruction
     from core.recon.workflow import reconstruct
 
     started = time.perf_counter()
     out = Path(args.out)
-    if out.suffix.lower() not in (".tif", ".tiff", ".zarr", ".npy"):
+    if out.suffix.lower() not in VOLUME_SUFFIXES:
         raise InputError(out, "output must end in .tif, .tiff, .zarr or .npy")
     if not out.parent.is_dir():
         raise InputError(out, "output folder does not exist")
@@ -128,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if summary["pixel_size_um"] is None:
         print("no --pixel-size: voxel size 1 µm assumed, values per pixel", file=sys.stderr)
     t_recon = time.perf_counter()
-    _write(out, result.volume, result.voxel_size_um, args.cell_id)
+    write_reconstruction(out, result.volume, result.voxel_size_um, args.cell_id)
     t_end = time.perf_counter()
     summary["output"] = str(out)
     summary["timings_s"].update(read=round(t_read - started, 4), write=round(t_end - t_recon, 4),

@@ -44,10 +44,10 @@ def clear_lock_errors(path: Path) -> Iterator[None]:
     except sqlite3.OperationalError as exc:
         if "locked" not in str(exc) and "busy" not in str(exc):
             raise
-        from core.store import schema
+        from core.store import base
 
         raise InputError(path, f"the log is locked by another process (waited "
-                               f"{schema.BUSY_TIMEOUT_S:g} s); try again when it has finished"
+                               f"{base.BUSY_TIMEOUT_S:g} s); try again when it has finished"
                          ) from None
 
 
@@ -231,9 +231,8 @@ def _read_saved_recipe(target: Path) -> str | None:
 
 def run_recipes(args: argparse.Namespace) -> int:
     from core.errors import RecipeError
-    from core.fileio import atomic_writer
     from core.store import open_log
-    from core.store.users import authorize, record_recipe_change
+    from core.store.users import authorize, save_recipe
     from qc_app.auth import command_source
 
     source = Path(args.file)
@@ -258,13 +257,9 @@ def run_recipes(args: argparse.Namespace) -> int:
             return 0
         target.parent.mkdir(parents=True, exist_ok=True)
         _recipe_target(name)  # again: nothing may have become a link meanwhile
-        try:
-            with atomic_writer(target, text=True) as handle:
-                handle.write(new_text)
-                handle.flush()
-                # filed first: a change that cannot be audited is not made (an error here
-                # removes the temporary file and leaves the saved recipe as it was)
-                change_id = record_recipe_change(db, name, old_text, new_text, args.user)
+        try:  # filed first: a change that cannot be audited is not made
+            change_id = save_recipe(target, new_text, old_text=old_text, db=db, name=name,
+                                    user=args.user)
         except OSError as exc:
             raise RecipeError(target, f"cannot save: {exc.strerror or exc}") from None
     print(f"{target}: saved (recipe change {change_id}, by {args.user})")

@@ -329,7 +329,7 @@ def _restyle(widget: QtWidgets.QWidget) -> None:
 
 
 def user_recipes_dir() -> Path:
-    from qc_app.cli import cellqc_home
+    from qc_app.commands.base import cellqc_home
 
     return cellqc_home() / "recipes"
 
@@ -467,7 +467,7 @@ class RecipeEditor(QtWidgets.QWidget):
         text = self.editor.toPlainText()
         change_id = None
         try:
-            from core.fileio import atomic_writer
+            from core.store.users import save_recipe
 
             old_text = path.read_text(encoding="utf-8") if path.is_file() else None
             if self.audited and self.db is None:
@@ -476,14 +476,8 @@ class RecipeEditor(QtWidgets.QWidget):
             if self.db is not None and old_text != text and not self.signer:
                 self._say(False, "Not saved: log in (Engineer mode…, Ctrl+E) to change recipes.")
                 return False
-            with atomic_writer(path, text=True) as handle:
-                handle.write(text)
-                handle.flush()
-                if self.db is not None and old_text != text:
-                    # filed first, under the logged-in user: a change that cannot be audited is not made
-                    from core.store.users import record_recipe_change
-
-                    change_id = record_recipe_change(self.db, path.stem, old_text, text, self.signer)
+            # filed first, under the logged-in user: a change that cannot be audited is not made
+            change_id = save_recipe(path, text, old_text=old_text, db=self.db, user=self.signer)
         except OSError as exc:
             self._say(False, f"{path}: cannot write: {exc.strerror or exc}")
             return False
@@ -593,7 +587,13 @@ def log_rows(db: Any, table: str, cell_id: str) -> list[dict[str, Any]]:
     if db is None or table not in ("roi_requests", "followups") or not cell_id:
         return []
     try:
-        return list(db.query(f"SELECT * FROM {table} WHERE cell_id = ? ORDER BY id", [cell_id]))
+        if table == "roi_requests":
+            from core.roi.queue import list_requests
+
+            return sorted(list_requests(db, cell_id=cell_id), key=lambda row: row["id"])
+        from core.followup.records import list_followups
+
+        return list_followups(db, cell_id)
     except Exception:  # noqa: BLE001 - an older log without the table
         return []
 

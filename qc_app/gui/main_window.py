@@ -1,13 +1,13 @@
 """The workstation's main window: operator station + viewer + (role-gated) engineer panel.
 
-Everything slow — reading a volume, the inspection, the PDF report — runs in a
+The window is a view: the case it shows and the person at the station are a Qt-free
+:class:`qc_app.gui.case_model.CaseModel` (``window.case``) that it observes; the window's
+``result``, ``role``, ``signer``… read and write that model. Everything slow — reading a volume, the inspection, the PDF report — runs in a
 :class:`qc_app.gui.worker.Task` in its own QThread; the UI thread only shows results.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from qc_app.gui import theme
+from qc_app.gui.case_model import ROLES, CaseModel, safe_name  # noqa: F401 - ROLES: this module's name too
 from qc_app.gui.engineer_view import EngineerPanel
 from qc_app.gui.hotfolder import FolderQueue
 from qc_app.gui.operator_view import (
@@ -32,12 +33,19 @@ from qc_app.gui.worker import Task, TaskRunner
 
 #: Default window size (the headless screenshot's size).
 DEFAULT_SIZE = (1440, 900)
-ROLES = ("operator", "engineer", "admin")
 RECENT_ROWS = 50
+_safe_name = safe_name  # the older private name
+
+#: Attributes of the window that are the case model's state (read and written through).
+_CASE_STATE = ("volume_path", "volume", "inspection", "result", "inspection_id", "final_verdict",
+               "report_path", "last_outcome", "role", "signer", "operator", "station_operator",
+               "login_name")
 
 
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "cell"
+def _case_attribute(name: str) -> property:
+    return property(lambda self: getattr(self.case, name),
+                    lambda self, value: setattr(self.case, name, value),
+                    doc=f"``self.case.{name}`` (:class:`~qc_app.gui.case_model.CaseModel`).")
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -60,32 +68,19 @@ class MainWindow(QtWidgets.QMainWindow):
         ``login_name`` is the user name the login dialog starts with.
         """
         super().__init__()
+        self.case = CaseModel(operator=operator, login_name=login_name)
         self.db_path = Path(db_path) if db_path else None
         self.reports_dir = Path(reports_dir) if reports_dir else (
             self.db_path.parent / "reports" if self.db_path else Path.cwd() / "cellqc-reports")
         self.recipe = recipe
-        self.operator = operator
-        self.station_operator = operator
-        self.login_name = login_name
-        #: The engineer/admin who logged in (signs overrides and recipe changes), or None.
-        self.signer: str | None = None
         self.auto_report = auto_report
         self.dialogs = dialogs
-        self.role = "operator"
         self._db = None
         self.runner = TaskRunner(self)
         self.load_task: Task | None = None
         self.inspect_task: Task | None = None
         self.report_task: Task | None = None
         self._run_after_load = False
-        self.volume_path: str | None = None
-        self.volume = None
-        self.inspection = None
-        self.result: dict[str, Any] | None = None
-        self.inspection_id: int | None = None
-        self.final_verdict: str | None = None
-        self.report_path: str | None = None
-        self.last_outcome: str | None = None
         self.last_error: str | None = None
         self.error_box: QtWidgets.QMessageBox | None = None
         self.queue = FolderQueue(self)
@@ -94,6 +89,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setAcceptDrops(True)
         self._build()
         self._build_actions()
+        self.case.observe(self._case_changed)
         self.set_role("operator")
         self.resize(*DEFAULT_SIZE)
         self._show_idle()
@@ -342,60 +338,62 @@ class MainWindow(QtWidgets.QMainWindow):
     def inspecting(self) -> bool:
         return self.inspect_task is not None
 
+    def _case_changed(self, event: str) -> None:
+        """Redraw what the case model says changed (see :mod:`qc_app.gui.case_model`)."""
+        if event == "cleared":
+            self.findings.set_findings([])
+            self.map_view.set_maps(None)
+            self.engineer.finding.set_result(None)
+            self.engineer.override.set_case(None, None, None, None)
+            self.engineer.set_cell(None, None)
+            self.setWindowTitle(self.case.window_title())
+        elif event == "verdict":
+            self._show_result()
+        elif event == "report":
+            self._update_enabled()
+        elif event == "role":
+            self._show_role()
+
     def _update_enabled(self) -> None:
         busy = self.inspecting
-        has_volume = self.volume_path is not None
-        self.run_button.setEnabled(has_volume and not busy)
-        self.act_run.setEnabled(has_volume and not busy)
-        self.cancel_button.setEnabled(busy and not (self.inspect_task and self.inspect_task.cancel_requested))
-        self.act_cancel.setEnabled(busy)
-        self.open_button.setEnabled(not busy)
-        self.act_open.setEnabled(not busy)
-        self.act_open_folder.setEnabled(not busy)
         reporting = self.report_task is not None
-        can_report = self.result is not None and not busy
-        self.report_panel.set_report(self.report_path, can_generate=can_report, busy=reporting)
-        self.act_report.setEnabled(can_report and not reporting)
-        self.act_open_report.setEnabled(bool(self.report_path) and not reporting)
-        self.act_print.setEnabled(bool(self.report_path) and not reporting)
+        can = self.case.controls(
+            inspecting=busy, reporting=reporting,
+            cancelling=bool(self.inspect_task and self.inspect_task.cancel_requested))
+        self.run_button.setEnabled(can.run)
+        self.act_run.setEnabled(can.run)
+        self.cancel_button.setEnabled(can.cancel_button)
+        self.act_cancel.setEnabled(can.cancel_action)
+        self.open_button.setEnabled(can.open)
+        self.act_open.setEnabled(can.open)
+        self.act_open_folder.setEnabled(can.open)
+        self.report_panel.set_report(self.report_path, can_generate=self.result is not None and not busy,
+                                     busy=reporting)
+        self.act_report.setEnabled(can.report)
+        self.act_open_report.setEnabled(can.open_report)
+        self.act_print.setEnabled(can.print_report)
 
     def _update_status_labels(self) -> None:
-        self.log_label.setText(f"Log: {self.db_path}" if self.db_path else "Log: none (results are not filed)")
-        used = (self.result or {}).get("recipe") if getattr(self, "result", None) else None
-        if self.recipe:
-            self.recipe_label.setText(f"Recipe: {Path(self.recipe).stem}")
-        else:
-            self.recipe_label.setText("Recipe: auto (from the can)" + (f", this cell: {used}" if used else ""))
-        self.role_label.setText(f"Role: {self.role}" + (f" ({self.signer})" if self.signer else ""))
+        log, recipe, role = self.case.status_texts(self.db_path, self.recipe)
+        self.log_label.setText(log)
+        self.recipe_label.setText(recipe)
+        self.role_label.setText(role)
 
     def _show_idle(self) -> None:
         self.banner.set_state("IDLE")
 
     def _reset_case(self) -> None:
-        self.inspection = None
-        self.result = None
-        self.inspection_id = None
-        self.final_verdict = None
-        self.report_path = None
-        self.findings.set_findings([])
-        self.map_view.set_maps(None)
-        self.engineer.finding.set_result(None)
-        self.engineer.override.set_case(None, None, None, None)
-        self.engineer.set_cell(None, None)
-        self.setWindowTitle("cellqc — cell inspection")
+        self.case.clear()  # the widgets follow in _case_changed("cleared")
 
     def set_role(self, role: str) -> None:
         """Back to ``operator`` (logs the engineer out). Engineer mode only through a login:
         :meth:`switch_role_dialog` or :meth:`login_engineer`."""
         if role != "operator":
             raise ValueError("engineer mode needs a login: use login_engineer() or switch_role_dialog()")
-        self.signer = None
-        self.operator = self.station_operator
-        self._show_role("operator")
+        self.case.logout()  # the widgets follow in _case_changed("role")
 
-    def _show_role(self, role: str) -> None:
+    def _show_role(self) -> None:
         """operator: the station only; engineer/admin: the drill-down panel too."""
-        self.role = role if role in ROLES else "operator"
         self.engineer.setVisible(self.role != "operator")
         # Traced layers are for engineers; operators see the slice and the outlined findings.
         self.viewer.layers_box.setChecked(self.role != "operator")
@@ -595,8 +593,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return inspect_and_file(path, voxel_size=voxel, recipe=recipe, cell_id=cell_id, db_path=db_path,
                                     operator=operator, progress=progress, cancel=cancel)
 
-        self.inspection = self.result = None
-        self.inspection_id = self.final_verdict = self.report_path = None
+        self.case.start_inspection()
         self.findings.set_findings([])
         self.map_view.set_maps(None, "Inspecting…")
         self.inspect_task = Task("inspect", work)
@@ -633,10 +630,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.inspect_task = None
         inspection, iid = value
-        self.inspection = inspection
-        self.result = inspection.result
-        self.inspection_id = iid
-        self.final_verdict = inspection.result["verdict"]
+        self.case.inspected(inspection, iid)
         self.progress.setValue(1000)
         self.progress.setFormat(f"done: {self.final_verdict}")
         if self.volume is None or self.volume.shape != inspection.volume.shape:
@@ -655,7 +649,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.refresh_recent()
         self._update_enabled()
         self.focus_cell_id()
-        self.last_outcome = self.final_verdict
         self.outcome.emit(self.final_verdict)
         if self.auto_report:
             self.generate_report()
@@ -691,23 +684,19 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================== showing results
     def _show_result(self) -> None:
         result = self.result
-        verdict = self.final_verdict or result["verdict"]
-        n = len(result.get("findings", []))
-        ident = f" · inspection #{self.inspection_id}" if self.inspection_id is not None else ""
-        subtitle = f"Cell {result.get('cell_id', '?')}{ident} · {n} finding{'s' if n != 1 else ''}"
+        verdict = self.case.shown_verdict
         reasons = banner_reasons(result)
-        if verdict != result["verdict"]:
+        if self.case.is_overridden:
             last = self._overrides()[-1:] or [{}]
-            reasons.insert(0, f"Automatic verdict {result['verdict']} overridden to {verdict} by "
-                              f"{last[0].get('user', '?')}: {last[0].get('reason', '')}")
-        self.banner.set_state(verdict, subtitle, reasons)
+            reasons.insert(0, self.case.override_line(last[0]))
+        self.banner.set_state(verdict, self.case.subtitle(), reasons)
         self.findings.set_findings(result.get("findings", []), result)
         self.left_tabs.setCurrentWidget(self.findings)
         self.engineer.finding.set_result(result)
         self.engineer.override.set_case(self.db() if self.inspection_id is not None else None, self.inspection_id,
                                         result["verdict"], verdict)
         self.engineer.set_cell(self.db(), result.get("cell_id"), result)
-        self.setWindowTitle(f"cellqc — {result.get('cell_id', '')} — {verdict}")
+        self.setWindowTitle(self.case.window_title())
         self._update_status_labels()
 
     def _show_overlays(self) -> None:
@@ -758,8 +747,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     @QtCore.Slot(str, str, str)
     def _overridden(self, verdict: str, reason: str, user: str) -> None:
-        self.final_verdict = verdict
-        self._show_result()
+        self.case.overridden(verdict)  # the banner follows in _case_changed("verdict")
         self.refresh_recent()
         note = " Write the report again (Ctrl+R) to include the override." if self.report_path else ""
         self.statusBar().showMessage(f"Verdict overridden to {verdict} by {user}.{note}", 20000)
@@ -772,7 +760,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if db is None:
             return False
         from core.errors import CellQCError
-        from core.store import get_result
+        from core.store import get_result, latest_report_path, overrides_for
 
         try:
             result = get_result(db, int(inspection_id))
@@ -780,13 +768,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_error("cellqc — cannot show this inspection", str(exc))
             return False
         self._reset_case()
-        self.result = result
-        self.inspection_id = int(inspection_id)
-        overrides = self._overrides()
-        self.final_verdict = overrides[-1]["new_verdict"] if overrides else result["verdict"]
-        row = next(iter(db.query("SELECT path FROM reports WHERE inspection_id = ? ORDER BY id DESC LIMIT 1",
-                                 [int(inspection_id)])), None)
-        self.report_path = row["path"] if row and Path(row["path"]).exists() else None
+        self.case.opened_from_log(result, int(inspection_id),
+                                  overrides_for(db, int(inspection_id)),
+                                  latest_report_path(db, int(inspection_id)))
         self.cell_id.setText(str(result.get("cell_id") or ""))
         self.progress.setValue(0)
         self.progress.setFormat(f"inspection #{int(inspection_id)} from the log")
@@ -832,10 +816,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ================================================================== report
     def _report_target(self) -> Path:
-        cell = _safe_name(str(self.result.get("cell_id") or "cell"))
-        tag = f"{self.inspection_id}" if self.inspection_id is not None else \
-            _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        return self.reports_dir / f"{cell}_{tag}.pdf"
+        return self.reports_dir / self.case.report_name()
 
     def generate_report(self) -> bool:
         """Write the PDF report in a worker thread and file it in the log."""
@@ -880,8 +861,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.sender() is not self.report_task:
             return
         self.report_task = None
-        self.report_path = path
-        self._update_enabled()
+        self.case.report_written(path)  # the controls follow in _case_changed("report")
         self.statusBar().showMessage(f"Report written: {path}", 15000)
         self.report_written.emit(path)
 
@@ -1004,13 +984,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _grant(self, user: str, role: str) -> bool:
         """After a checked login: engineer mode for engineers and admins, a refusal otherwise."""
-        if role not in ("engineer", "admin"):
-            self.show_error("cellqc — engineer mode",
-                            f"user {user!r} is {role} in the log; engineer mode needs the engineer or admin role.")
+        refused = self.case.login(user, role)  # the widgets follow in _case_changed("role")
+        if refused:
+            self.show_error("cellqc — engineer mode", refused)
             return False
-        self.signer = self.operator = user
-        self.login_name = user
-        self._show_role(role)
         self.statusBar().showMessage(f"Engineer mode: {user} ({role}); Ctrl+E logs out.", 10000)
         return True
 
@@ -1042,3 +1019,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 pass
             self._db = None
         super().closeEvent(event)
+
+
+for _name in _CASE_STATE:
+    setattr(MainWindow, _name, _case_attribute(_name))
+del _name
