@@ -284,9 +284,9 @@ def main() -> None:
                         help="where the generated volume and the outputs go")
     opts = parser.parse_args()
     if opts.in_process:
-        import core.geometry.roll as roll
+        import core.parallel
 
-        roll._use_processes = lambda: False
+        core.parallel.processes_allowed = lambda: False
 
     if opts.volume:
         path = Path(opts.volume)

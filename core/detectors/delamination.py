@@ -12,6 +12,7 @@ columns, so partial-volume and blur do not bias it.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 from scipy import ndimage
@@ -31,6 +32,7 @@ from core.detectors.collector_deflection import smooth_path_residual
 from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
 from core.geometry.unwrap import unwrap
 from core.nanmedian import nanmedian_float16_columns
+from core.parallel import default_workers, map_in_processes, worth_processes
 
 NAME = "delamination"
 
@@ -111,6 +113,29 @@ SEAM_MARGIN_DEG = 4.0
 DEFLECTED_GAP_UM = 20.0
 
 
+def _slice_samples(item, n_k: int, t: np.ndarray, depth: np.ndarray, px: float):
+    """One slice's mandrel-hole level, collector contacts, sheet centre lines and the profiles
+    across every sheet (float16), as :func:`detect` uses them; a worker process's task."""
+    image, s = item
+    dark_level = _hole_level(image, s.frame, s.roll_inner_radius_um / px)
+    touching = None
+    if s.sheet_cu_contact.size:
+        touching = ndimage.binary_dilation(s.sheet_cu_contact[:n_k], structure=np.ones((1, 9), bool))
+    k_here = min(n_k, s.sheet_inner_um.shape[0])
+    centre_lines = sheet_centre_lines(s, n_k, t)[:k_here].astype(np.float32)
+    # All sheets of the slice in one gather: a point is centre + rho · (its direction at t),
+    # linear in rho for the elliptical frame, so the directions are computed once.
+    frame = s.frame
+    cy, cx = frame.center_yx_px
+    dir_y, dir_x = frame.to_yx(t, np.ones_like(t))
+    dir_y, dir_x = (dir_y - cy).astype(np.float32), (dir_x - cx).astype(np.float32)
+    rho = ((centre_lines[:, :, None] + depth[None, None, :]) / px).astype(np.float32)
+    y = cy + rho * dir_y[None, :, None]
+    x = cx + rho * dir_x[None, :, None]
+    slice_profiles = ndimage.map_coordinates(image, [y, x], order=1, mode="nearest").astype(np.float16)
+    return dark_level, touching, centre_lines, slice_profiles
+
+
 def close_in_place(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
     """``mask | binary_closing(mask, structure)`` for a 3 × 3 × 3 (or smaller) structure, in place.
 
@@ -170,26 +195,22 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     # separator it displaced is not a void.
     contact = np.zeros((len(rolls), n_k, n_t), bool)
     dark_levels = []
-    for i, s in enumerate(rolls):
+    sample = partial(_slice_samples, n_k=n_k, t=t, depth=depth, px=px)
+    items = ((np.asarray(ctx.volume.slice(s.z)), s) for s in rolls)
+    workers = default_workers(len(rolls))
+    # Each slice's sampling is independent (the gather below is 60 % of the detector's time).
+    if worth_processes(ctx.volume.shape, workers):
+        sampled = map_in_processes(sample, items, workers, ctx.cancel)
+    else:
+        sampled = map(sample, items)
+    for i, (s, (dark_level, touching, centre_lines, slice_profiles)) in enumerate(zip(rolls, sampled, strict=True)):
         ctx.check_cancel()
-        image = ctx.volume.slice(s.z)
-        frame = s.frame
-        dark_levels.append(_hole_level(image, frame, s.roll_inner_radius_um / px))
-        if s.sheet_cu_contact.size:
-            touching = s.sheet_cu_contact[:n_k]
-            touching = ndimage.binary_dilation(touching, structure=np.ones((1, 9), bool))
+        dark_levels.append(dark_level)
+        if touching is not None:
             contact[i, : touching.shape[0]] = touching
-        k_here = min(n_k, s.sheet_inner_um.shape[0])
-        centers[i, :k_here] = sheet_centre_lines(s, n_k, t)
-        # All sheets of the slice in one gather: a point is centre + rho · (its direction at t),
-        # linear in rho for the elliptical frame, so the directions are computed once.
-        cy, cx = frame.center_yx_px
-        dir_y, dir_x = frame.to_yx(t, np.ones_like(t))
-        dir_y, dir_x = (dir_y - cy).astype(np.float32), (dir_x - cx).astype(np.float32)
-        rho = ((centers[i, :k_here, :, None] + depth[None, None, :]) / px).astype(np.float32)
-        y = cy + rho * dir_y[None, :, None]
-        x = cx + rho * dir_x[None, :, None]
-        profiles[i, :k_here] = ndimage.map_coordinates(image, [y, x], order=1, mode="nearest")
+        k_here = centre_lines.shape[0]
+        centers[i, :k_here] = centre_lines
+        profiles[i, :k_here] = slice_profiles
         ctx.report(0.7 * (i + 1) / len(rolls), f"delamination: slice {s.z}")
     finite_dark = [d for d in dark_levels if math.isfinite(d)]
     # Float32 one winding at a time: a float32 copy of the whole stack would double the

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import sys
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +42,7 @@ from core.geometry.zones import (
     measure_sag,
 )
 from core.io.volume import Volume
+from core.parallel import default_workers, map_in_processes, worth_processes
 
 Progress = Callable[[float, str], None]
 
@@ -274,16 +273,6 @@ def _check_cancel(cancel: Callable[[], bool] | None) -> None:
         raise Cancelled("cancelled")
 
 
-# Below this many voxels a volume's slices are traced in threads: handing slices to worker
-# processes (and their first start, ~1 s) is then a large part of the work.
-PROCESS_MIN_VOXELS = 40_000_000
-
-
-def _use_processes() -> bool:
-    """Whether slices may go to worker processes: not from a frozen (PyInstaller) bundle."""
-    return not getattr(sys, "frozen", False)
-
-
 @lru_cache(maxsize=2)
 def _unwrap_grid(ovality: float, alpha_rad: float, n_angles: int, rho_stop_px: float, step: float) -> UnwrapGrid:
     # Made once per volume in each worker process (a memo: the grid is a function of its
@@ -300,46 +289,15 @@ def _trace_one_slice(item: tuple[np.ndarray, int, EllipticFrame, float | None], 
     return analyze_slice(image, z, frame=frame, grids={"grid": grid}, seam_deg=seam_deg, **kwargs)
 
 
+def _refine_frame_item(item: tuple[np.ndarray, EllipticFrame], pixel_um: float, max_radius_um: float,
+                       params: GeometryParams):
+    image, frame = item
+    return refine_frame(image, pixel_um, frame, max_radius_um, params)
+
+
 def _detect_can_item(item: tuple[np.ndarray, int], pixel_um: float, max_wall_um: float) -> CanSlice:
     image, z = item
     return detect_can(image, pixel_um, z, max_wall_um)
-
-
-def _in_processes(task: Callable, items, workers: int, cancel: Callable[[], bool] | None):
-    """Results of ``task`` on ``items``, in order, from worker processes.
-
-    joblib's reusable loky executor: its workers stay alive between volumes (a chunked whole
-    cell starts them once), they do not re-run the caller's ``__main__`` (a script without a
-    ``__name__`` guard works), and a fork of a GUI or server process with threads is avoided.
-    At most two items per worker are in flight, so only that many slices are read ahead and
-    held (all of a chunk's slices at once would double the inspection's memory).
-    """
-    from collections import deque
-    from concurrent.futures import TimeoutError as FutureTimeout
-
-    from joblib.externals.loky import get_reusable_executor
-
-    executor = get_reusable_executor(max_workers=workers)
-
-    def result(future):
-        _check_cancel(cancel)
-        while True:
-            try:
-                return future.result(timeout=0.2)
-            except FutureTimeout:
-                _check_cancel(cancel)
-
-    in_flight: deque = deque()
-    try:
-        for item in items:
-            if len(in_flight) >= 2 * workers:
-                yield result(in_flight.popleft())
-            in_flight.append(executor.submit(task, item))
-        while in_flight:
-            yield result(in_flight.popleft())
-    finally:  # cancelled, or the caller stopped: drop what has not started
-        for future in in_flight:
-            future.cancel()
 
 
 def evenly(items: list[int], n: int) -> list[int]:
@@ -365,11 +323,11 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
         Checked between slices; raises :class:`core.errors.Cancelled` when it returns True.
     threads : int, optional
         Slices traced in parallel (default: the number of CPUs, at most 8): in worker processes
-        when the volume has at least ``PROCESS_MIN_VOXELS`` voxels, else in threads; 1 traces
+        when the volume has at least ``core.parallel.PROCESS_MIN_VOXELS`` voxels, else in threads; 1 traces
         them one after the other in this process.
     processes : bool, optional
         Force (True) or forbid (False) worker processes for the slices; by default they are used
-        for volumes of at least ``PROCESS_MIN_VOXELS`` voxels. The results are the same.
+        for volumes of at least ``core.parallel.PROCESS_MIN_VOXELS`` voxels. The results are the same.
     prior : RollPrior, optional
         The roll's frame, seam and interior from the whole volume (chunked inspection): the
         axis, frame and pitch are taken from it instead of from this volume's slices.
@@ -392,14 +350,12 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
 
     # 1. The can on a subset of slices, and the axis through their centres.
     can_z = evenly(list(range(nz)), 24) if can_slices is None else list(can_slices)
-    workers = max(1, min(threads or (os.cpu_count() or 1), nz, 8))
-    if processes is None:
-        processes = nz * volume.shape[1] * volume.shape[2] >= PROCESS_MIN_VOXELS and _use_processes()
-    processes = processes and workers > 1
+    workers = default_workers(nz, threads)
+    processes = worth_processes(volume.shape, workers, processes)
     cans = []
     find_can = partial(_detect_can_item, pixel_um=pixel_um, max_wall_um=params.max_can_wall_um)
     items = ((np.asarray(volume.slice(z)), z) for z in can_z)
-    for i, can in enumerate(_in_processes(find_can, items, workers, cancel) if processes else map(find_can, items)):
+    for i, can in enumerate(map_in_processes(find_can, items, workers, cancel) if processes else map(find_can, items)):
         _check_cancel(cancel)
         cans.append(can)
         report(0.1 * (i + 1) / max(len(can_z), 1), f"can: slice {can.z}")
@@ -418,7 +374,7 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
                                      else c.outer_radius_um - params.max_can_wall_um for c in found]))
         geometry = CellGeometry(volume.spacing_um, volume.shape, pixel_um, cans, axis, notes=notes,
                                 can_inner_um=can_inner)
-        if not _find_frame(volume, geometry, params, can_inner, report, cancel):
+        if not _find_frame(volume, geometry, params, can_inner, report, cancel, workers, processes):
             return geometry
 
     # 3. Every slice's layers about the common frame.
@@ -452,10 +408,10 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
                        direction=geometry.direction, n_angles=n_angles)
 
         def retrace(todo: list[tuple[int, float]]) -> list[SliceRoll]:
-            return list(_in_processes(task, ((np.asarray(volume.slice(z)), z, geometry.frame_at(z), seam)
+            return list(map_in_processes(task, ((np.asarray(volume.slice(z)), z, geometry.frame_at(z), seam)
                                              for z, seam in todo), workers, cancel))
 
-        collect(_in_processes(task, ((np.asarray(volume.slice(z)), z, geometry.frame_at(z), None) for z in range(nz)),
+        collect(map_in_processes(task, ((np.asarray(volume.slice(z)), z, geometry.frame_at(z), None) for z in range(nz)),
                               workers, cancel))
     else:
         def retrace(todo: list[tuple[int, float]]) -> list[SliceRoll]:
@@ -574,7 +530,8 @@ def narrowings_beyond(volume: Volume, roll_range: tuple[int, int], straight_radi
 
 
 def _find_frame(volume: Volume, geometry: CellGeometry, params: GeometryParams, can_inner: float,
-                report: Progress, cancel: Callable[[], bool] | None) -> bool:
+                report: Progress, cancel: Callable[[], bool] | None, workers: int = 1,
+                processes: bool = False) -> bool:
     """Set the roll frame (centre offset, ovality), pitch and direction from a few slices.
 
     Returns False (and marks every slice) when no slice shows wound layers.
@@ -583,10 +540,11 @@ def _find_frame(volume: Volume, geometry: CellGeometry, params: GeometryParams, 
     found = [c for c in geometry.cans if c.found]
     candidates = []
     frame_z = evenly([c.z for c in found], 6)
-    for i, z in enumerate(frame_z):
+    refine = partial(_refine_frame_item, pixel_um=pixel_um, max_radius_um=can_inner, params=params)
+    items = ((np.asarray(volume.slice(z)), EllipticFrame(axis.center_at(z))) for z in frame_z)
+    refined = map_in_processes(refine, items, workers, cancel) if processes else map(refine, items)
+    for i, (z, (frame, pitch, direction, score)) in enumerate(zip(frame_z, refined, strict=True)):
         _check_cancel(cancel)
-        frame, pitch, direction, score = refine_frame(volume.slice(z), pixel_um, EllipticFrame(axis.center_at(z)),
-                                                      can_inner, params)
         report(0.1 + 0.1 * (i + 1) / len(frame_z), f"roll frame: slice {z}")
         if math.isfinite(pitch):
             candidates.append((score, z, frame, pitch, direction))

@@ -1,0 +1,85 @@
+"""Per-slice work in worker processes: one policy and one pool for the geometry and detectors.
+
+Half of a slice's work in the geometry and the delamination search is Python and small numpy
+calls that hold the GIL: threads gave no speed-up on 2 cores (docs/performance.md); processes
+run on every core. joblib's reusable loky executor is used: its workers stay alive between
+calls (a chunked whole cell starts them once, ~1 s), they do not re-run the caller's
+``__main__`` (a script without a ``__name__`` guard works), and a GUI or server process that
+runs threads is never forked.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from core.errors import Cancelled
+
+T = TypeVar("T")
+
+# Below this many voxels a volume's slices stay in this process: handing slices to worker
+# processes (and their first start, ~1 s) would be a large part of the work.
+PROCESS_MIN_VOXELS = 40_000_000
+
+
+def default_workers(n_items: int, requested: int | None = None) -> int:
+    """Workers for ``n_items`` independent items: the CPUs (or ``requested``), at most 8."""
+    return max(1, min(requested or (os.cpu_count() or 1), n_items, 8))
+
+
+def processes_allowed() -> bool:
+    """Whether work may go to worker processes: not from a frozen (PyInstaller) bundle."""
+    return not getattr(sys, "frozen", False)
+
+
+def worth_processes(shape: tuple[int, ...], workers: int, forced: bool | None = None) -> bool:
+    """Use worker processes for a volume of ``shape``? ``forced`` (True/False) decides when given."""
+    if forced is not None:
+        return bool(forced) and workers > 1
+    voxels = 1
+    for n in shape:
+        voxels *= int(n)
+    return workers > 1 and voxels >= PROCESS_MIN_VOXELS and processes_allowed()
+
+
+def map_in_processes(task: Callable[[Any], T], items: Iterable[Any], workers: int,
+                     cancel: Callable[[], bool] | None = None) -> Iterator[T]:
+    """Results of ``task`` on ``items``, in order, from worker processes.
+
+    ``task`` must be a module-level function (or a ``functools.partial`` of one) and the items
+    picklable. At most two items per worker are in flight, so only that many are read ahead and
+    held (all of a chunk's slices at once would double the inspection's memory). ``cancel`` is
+    checked while waiting; :class:`core.errors.Cancelled` drops what has not started.
+    """
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    from joblib.externals.loky import get_reusable_executor
+
+    executor = get_reusable_executor(max_workers=workers)
+
+    def check() -> None:
+        if cancel is not None and cancel():
+            raise Cancelled("cancelled")
+
+    def result(future):
+        check()
+        while True:
+            try:
+                return future.result(timeout=0.2)
+            except FutureTimeout:
+                check()
+
+    in_flight: deque = deque()
+    try:
+        for item in items:
+            if len(in_flight) >= 2 * workers:
+                yield result(in_flight.popleft())
+            in_flight.append(executor.submit(task, item))
+        while in_flight:
+            yield result(in_flight.popleft())
+    finally:  # cancelled, or the caller stopped: drop what has not started
+        for future in in_flight:
+            future.cancel()
