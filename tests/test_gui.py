@@ -11,7 +11,6 @@ import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any QApplication exists
 
-import gc
 import time
 from pathlib import Path
 
@@ -42,13 +41,7 @@ def wait_until(predicate, timeout: float = 90.0) -> None:
         time.sleep(0.005)
 
 
-@pytest.fixture(autouse=True)
-def _collect_in_the_ui_thread():
-    """Collect the previous test's widgets here, in the UI thread: a garbage collection that
-    happens to run in a worker thread must not be the one that destroys Qt objects."""
-    yield
-    QtWidgets.QApplication.processEvents()
-    gc.collect()
+pytestmark = pytest.mark.usefixtures("collect_in_the_ui_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ hang. Size bombs are refused before allocation. Cell ids with mark-up or control
 are stored faithfully in the log and rendered safely in the PDF.
 
 TIFF and raw + sidecar are fuzzed in ``tests/test_io_errors.py``. The number of bad inputs
-tried is counted in :data:`TRIED` and printed by the last test (``pytest -s``).
+tried is counted in :data:`TRIED` and printed when the module's tests are done (whatever ran,
+in whatever order).
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ from core.recon.io import match_angles, read_projections
 from core.recon.workflow import reconstruct
 
 TRIED: collections.Counter[str] = collections.Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_what_was_tried(request):
+    """After the module's last test: how many hostile inputs were tried, by kind."""
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and TRIED:
+        reporter.write_line(f"hostile inputs tried: {sum(TRIED.values())} {dict(sorted(TRIED.items()))}")
 
 # A healthy test file is walked in ~30 ms; a damaged one that makes libhdf5 loop is refused
 # after this many seconds (the default of 60 s is for large files on slow storage).
@@ -668,9 +678,3 @@ def test_hostile_cell_ids_render_safely_in_pdf(tmp_path):
         data = build_pdf(ReportInputs(result=result), invariant=True)
         assert data.startswith(b"%PDF") and data.rstrip().endswith(b"%%EOF")
         TRIED["cell_id_pdf"] += 1
-
-
-def test_zz_report_counts(capsys):
-    with capsys.disabled():
-        total = sum(TRIED.values())
-        print(f"\nhostile inputs tried: {total} {dict(sorted(TRIED.items()))}")

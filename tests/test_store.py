@@ -98,13 +98,6 @@ def make_result(cell_id: str = "C-001", verdict: str = "FAIL", n_findings: int =
     }
 
 
-@pytest.fixture
-def db(tmp_path: Path):
-    database = open_log(tmp_path / "log.db")
-    yield database
-    database.close()
-
-
 def _python(code: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code)]
 
