@@ -118,6 +118,7 @@ HANGS_LIBHDF5 = [((2072 + 0.5) / (11430 - 1), 83)]
 @FUZZ
 @given(edits=EDITS, cut=CUT)
 @example(edits=HANGS_LIBHDF5, cut=None)
+@pytest.mark.slow
 def test_fuzz_hdf5_bytes(h5_bytes, edits, cut):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scan.h5"
@@ -138,6 +139,7 @@ def test_fuzz_hdf5_bytes(h5_bytes, edits, cut):
     ),
     dataset=st.sampled_from([None, "data", "/missing", "../x", "data/data"]),
 )
+@pytest.mark.slow
 def test_fuzz_hdf5_structure(shape, dtype, attrs, dataset):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "odd.h5"
@@ -180,6 +182,7 @@ JSONISH = st.recursive(
     chunk_edits=EDITS,
     chunk_cut=CUT,
 )
+@pytest.mark.slow
 def test_fuzz_zarr_metadata_and_chunks(key, value, chunk_edits, chunk_cut):
     with tempfile.TemporaryDirectory() as tmp:
         store = _zarr_store(Path(tmp))
@@ -242,6 +245,7 @@ def test_fuzz_pyhst_vol(info, junk, n_bytes, voxel, nonfinite):
         _attempt(lambda: read_pyhst_vol(vol, voxel))
 
 
+@pytest.mark.slow
 def test_hdf5_file_that_hangs_libhdf5_is_refused(h5_bytes, tmp_path):
     assert len(h5_bytes) == 11430  # the fixture the example was found on
     path = tmp_path / "scan.h5"
@@ -541,6 +545,7 @@ def _array(spec, rng):
          theta=([3], "c8", "random"), units=None, seed=0)
 @example(data=([1, 0, 0], "u2", "ones"), white=([0, 0], "u2", "ones"), dark=None, theta=None,
          units=None, seed=0)  # fuzz.sh seed 3068214850: empty projections, a mean of nothing
+@pytest.mark.slow
 def test_fuzz_dxchange_structure(data, white, dark, theta, units, seed):
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -567,6 +572,7 @@ def test_fuzz_dxchange_structure(data, white, dark, theta, units, seed):
                                             max_size=8)),
        frames=st.integers(0, 8), units=st.sampled_from([None, "deg", "radians", "parsec"]))
 @example(keys=[0, 0], angles=[1e308, 0.0], frames=2, units="radians")  # overflow in degrees
+@pytest.mark.slow
 def test_fuzz_nxtomo(keys, angles, frames, units):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "t.nxs"

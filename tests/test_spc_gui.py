@@ -65,6 +65,7 @@ def _window(qapp, tmp_path, db_path):
     return window
 
 
+@pytest.mark.slow
 def test_spc_tab_flags_exactly_the_out_of_control_inspection(qapp, qtbot, tmp_path, spc_log):
     db_path, ids = spc_log
     window = _window(qapp, tmp_path, db_path)
