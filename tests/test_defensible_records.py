@@ -316,6 +316,7 @@ def test_keyed_log_rewritten_as_a_plain_one_is_not_sealed(tmp_path, monkeypatch)
 # -------------------------------------------------------------- the head on reports and JSON
 
 
+@pytest.mark.slow
 def test_reports_and_results_carry_the_chain_head(tmp_path, capsys, tiny_cell):
     log, pdf, js = tmp_path / "log.db", tmp_path / "T-1.pdf", tmp_path / "T-1.json"
     code = main(["inspect", str(tiny_cell), "--db", str(log), "--report", str(pdf), "--json", str(js),
@@ -415,6 +416,7 @@ def test_every_user_change_needs_the_admins_password(tmp_path):
 # -------------------------------------------------------------------------------- lockout
 
 
+@pytest.mark.slow
 def test_lockout_after_consecutive_failures_audited_with_source(tmp_path, monkeypatch):
     """Issue 22, 3: 20 wrong passwords and then the right one worked; nothing was audited."""
     log = tmp_path / "log.db"
