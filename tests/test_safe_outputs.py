@@ -128,6 +128,7 @@ def test_json_to_a_fifo_or_device_is_refused_before_any_work(tmp_path, capsys, t
     assert not log.exists() or _statuses(log) == []
 
 
+@pytest.mark.slow
 def test_report_onto_a_folder_fails_the_inspection_with_one_line(tmp_path, capsys, tiny_cell):
     """Issue 22, 4: --report onto a folder → filed `complete`, no verdict, 'internal error'."""
     log, js = tmp_path / "log.db", tmp_path / "T-1.json"

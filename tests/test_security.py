@@ -344,6 +344,7 @@ def _rows(log):
         return counts
 
 
+@pytest.mark.slow
 def test_cli_fresh_log_needs_no_user_then_every_change_does(tmp_path, monkeypatch, capsys, tiny_cell):
     home = tmp_path / "home"
     monkeypatch.setenv("CELLQC_HOME", str(home))

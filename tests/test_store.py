@@ -313,6 +313,7 @@ def test_killed_inspection_is_marked_interrupted_on_next_start(tmp_path: Path) -
         assert verify_audit(db) is None
 
 
+@pytest.mark.slow
 def test_four_processes_filing_concurrently(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
     open_log(path).close()
