@@ -39,9 +39,9 @@ OPTIONAL = (
     ("olefile", "Xradia .xrm/.txrm follow-up files"),
     ("onnxruntime", "ONNX models"),
 )
-#: The command that installs an optional package, when plain ``pip install -e .`` does not
-#: (packages of an extra in pyproject.toml).
-INSTALL_COMMAND = {module: f"pip install -e '.[{extra}]'"
+#: The command that installs an optional package, when plain ``pip install .`` does not
+#: (packages of an extra in pyproject.toml; works for a wheel and a checkout's editable install).
+INSTALL_COMMAND = {module: f"pip install 'cellqc[{extra}]'"
                    for extra, modules in EXTRAS.items() for module in modules}
 
 
