@@ -17,8 +17,10 @@ def _version() -> str:
         import tomllib
 
         try:
-            return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
-        except (OSError, KeyError, ValueError):
+            project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+            if project.get("name") == "cellqc":  # not another project's file beside site-packages
+                return str(project["version"])
+        except (OSError, KeyError, ValueError, AttributeError):
             pass
     try:
         return version("cellqc")

@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.extras import EXTRAS
+
 #: Free space below which the doctor warns / fails (bytes).
 DISK_WARN_BYTES = 2 * 2**30
 DISK_FAIL_BYTES = 200 * 2**20
@@ -37,11 +39,10 @@ OPTIONAL = (
     ("olefile", "Xradia .xrm/.txrm follow-up files"),
     ("onnxruntime", "ONNX models"),
 )
-#: The command that installs an optional package, when plain ``pip install -e .`` does not
-#: (packages of an extra in pyproject.toml).
-INSTALL_COMMAND = {
-    "olefile": "pip install -e '.[xrm]'",
-}
+#: The command that installs an optional package, when plain ``pip install .`` does not
+#: (packages of an extra in pyproject.toml; works for a wheel and a checkout's editable install).
+INSTALL_COMMAND = {module: f"pip install 'cellqc[{extra}]'"
+                   for extra, modules in EXTRAS.items() for module in modules}
 
 
 @dataclass(frozen=True)

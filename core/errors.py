@@ -25,3 +25,13 @@ class RecipeError(InputError):
 
 class Cancelled(CellQCError):
     """Raised inside long work when the caller's cancel flag is set."""
+
+
+class MissingExtraError(CellQCError):
+    """A feature needs an optional part of cellqc (an extra of ``pyproject.toml``) that is not
+    installed; the message names the extra and the command that installs it."""
+
+    def __init__(self, what: str, extra: str):
+        self.what = what
+        self.extra = extra
+        super().__init__(f"{what} needs the {extra} extra: pip install 'cellqc[{extra}]'")

@@ -11,8 +11,9 @@
 # Set-up: a Python >= 3.11 ($PYTHON, else python3, python3.13, python3.12, python3.11); on
 # Debian/Ubuntu the system packages Qt needs offscreen, poppler-utils and the venv module,
 # installed with apt-get only when missing (dpkg -s) and only when running as root (otherwise
-# it prints what to install); the virtual environment .venv; `pip install -e .` (or
-# `-e .[dev]`), redone only when pyproject.toml or this script changed (stamp files in .venv).
+# it prints what to install); the virtual environment .venv; `pip install -e .[all]` (every
+# extra; or `-e .[all,dev]`), redone only when pyproject.toml or this script changed (stamp
+# files in .venv).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -83,10 +84,10 @@ setup() {
     fi
     if [ "$extra" = dev ]; then
         stamp="$VENV/.cellqc-installed-dev"
-        spec=".[dev]"
+        spec=".[all,dev]"
     else
         stamp="$VENV/.cellqc-installed"
-        spec="."
+        spec=".[all]"
     fi
     if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt scripts/setup.sh ] &&
         [ -x "$VENV/bin/cellqc" ]; then

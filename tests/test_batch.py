@@ -113,6 +113,7 @@ def test_exit_codes() -> None:
 # ---------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_batch_on_local_cluster_then_resume_on_a_scheduler(tmp_path: Path, capsys) -> None:
     from distributed import LocalCluster
 

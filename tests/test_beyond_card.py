@@ -35,6 +35,7 @@ def _roll_end_cell():
     return cell, measure_geometry(cell.volume)
 
 
+@pytest.mark.slow
 def test_overhang_measured_within_one_voxel():
     cell, g = _roll_end_cell()
     truth = cell.truth["roll_end"]
@@ -69,6 +70,7 @@ def test_overhang_measured_within_one_voxel():
 
 
 @pytest.mark.parametrize("voxel_um, mean_um, amplitude_um", [(15.0, 40.0, 100.0), (20.0, 200.0, 150.0)])
+@pytest.mark.slow
 def test_overhang_within_one_voxel_where_the_first_roll_slices_lack_cathode(voxel_um, mean_um, amplitude_um):
     """The overhang varies around the roll by more than a slice. Each bin's sheet end is
     searched from complete slices further in (before: 131 µm off at 15 µm voxels, the cathode
@@ -110,6 +112,7 @@ def _deformed_cell():
     return cell, measure_geometry(cell.volume)
 
 
+@pytest.mark.slow
 def test_can_metrology_dent_and_diameter():
     cell, g = _deformed_cell()
     rules = {"diameter_review_mm": 0.15, "diameter_fail_mm": 0.3, "dent_review_um": 100.0, "dent_fail_um": 200.0,
@@ -143,6 +146,7 @@ def _assert_at_the_dent(cell, finding, voxel_um=V):
 
 
 @pytest.mark.parametrize("voxel_um, angle_deg, dent_um", [(20.0, 250.0, 200.0), (15.0, 333.0, 150.0)])
+@pytest.mark.slow
 def test_can_dent_finding_sits_at_the_dent(voxel_um, angle_deg, dent_um):
     # measured: angle within 0.01°, position within 0.1 voxel (20 and 15 µm voxels)
     spec = CellSpec(kind="18650", voxel_size_um=voxel_um, n_slices=2, can_outer_radius_um=5000.0, anatomy=False,
@@ -159,6 +163,7 @@ def test_can_dent_finding_sits_at_the_dent(voxel_um, angle_deg, dent_um):
     assert f"at {angle_deg:.0f}°" in dent.message
 
 
+@pytest.mark.slow
 def test_winding_quality_finds_collapse():
     cell, g = _deformed_cell()
     # Winding 1 is within the recipe's inner turns: their (larger, collapse-sized) limits apply.
@@ -232,6 +237,7 @@ def test_spc_over_log_and_cli(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="real 21700 data not available")
+@pytest.mark.slow
 def test_real_21700_top_overhang_and_can_in_mm():
     from core.io import read_volume
     from core.io.volume import Volume

@@ -64,6 +64,7 @@ def test_metrics_merge_by_kind():
 
 
 @pytest.mark.parametrize("seed", [3, 11])
+@pytest.mark.slow
 def test_chunked_inspection_finds_what_the_in_memory_one_finds(seed):
     """16 slices in two chunks of 8 (halo 4): every defect crosses the chunk boundary."""
     spec, defects, artifacts = defective_conditions(seed, n_slices=16)
@@ -96,6 +97,7 @@ def test_chunked_inspection_finds_what_the_in_memory_one_finds(seed):
     assert abs(m_b.arc_mm[-1] - m_a.arc_mm[-1]) < 0.02 * m_a.arc_mm[-1]
 
 
+@pytest.mark.slow
 def test_chunked_memory_does_not_grow_with_the_number_of_slices(tmp_path):
     """Traced peak of a chunked inspection of a lazy (memmap) volume: 48 slices vs 20."""
     spec, artifacts = random_conditions(5, voxel_choices=(25.0,), n_slices=6, kind="18650")
@@ -118,6 +120,7 @@ def test_chunked_memory_does_not_grow_with_the_number_of_slices(tmp_path):
     assert peaks[48] < 1.2 * peaks[20], peaks
 
 
+@pytest.mark.slow
 def test_a_whole_cells_sample_may_be_millimetres_apart():
     """A full-height cell's 16-slice sample is millimetres apart (3250 slices of 20 µm: 4.08 mm
     between sampled slices), beyond the 1 mm a scanner's voxel may be: the sample is still a

@@ -81,6 +81,7 @@ def test_table_agrees_with_the_modules():
     assert set(cli.COMMANDS) == set(COMMAND_TABLE)
 
 
+@pytest.mark.slow
 def test_full_parser_has_every_command():
     parser = cli.build_parser()
     for name in COMMAND_TABLE:  # each with its own options, e.g. a usage error names the command

@@ -316,17 +316,7 @@ def test_keyed_log_rewritten_as_a_plain_one_is_not_sealed(tmp_path, monkeypatch)
 # -------------------------------------------------------------- the head on reports and JSON
 
 
-@pytest.fixture(scope="module")
-def tiny_cell(tmp_path_factory):
-    from core.io import write_tiff
-    from core.phantom import CellSpec, make_cell
-
-    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=2, can_outer_radius_um=5000.0, anatomy=False,
-                    mandrel_radius_um=1500.0)
-    folder = tmp_path_factory.mktemp("tiny")
-    return write_tiff(make_cell(spec, [], seed=3, cell_id="T-1").volume, folder / "T-1.tif")
-
-
+@pytest.mark.slow
 def test_reports_and_results_carry_the_chain_head(tmp_path, capsys, tiny_cell):
     log, pdf, js = tmp_path / "log.db", tmp_path / "T-1.pdf", tmp_path / "T-1.json"
     code = main(["inspect", str(tiny_cell), "--db", str(log), "--report", str(pdf), "--json", str(js),
@@ -426,6 +416,7 @@ def test_every_user_change_needs_the_admins_password(tmp_path):
 # -------------------------------------------------------------------------------- lockout
 
 
+@pytest.mark.slow
 def test_lockout_after_consecutive_failures_audited_with_source(tmp_path, monkeypatch):
     """Issue 22, 3: 20 wrong passwords and then the right one worked; nothing was audited."""
     log = tmp_path / "log.db"

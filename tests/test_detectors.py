@@ -21,6 +21,8 @@ from core.inspect import inspect_volume, validate_result
 from core.io.volume import Volume
 from tests.synthetic import angle_diff, inspected
 
+pytestmark = pytest.mark.slow  # 26 whole inspections of generated cells (seconds each)
+
 DEFECTIVE_SEEDS = range(6)
 HEALTHY_SEEDS = range(20)
 

@@ -102,6 +102,7 @@ def small_cell(tmp_path_factory) -> Path:
 # ------------------------------------------------------------------------ kill -9 loops
 
 
+@pytest.mark.slow
 def test_kill9_inspect_and_report_then_rerun(tmp_path, small_cell):
     rng = random.Random(SEED)
     log, pdf, js = tmp_path / "log.db", tmp_path / "K1.pdf", tmp_path / "K1.json"
@@ -238,6 +239,7 @@ def _gone(pgid: int, timeout: float = 10.0) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_kill9_batch_then_rerun(tmp_path):
     """kill -9 of `cellqc batch` (in-process cells, and a Dask run killed with its workers):
     after every kill the log is consistent and no cell is complete twice; the rerun finishes
@@ -343,6 +345,7 @@ def _no_leftovers(folder: Path) -> None:
     assert not [p for p in folder.iterdir() if p.name.endswith(".part")]
 
 
+@pytest.mark.slow
 def test_disk_full_while_writing_report(tmp_path, monkeypatch, capsys):
     import builtins
 
@@ -374,6 +377,7 @@ def test_disk_full_while_writing_report(tmp_path, monkeypatch, capsys):
     assert assert_consistent(log, [out])["reports"] == 1
 
 
+@pytest.mark.slow
 def test_disk_full_while_writing_result_json(tmp_path, monkeypatch, small_cell):
     """The inspection's JSON cannot be written: the row is failed, not complete."""
     import core.fileio as fileio
@@ -422,6 +426,7 @@ def _lock(log: Path, seconds: float) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_locked_log_retried_then_clear_error(tmp_path, monkeypatch, capsys):
     import core.store.base as schema  # connect() reads the busy timeout there
     from qc_app.cli import main
@@ -487,6 +492,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_eight_writers_lose_nothing(tmp_path):
     log = tmp_path / "load.db"
     with open_log(log):

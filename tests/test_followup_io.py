@@ -213,6 +213,6 @@ def test_doctor_names_the_command_that_installs_olefile(monkeypatch) -> None:
 
     monkeypatch.setattr(doctor.importlib, "import_module", fake)
     check = next(c for c in doctor.check_packages() if c.name == "package olefile")
-    assert check.status == "warn" and "pip install -e '.[xrm]'" in check.fix
+    assert check.status == "warn" and "pip install 'cellqc[xrm]'" in check.fix
     other = next(c for c in doctor.check_packages() if c.name == "package numpy")
     assert other.status == "ok"

@@ -102,6 +102,7 @@ def test_damage_classes() -> None:
 
 
 @pytest.mark.skipif(not NMC.is_file(), reason=f"real NMC microstructure not found at {NMC}")
+@pytest.mark.slow
 def test_real_nmc_microstructure_touching_particles_are_separated() -> None:
     import tifffile
 

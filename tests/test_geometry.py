@@ -23,7 +23,10 @@ REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" /
 CASES = [(seed, vox) for seed, vox in zip(range(6), (10.0, 15.0, 20.0, 25.0, 20.0, 25.0), strict=True)]
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[f"seed{s}-{v:g}um" for s, v in CASES])
+# Finer voxels take seconds per cell (slow); the 25 µm cells run in the quick subset too.
+@pytest.fixture(scope="module", params=[pytest.param(c, id=f"seed{c[0]}-{c[1]:g}um",
+                                                     marks=[pytest.mark.slow] if c[1] < 25.0 else [])
+                                        for c in CASES])
 def measured(request):
     seed, voxel = request.param
     spec, artifacts = random_conditions(seed, voxel_choices=(voxel,), n_slices=2)
@@ -150,6 +153,7 @@ def test_single_2d_slice_is_a_volume():
     assert cu_turns(cell.truth) - 1 <= geometry.windings <= cu_turns(cell.truth)
 
 
+@pytest.mark.slow
 def test_unrolled_maps_and_overlay_png(tmp_path):
     spec, artifacts = random_conditions(8, voxel_choices=(25.0,), n_slices=2)
     cell = make_cell(spec, [], artifacts, seed=8)
@@ -182,6 +186,7 @@ def real_subset():
     return picks, measure_geometry(subset)
 
 
+@pytest.mark.slow
 def test_real_21700_geometry(real_subset):
     picks, geometry = real_subset
     geo = geometry.to_json()

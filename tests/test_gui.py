@@ -11,7 +11,6 @@ import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any QApplication exists
 
-import gc
 import time
 from pathlib import Path
 
@@ -42,13 +41,7 @@ def wait_until(predicate, timeout: float = 90.0) -> None:
         time.sleep(0.005)
 
 
-@pytest.fixture(autouse=True)
-def _collect_in_the_ui_thread():
-    """Collect the previous test's widgets here, in the UI thread: a garbage collection that
-    happens to run in a worker thread must not be the one that destroys Qt objects."""
-    yield
-    QtWidgets.QApplication.processEvents()
-    gc.collect()
+pytestmark = pytest.mark.usefixtures("collect_in_the_ui_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +92,7 @@ def ran(themed_app, cell_path, tmp_path_factory):
 # ----------------------------------------------------------------------------- operator
 
 
+@pytest.mark.slow
 def test_inspection_shows_fail_banner_with_reasons(ran):
     assert ran.last_outcome == "FAIL"
     assert ran.banner.state == "FAIL"
@@ -118,6 +112,7 @@ def test_inspection_shows_fail_banner_with_reasons(ran):
     shot(ran, "operator_fail")
 
 
+@pytest.mark.slow
 def test_choosing_a_finding_moves_the_viewer_to_it(ran):
     from qc_app.gui.viewer import finding_slice
 
@@ -165,6 +160,7 @@ def test_choosing_a_finding_moves_the_viewer_to_it(ran):
         assert viewer.selected_id == other["id"]
 
 
+@pytest.mark.slow
 def test_electrode_map_with_colour_bar(ran):
     mv = ran.map_view
     assert mv.current == "cathode_thickness_um"
@@ -178,6 +174,7 @@ def test_electrode_map_with_colour_bar(ran):
     ran.view_tabs.setCurrentWidget(ran.viewer)
 
 
+@pytest.mark.slow
 def test_report_is_written_and_filed(ran, qtbot):
     with qtbot.waitSignal(ran.report_written, timeout=90000) as blocker:
         assert ran.generate_report()
@@ -189,6 +186,7 @@ def test_report_is_written_and_filed(ran, qtbot):
     assert ran.report_panel.open_button.isEnabled() and ran.report_panel.print_button.isEnabled()
 
 
+@pytest.mark.slow
 def test_recent_inspection_opens_from_the_log(ran, qtbot):
     iid = ran.inspection_id
     with qtbot.waitSignal(ran.volume_loaded, timeout=30000):
@@ -202,6 +200,7 @@ def test_recent_inspection_opens_from_the_log(ran, qtbot):
     ran.left_tabs.setCurrentWidget(ran.findings)
 
 
+@pytest.mark.slow
 def test_engineer_override_is_audited_and_role_gated(ran):
     from core.store import audit_rows, overrides_for
     from core.store.users import add_user
@@ -404,6 +403,7 @@ def test_every_operator_action_has_a_shortcut(themed_app, tmp_path):
         window.close()
 
 
+@pytest.mark.slow
 def test_headless_screenshot_exits_with_the_verdict(themed_app, cell_path, tmp_path):
     from qc_app.cli import main
 
@@ -525,6 +525,7 @@ def _spy_on_dispose(monkeypatch) -> dict:
     return seen
 
 
+@pytest.mark.slow
 def test_headless_engineer_role_needs_a_login(themed_app, tmp_path, monkeypatch, capsys):
     from qc_app.cli import main
 
@@ -549,6 +550,7 @@ def test_headless_engineer_role_needs_a_login(themed_app, tmp_path, monkeypatch,
     assert (tmp_path / "s.png").is_file()
 
 
+@pytest.mark.slow
 def test_interactive_engineer_role_logs_in_first(themed_app, tmp_path, monkeypatch):
     from qc_app.cli import main
     from qc_app.gui import login

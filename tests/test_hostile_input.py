@@ -7,7 +7,8 @@ hang. Size bombs are refused before allocation. Cell ids with mark-up or control
 are stored faithfully in the log and rendered safely in the PDF.
 
 TIFF and raw + sidecar are fuzzed in ``tests/test_io_errors.py``. The number of bad inputs
-tried is counted in :data:`TRIED` and printed by the last test (``pytest -s``).
+tried is counted in :data:`TRIED` and printed when the module's tests are done (whatever ran,
+in whatever order).
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ from core.recon.io import match_angles, read_projections
 from core.recon.workflow import reconstruct
 
 TRIED: collections.Counter[str] = collections.Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_what_was_tried(request):
+    """After the module's last test: how many hostile inputs were tried, by kind."""
+    yield
+    capture = request.config.pluginmanager.get_plugin("capturemanager")  # as capsys.disabled()
+    if capture is not None and TRIED:
+        with capture.global_and_fixture_disabled():
+            print(f"\nhostile inputs tried: {sum(TRIED.values())} {dict(sorted(TRIED.items()))}")
 
 # A healthy test file is walked in ~30 ms; a damaged one that makes libhdf5 loop is refused
 # after this many seconds (the default of 60 s is for large files on slow storage).
@@ -108,6 +119,7 @@ HANGS_LIBHDF5 = [((2072 + 0.5) / (11430 - 1), 83)]
 @FUZZ
 @given(edits=EDITS, cut=CUT)
 @example(edits=HANGS_LIBHDF5, cut=None)
+@pytest.mark.slow
 def test_fuzz_hdf5_bytes(h5_bytes, edits, cut):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scan.h5"
@@ -128,6 +140,7 @@ def test_fuzz_hdf5_bytes(h5_bytes, edits, cut):
     ),
     dataset=st.sampled_from([None, "data", "/missing", "../x", "data/data"]),
 )
+@pytest.mark.slow
 def test_fuzz_hdf5_structure(shape, dtype, attrs, dataset):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "odd.h5"
@@ -170,6 +183,7 @@ JSONISH = st.recursive(
     chunk_edits=EDITS,
     chunk_cut=CUT,
 )
+@pytest.mark.slow
 def test_fuzz_zarr_metadata_and_chunks(key, value, chunk_edits, chunk_cut):
     with tempfile.TemporaryDirectory() as tmp:
         store = _zarr_store(Path(tmp))
@@ -232,6 +246,7 @@ def test_fuzz_pyhst_vol(info, junk, n_bytes, voxel, nonfinite):
         _attempt(lambda: read_pyhst_vol(vol, voxel))
 
 
+@pytest.mark.slow
 def test_hdf5_file_that_hangs_libhdf5_is_refused(h5_bytes, tmp_path):
     assert len(h5_bytes) == 11430  # the fixture the example was found on
     path = tmp_path / "scan.h5"
@@ -531,6 +546,7 @@ def _array(spec, rng):
          theta=([3], "c8", "random"), units=None, seed=0)
 @example(data=([1, 0, 0], "u2", "ones"), white=([0, 0], "u2", "ones"), dark=None, theta=None,
          units=None, seed=0)  # fuzz.sh seed 3068214850: empty projections, a mean of nothing
+@pytest.mark.slow
 def test_fuzz_dxchange_structure(data, white, dark, theta, units, seed):
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -557,6 +573,7 @@ def test_fuzz_dxchange_structure(data, white, dark, theta, units, seed):
                                             max_size=8)),
        frames=st.integers(0, 8), units=st.sampled_from([None, "deg", "radians", "parsec"]))
 @example(keys=[0, 0], angles=[1e308, 0.0], frames=2, units="radians")  # overflow in degrees
+@pytest.mark.slow
 def test_fuzz_nxtomo(keys, angles, frames, units):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "t.nxs"
@@ -668,9 +685,3 @@ def test_hostile_cell_ids_render_safely_in_pdf(tmp_path):
         data = build_pdf(ReportInputs(result=result), invariant=True)
         assert data.startswith(b"%PDF") and data.rstrip().endswith(b"%%EOF")
         TRIED["cell_id_pdf"] += 1
-
-
-def test_zz_report_counts(capsys):
-    with capsys.disabled():
-        total = sum(TRIED.values())
-        print(f"\nhostile inputs tried: {total} {dict(sorted(TRIED.items()))}")

@@ -78,6 +78,7 @@ def small_defective_tiff(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_inspect_writes_valid_json_report_and_log(small_defective_tiff, tmp_path, capsys):
     out = tmp_path / "result.json"
     pdf = tmp_path / "report.pdf"
@@ -97,6 +98,7 @@ def test_inspect_writes_valid_json_report_and_log(small_defective_tiff, tmp_path
     assert len(rows) == 1 and rows[0]["verdict"] == "FAIL" and rows[0]["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_inspect_exit_codes_for_pass_and_input_errors(tmp_path, capsys):
     cell = healthy_cell(4)
     path = tmp_path / "healthy.tif"
@@ -117,6 +119,7 @@ def test_volume_without_a_cell_is_a_review_not_a_crash():
         inspect_volume(blank)
 
 
+@pytest.mark.slow
 def test_demo_runs_the_full_inspection(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CELLQC_HOME", str(tmp_path))
     code = main(["demo", "--slices", "8"])
@@ -150,6 +153,7 @@ def real_inspection():
     return picks, inspect_volume(sub, "21700-nmc")
 
 
+@pytest.mark.slow
 def test_real_21700_runs_end_to_end_without_findings_in_cap_or_headspace(real_inspection):
     picks, ins = real_inspection
     validate_result(ins.result)

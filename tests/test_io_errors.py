@@ -437,6 +437,7 @@ def test_bad_voxel_size_argument(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_cli_subprocess_bad_and_good(tmp_path):
     exe = REPO / ".venv" / "bin" / "cellqc"
     launcher = "import sys; from qc_app.cli import main; sys.exit(main())"

@@ -191,6 +191,7 @@ def check_cu_lines(cell, z, angles, spec=None, seed=0, min_checked=3, limit=6):
     ("seed", "voxel_um"),
     [(0, 5.0), (1, 7.3), (2, 11.6), (3, 14.9), (4, 19.2), (5, 22.4), (6, 25.0)],
 )
+@pytest.mark.slow
 def test_cu_line_radii_and_count_match_truth(seed, voxel_um):
     rng = np.random.default_rng(1000 + seed)
     spec = random_spec(rng, voxel_um, n_slices=int(rng.integers(1, 3)))
@@ -200,6 +201,7 @@ def test_cu_line_radii_and_count_match_truth(seed, voxel_um):
 
 
 @pytest.mark.parametrize("voxel_um", [6.0, 17.0])
+@pytest.mark.slow
 def test_cu_lines_on_an_oval_off_centre_cell(voxel_um):
     rng = np.random.default_rng(int(voxel_um))
     spec = random_spec(
@@ -287,6 +289,7 @@ def _pair(spec, defects, seed, artifacts=None):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.slow
 def test_void_volume_matches_rendered_occupancy(seed):
     rng = np.random.default_rng(200 + seed)
     v = float(rng.uniform(8, 20))
@@ -324,6 +327,7 @@ def test_void_volume_matches_rendered_occupancy(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.slow
 def test_deflection_moves_the_cu_line_by_the_truth_amplitude(seed):
     rng = np.random.default_rng(300 + seed)
     v = float(rng.uniform(6, 20))
@@ -386,6 +390,7 @@ def test_deflection_across_the_spiral_start_stays_on_one_layer():
 
 
 @pytest.mark.parametrize(("seed", "change"), [(0, -0.3), (1, -0.15), (2, 0.2)])
+@pytest.mark.slow
 def test_patch_changes_the_measured_sheet_width(seed, change):
     rng = np.random.default_rng(400 + seed)
     v = float(rng.uniform(5, 10))
@@ -430,6 +435,7 @@ def test_patch_changes_the_measured_sheet_width(seed, change):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.slow
 def test_particle_is_brighter_than_steel(seed):
     rng = np.random.default_rng(500 + seed)
     v = float(rng.uniform(10, 25))
@@ -579,6 +585,7 @@ def test_same_seed_gives_identical_bytes():
     assert a.volume.array.tobytes() != c.volume.array.tobytes()
 
 
+@pytest.mark.slow
 def test_a_1000_by_1000_by_32_volume_renders():
     """The size the issue asks to render in seconds; benchmarks/phantom_bench.py times it."""
     spec = CellSpec(kind="18650", voxel_size_um=18.85, n_slices=32)
@@ -729,6 +736,7 @@ def test_phantom_command_refuses_volumes_beyond_the_memory_budget(tmp_path, caps
     assert "memory budget" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_generates_a_defective_cell(tmp_path, monkeypatch, capsys):
     from qc_app.commands.demo_cmd import generate_demo_cell
 
@@ -897,6 +905,7 @@ def near_tab(truth, s, margin):
 
 
 @pytest.mark.parametrize(("seed", "voxel_um"), [(0, 8.0), (1, 12.5), (2, 16.0), (3, 20.0), (4, 25.0)])
+@pytest.mark.slow
 def test_layers_exist_exactly_where_the_truth_says(seed, voxel_um):
     """Along the whole strip, each material's thickness on the ray is the truth's: the electrode
     ends, separator-only turns, single-sided stretches, tab window and end tape included; and
@@ -997,6 +1006,7 @@ def test_cathode_outer_coating_is_absent_over_the_truth_stretch(seed, voxel_um):
 
 
 @pytest.mark.parametrize(("seed", "voxel_um"), [(20, 9.0), (21, 15.0), (22, 24.0)])
+@pytest.mark.slow
 def test_tab_window_and_tabs_where_the_truth_says(seed, voxel_um):
     """The window: only the Al foil between the coatings' places; the Al tab inside it and the
     Ni tab on the anode's Cu at the truth's strip positions, thicknesses and radii."""
@@ -1123,6 +1133,7 @@ def edge_from_fractions(profile, lo_value, hi_value, dz, present_below):
 
 
 @pytest.mark.parametrize(("seed", "side"), [(0, "top"), (1, "bottom"), (2, "top"), (3, "bottom")])
+@pytest.mark.slow
 def test_roll_end_edges_in_z_where_the_truth_says(seed, side):
     """Separator, anode and cathode edges at a roll end, from each voxel's partial volume, within
     one voxel of the truth (slices 10–25 µm apart); the cathode's edge follows the overhang's
@@ -1212,6 +1223,7 @@ def outer_radius(img, center, v, r_start, angles):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.slow
 def test_top_slab_groove_crimp_cap_and_slice_kinds(seed):
     """The groove narrows the can by the truth's depth (within one voxel) where the truth says;
     the crimped rim, the cap and the slice kinds are where the truth puts them."""
@@ -1296,6 +1308,7 @@ def test_bottom_slab_can_bottom_and_negative_tab():
     assert b0 - 3 <= weld_z <= b0
 
 
+@pytest.mark.slow
 def test_labels_of_a_top_slab_sum_to_one_and_show_no_electrode_above_the_roll():
     from core.phantom.labels import CLASSES, class_fractions
 
@@ -1312,6 +1325,7 @@ def test_labels_of_a_top_slab_sum_to_one_and_show_no_electrode_above_the_roll():
         assert frac[CLASSES.index("cu_collector"), z].sum() > 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_with_random_anatomy_and_no_nan():
     def render(seed):
         rng = np.random.default_rng(seed)
@@ -1367,6 +1381,7 @@ def test_a_void_where_the_coating_is_absent_is_refused():
     assert defect_placement_problem(spec, inner) == ""  # the inner coating is there
 
 
+@pytest.mark.slow
 def test_phantom_command_region_anatomy_and_anisotropic_voxels(tmp_path, capsys):
     out = tmp_path / "top.tif"
     code = main(["phantom", str(out), "--region", "top", "--voxel-size", "120,30,30", "--kind", "21700",

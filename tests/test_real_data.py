@@ -58,6 +58,7 @@ def inspected(tmp_path_factory):
     return code, result
 
 
+@pytest.mark.slow
 def test_cli_verdict_is_not_fail(inspected):
     """A healthy commercial 21700 is not scrapped: REVIEW at most (docs/validation.md says what
     each remaining finding is, seen on the image)."""
@@ -70,6 +71,7 @@ def test_cli_verdict_is_not_fail(inspected):
     assert not [f for f in result["findings"] if f["severity"] == "fail"]
 
 
+@pytest.mark.slow
 def test_cli_chooses_the_21700_recipe_from_the_can(inspected):
     _, result = inspected
     sel = result["recipe_selection"]
@@ -77,6 +79,7 @@ def test_cli_chooses_the_21700_recipe_from_the_can(inspected):
     assert abs(sel["measured_can_outer_diameter_mm"] - 21.2) < 0.2
 
 
+@pytest.mark.slow
 def test_cli_judges_the_can_only_where_it_is_straight(inspected):
     _, result = inspected
     g, m = result["geometry"], result["metrics"]
@@ -94,6 +97,7 @@ def test_cli_judges_the_can_only_where_it_is_straight(inspected):
     assert m["can_outer_diameter_max_mm"] - m["can_outer_diameter_min_mm"] < 0.1
 
 
+@pytest.mark.slow
 def test_cli_reports_nothing_on_electrode_ends(inspected):
     """The cathode's ends, its one-sided last turn and the coated edge at the roll's top are
     anatomy: reported in the geometry, never as thin sheet or void findings."""
@@ -117,6 +121,7 @@ def test_cli_reports_nothing_on_electrode_ends(inspected):
     assert 10.0 <= zone["arc_length_mm"] <= 20.0 and 6 <= zone["winding"] <= 10
 
 
+@pytest.mark.slow
 def test_cli_one_defect_one_finding(inspected):
     """No two findings of one detector on one sheet within its merge gap (they would be one)."""
     from core.detectors.base import Finding
@@ -129,6 +134,7 @@ def test_cli_one_defect_one_finding(inspected):
     assert len(merge_parts(parts, tuple(result["spacing_um"]))) == len(parts)
 
 
+@pytest.mark.slow
 def test_cli_with_the_wrong_format_recipe_reviews_instead_of_failing(tmp_path, capsys):
     out = tmp_path / "r18650.json"
     code = main(["inspect", str(DATA), "--voxel-size", "67.94,33.97,33.97", "--quiet", "--recipe", "18650-nmc",
@@ -153,6 +159,7 @@ def real_roll_geometry():
     return sub, measure_geometry(sub, geometry_params(load_recipe("21700-nmc")))
 
 
+@pytest.mark.slow
 def test_real_roll_seam_tab_window_and_no_false_fail(real_roll_geometry):
     """A healthy commercial 21700: its mid-length cathode tab window is found and set aside,
     and the layers' shape around it and around the electrode starts is not a FAIL."""
@@ -177,6 +184,7 @@ def test_real_roll_seam_tab_window_and_no_false_fail(real_roll_geometry):
         assert not fails, (name, fails)
 
 
+@pytest.mark.slow
 def test_readme_real_data_example_is_what_the_command_says(inspected):
     """Docs are claims: the README's real-data paragraph states the verdict and the numbers this
     very command gives."""

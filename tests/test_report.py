@@ -140,6 +140,7 @@ def full_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_report_is_a_complete_pdf(full_report: Path) -> None:
     data = full_report.read_bytes()
     assert data.startswith(b"%PDF")
@@ -149,6 +150,7 @@ def test_report_is_a_complete_pdf(full_report: Path) -> None:
     assert not list(full_report.parent.glob(".*.part"))
 
 
+@pytest.mark.slow
 def test_report_text_holds_verdict_cell_and_findings(full_report: Path) -> None:
     text = pdf_text(full_report)
     assert "18650-A-0042" in text
@@ -306,6 +308,7 @@ def test_crash_while_building_leaves_no_file(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_killed_writer_leaves_no_pdf_under_final_name(tmp_path: Path) -> None:
     path = tmp_path / "r.pdf"
     code = f"""
@@ -336,6 +339,7 @@ def test_killed_writer_leaves_no_pdf_under_final_name(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------- the CLI
 
 
+@pytest.mark.slow
 def test_cli_report_rewrites_from_the_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -170,6 +170,7 @@ def test_self_test_flag_dispatches(monkeypatch):
     assert calls and calls[0]["command"] == "self-test" and calls[0]["no_gui"] is True
 
 
+@pytest.mark.slow
 def test_self_test_runs_in_process(tmp_path, monkeypatch):
     """The real self-test on the 4-slice demo cell, GUI check offscreen: exit 0, every check ok."""
     from qc_app.commands.selftest_cmd import run_checks

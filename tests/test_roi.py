@@ -139,12 +139,6 @@ def test_plan_without_geometry_or_voxel_size():
 # ---------------------------------------------------------------------------------- queue
 
 
-@pytest.fixture()
-def db(tmp_path):
-    with open_log(tmp_path / "log.db") as database:
-        yield database
-
-
 def _filed(db, **kw):
     res = result_with([finding("F1", "fail", (50, 250, 200)), finding("F2", "review", (50, 100, 100))], **kw)
     doc = plan_document(res, plan_rois(res, OBJ), OBJ)

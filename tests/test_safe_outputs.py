@@ -25,18 +25,6 @@ from qc_app.cli import main
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_cell(tmp_path_factory):
-    """A small synthetic cell (5 mm can, 2 slices at 25 µm): about a second per inspection."""
-    from core.io import write_tiff
-    from core.phantom import CellSpec, make_cell
-
-    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=2, can_outer_radius_um=5000.0, anatomy=False,
-                    mandrel_radius_um=1500.0)
-    folder = tmp_path_factory.mktemp("tiny")
-    return write_tiff(make_cell(spec, [], seed=3, cell_id="T-1").volume, folder / "T-1.tif")
-
-
 def _one_line(err: str) -> str:
     lines = [x for x in err.splitlines() if x.startswith("cellqc:")]
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -140,6 +128,7 @@ def test_json_to_a_fifo_or_device_is_refused_before_any_work(tmp_path, capsys, t
     assert not log.exists() or _statuses(log) == []
 
 
+@pytest.mark.slow
 def test_report_onto_a_folder_fails_the_inspection_with_one_line(tmp_path, capsys, tiny_cell):
     """Issue 22, 4: --report onto a folder → filed `complete`, no verdict, 'internal error'."""
     log, js = tmp_path / "log.db", tmp_path / "T-1.json"

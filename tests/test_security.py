@@ -32,12 +32,6 @@ FAST = {"n": 2**10}
 
 
 @pytest.fixture
-def db(tmp_path):
-    with open_log(tmp_path / "log.db") as database:
-        yield database
-
-
-@pytest.fixture
 def staffed(db):
     """A log with an admin, an engineer and an operator, and one complete FAIL inspection."""
     add_user(db, "ada", "admin", secret="admin-pw")
@@ -340,18 +334,6 @@ def test_gui_engineer_mode_needs_a_password(tmp_path, monkeypatch):
 # -------------------------------------------- state-changing commands need a login (issue 13)
 
 
-@pytest.fixture(scope="module")
-def tiny_cell(tmp_path_factory):
-    """A small synthetic cell (5 mm can, 2 slices at 25 µm): about a second per inspection."""
-    from core.io import write_tiff
-    from core.phantom import CellSpec, make_cell
-
-    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=2, can_outer_radius_um=5000.0, anatomy=False,
-                    mandrel_radius_um=1500.0)
-    folder = tmp_path_factory.mktemp("tiny")
-    return write_tiff(make_cell(spec, [], seed=3, cell_id="T-1").volume, folder / "T-1.tif")
-
-
 def _rows(log):
     """Row counts of what a refused command must not write (a failed login's audit row aside)."""
     with open_log(log) as db:
@@ -362,6 +344,7 @@ def _rows(log):
         return counts
 
 
+@pytest.mark.slow
 def test_cli_fresh_log_needs_no_user_then_every_change_does(tmp_path, monkeypatch, capsys, tiny_cell):
     home = tmp_path / "home"
     monkeypatch.setenv("CELLQC_HOME", str(home))

@@ -73,6 +73,7 @@ def held_out():
 ACCURACY_MIN_ANATOMY = 0.85
 
 
+@pytest.mark.slow
 def test_accuracy_on_held_out_volume_with_anatomy(seg):
     from models.eval_layerseg import held_out_cell, segment_with_truth_frame
 
@@ -104,6 +105,7 @@ def test_accuracy_on_held_out_volume(seg, held_out):
         assert iou[name] >= lo, (name, iou)
 
 
+@pytest.mark.slow
 def test_inspect_with_onnx_segmenter_finds_the_void(monkeypatch):
     from core.inspect import inspect_volume, validate_result
     from core.phantom import Artifacts, CellSpec, DelaminationVoid, make_cell
@@ -172,6 +174,7 @@ def _nearest(finding_list, truth):
     return best, dist(best)
 
 
+@pytest.mark.slow
 def test_one_finding_per_void_and_its_volume(two_voids):
     from core.phantom.render import cellqc_winding
     from core.segment.voids import find_voids
@@ -188,6 +191,7 @@ def test_one_finding_per_void_and_its_volume(two_voids):
         assert abs(f.value / d["volume_mm3"] - 1) <= VOLUME_ERROR_MAX, (f.value, d["volume_mm3"])
 
 
+@pytest.mark.slow
 def test_fragments_of_one_void_are_one_finding(two_voids):
     """Cut the model's region of the first void in two with a 100 µm gap along the sheet: one
     finding with about the same volume (merge_gap_um 200 µm), two without merging."""
@@ -212,6 +216,7 @@ def test_fragments_of_one_void_are_one_finding(two_voids):
     assert len(apart) == 3, [f.message for f in apart]
 
 
+@pytest.mark.slow
 def test_second_opinion_on_classic_findings(two_voids, monkeypatch):
     from core.detectors import DETECTORS, DetectorOutput, Finding
     from core.segment import detector_for
@@ -245,6 +250,7 @@ def test_second_opinion_on_classic_findings(two_voids, monkeypatch):
     assert added.severity == "info" and added.extra["second_opinion"] and added.extra["model_severity"] == "fail"
 
 
+@pytest.mark.slow
 def test_inspect_with_second_opinion(monkeypatch):
     """classic+onnx: the classic verdict, the model's view in the void finding, a valid result."""
     from core.inspect import inspect_volume, validate_result

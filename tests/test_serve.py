@@ -141,6 +141,7 @@ def log_counts(db: Path) -> tuple[int, int]:
 # ------------------------------------------------------------------------------ tests
 
 
+@pytest.mark.slow
 def test_address_space_contract_and_anonymous_reading(site: dict[str, Any]) -> None:
     async def scenario() -> None:
         async with station(site) as (server, url, notes), client(url) as anon:
@@ -184,6 +185,7 @@ def test_address_space_contract_and_anonymous_reading(site: dict[str, Any]) -> N
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_inspect_gives_verdict_event_and_last_result(site: dict[str, Any]) -> None:
     async def scenario() -> None:
         async with station(site) as (server, url, notes), client(url) as watcher, client(url, "olga") as olga, \
@@ -247,6 +249,7 @@ def test_inspect_gives_verdict_event_and_last_result(site: dict[str, Any]) -> No
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_refusals_change_nothing_and_recipe_needs_an_engineer(site: dict[str, Any]) -> None:
     outside = site["tmp"] / "elsewhere"
     outside.mkdir()
@@ -301,6 +304,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 def test_client_that_disconnects_mid_call(site: dict[str, Any]) -> None:
     async def scenario() -> None:
         async with station(site) as (server, url, notes), client(url) as watcher:
@@ -332,6 +336,7 @@ def test_client_that_disconnects_mid_call(site: dict[str, Any]) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_hot_folder_results_are_published(site: dict[str, Any]) -> None:
     from qc_app.cli import main
 
@@ -359,6 +364,7 @@ def test_hot_folder_results_are_published(site: dict[str, Any]) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_docs_client_example_runs(site: dict[str, Any]) -> None:
     """The ten-line client of docs/plant_integration.md, run as written against a live station."""
     doc = (REPO / "docs" / "plant_integration.md").read_text(encoding="utf-8")
@@ -381,6 +387,7 @@ def test_docs_client_example_runs(site: dict[str, Any]) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_encrypted_endpoint_with_created_certificate(site: dict[str, Any], tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from core.plant import certificate_summary, create_certificate

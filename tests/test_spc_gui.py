@@ -10,7 +10,6 @@ import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any QApplication exists
 
-import gc
 from pathlib import Path
 
 import pytest
@@ -28,11 +27,7 @@ def _value(lot: int, i: int) -> float:
     return 12.0 if (lot, i) == OUTLIER else 10.0 + 0.1 * (-1) ** k
 
 
-@pytest.fixture(autouse=True)
-def _collect_in_the_ui_thread():
-    yield
-    QtWidgets.QApplication.processEvents()
-    gc.collect()
+pytestmark = pytest.mark.usefixtures("collect_in_the_ui_thread")  # tests/conftest.py
 
 
 @pytest.fixture
@@ -70,6 +65,7 @@ def _window(qapp, tmp_path, db_path):
     return window
 
 
+@pytest.mark.slow
 def test_spc_tab_flags_exactly_the_out_of_control_inspection(qapp, qtbot, tmp_path, spc_log):
     db_path, ids = spc_log
     window = _window(qapp, tmp_path, db_path)

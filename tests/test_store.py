@@ -98,13 +98,6 @@ def make_result(cell_id: str = "C-001", verdict: str = "FAIL", n_findings: int =
     }
 
 
-@pytest.fixture
-def db(tmp_path: Path):
-    database = open_log(tmp_path / "log.db")
-    yield database
-    database.close()
-
-
 def _python(code: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code)]
 
@@ -320,6 +313,7 @@ def test_killed_inspection_is_marked_interrupted_on_next_start(tmp_path: Path) -
         assert verify_audit(db) is None
 
 
+@pytest.mark.slow
 def test_four_processes_filing_concurrently(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
     open_log(path).close()

@@ -36,6 +36,8 @@ from PySide6 import QtCore, QtWidgets  # noqa: E402
 
 from tests.test_report import pdf_text  # noqa: E402
 
+pytestmark = pytest.mark.slow  # three whole inspections (demo, a 21700, the real scan) and reports
+
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" / "cell21700_top"
 REAL_SPACING = (67.94, 33.97, 33.97)
 SEED = int(os.environ.get("CELLQC_TEST_SEED", random.SystemRandom().randrange(10_000)))

@@ -99,6 +99,7 @@ def test_profile_rows_and_table(seed):
 # ------------------------------------------------------------------------------ the user's path
 
 
+@pytest.mark.slow
 def test_every_stage_is_timed_and_the_report_still_matches_the_log(tmp_path, small_cell, capsys):
     js, pdf, maps, log = tmp_path / "r.json", tmp_path / "r.pdf", tmp_path / "maps", tmp_path / "log.db"
     code = main(["inspect", str(small_cell), "--json", str(js), "--report", str(pdf), "--maps", str(maps),
@@ -136,6 +137,7 @@ def test_every_stage_is_timed_and_the_report_still_matches_the_log(tmp_path, sma
     assert float(table["total"][1]) >= float(table["geometry"][1])
 
 
+@pytest.mark.slow
 def test_progress_follows_the_stages(small_cell, tmp_path):
     seen: list[tuple[float, str]] = []
     timings: dict[str, float] = {}

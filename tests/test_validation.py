@@ -15,6 +15,8 @@ import pytest
 
 from core.phantom.validation import draw_case, run_case
 
+pytestmark = pytest.mark.slow  # about a minute per matrix cell on two cores
+
 # The CI's seed of the matrix (scripts/validate.py --seed): fixed so the same commit always
 # gives the same result; scripts/validate.py draws the full matrix from other seeds.
 CI_SEED = 20261207

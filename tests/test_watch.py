@@ -48,6 +48,7 @@ def inspections(db_path: Path) -> list[dict]:
         return list(db.query("SELECT id, cell_id, status, verdict FROM inspections ORDER BY id"))
 
 
+@pytest.mark.slow
 def test_watch_once_with_markers(tmp_path: Path, capsys) -> None:
     hot = tmp_path / "hot"
     hot.mkdir()
@@ -122,6 +123,7 @@ def _wait_for_running(db: Path, proc: subprocess.Popen, timeout_s: float = 60.0)
     raise AssertionError("the watcher never started an inspection")
 
 
+@pytest.mark.slow
 def test_crash_mid_inspection_reruns_the_scan_exactly_once(tmp_path: Path, capsys) -> None:
     hot = tmp_path / "hot"
     hot.mkdir()

@@ -118,6 +118,7 @@ def test_a_slice_with_a_stray_seam_is_retraced_with_the_common_one():
 
 
 @pytest.mark.parametrize("seed", [2, 9])
+@pytest.mark.slow
 def test_defects_near_the_roll_end_are_not_taken_for_its_edge(seed):
     """Three cap/headspace slices above the roll: voids and the thin patch in the first slices of
     the roll (within the end band) are still found; only sheet edges running out of the end

@@ -13,6 +13,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ import numpy as np
 from core.errors import InputError
 from core.fileio import sha256_file
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+#: The shipped models: the ``models`` package's folder, wherever it is installed (a checkout,
+#: site-packages, the desktop bundle's ``_internal``), found through importlib.resources.
+MODELS_DIR = Path(str(resources.files("models")))
 DEFAULT_MODEL = "layerseg"
 THREADS_ENV = "CELLQC_SEGMENT_THREADS"
 
@@ -79,6 +82,9 @@ class LayerSegmenter:
 
     def __init__(self, name: str = DEFAULT_MODEL, threads: int | None = None, tile: int = 256,
                  overlap: int = 24, models_dir: Path | None = None):
+        from core.extras import require_extra
+
+        require_extra("onnx", "the learned segmenter (--segmenter onnx or classic+onnx)")
         import onnxruntime as ort
 
         self.info = model_info(name, models_dir)

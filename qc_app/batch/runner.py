@@ -228,6 +228,9 @@ def dask_client(workers: int, scheduler: str | None = None, *,
         The scheduler cannot be reached, has no workers, or its workers run another
         cellqc version (or none).
     """
+    from core.extras import require_extra
+
+    require_extra("batch", "cellqc batch")
     import dask
     from distributed import Client, LocalCluster
 
@@ -409,6 +412,9 @@ def _run_distributed(options: BatchOptions, summary: BatchSummary,
                      start_next: Callable[[], CellTask | None],
                      finish: Callable[[CellOutcome], None], inflight: dict[Any, Any]) -> None:
     """Keep every worker busy (two tasks each at most in flight) and file results as they come."""
+    from core.extras import require_extra
+
+    require_extra("batch", "cellqc batch")
     from distributed import as_completed
 
     with dask_client(options.workers, options.scheduler, memory_limit=options.memory_limit) as client:

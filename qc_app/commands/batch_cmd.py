@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 0:
         raise InputError("--workers", f"must be 0 or more, got {args.workers}")
+    if args.workers != 0 or args.scheduler:  # Dask; --workers 0 runs in this process
+        from core.extras import require_extra
+
+        require_extra("batch", "cellqc batch")  # before the log is opened
     items = expand_inputs(args.inputs)
     recipe = None if is_auto(args.recipe) else load_recipe(args.recipe)
     db_path = args.db or default_db_path()

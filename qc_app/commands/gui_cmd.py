@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.extras import require_extra
+
+    require_extra("gui", "cellqc gui")  # one line naming the extra, before any Qt import
     from qc_app.gui.app import run_app
 
     return run_app(args)

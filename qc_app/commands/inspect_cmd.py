@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     from qc_app.auth import login_to_log, user_name
 
     inspection_budget_bytes(args.memory_gb)  # a bad budget is refused before anything is read
+    if "onnx" in args.segmenter:  # ONNX Runtime: said before anything is read or filed
+        from core.extras import require_extra
+
+        require_extra("onnx", f"--segmenter {args.segmenter}")
     db = default_db_path() if args.db == "default" else args.db
     if db is not None:  # who files it: checked before anything is read or written
         operator = login_to_log(db, args, "inspect")

@@ -69,7 +69,11 @@ def check_engine() -> str:
         try:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - report any import failure as one line
-            raise SelfTestFailure(f"cannot import {name}: {type(exc).__name__}: {exc}") from exc
+            from core.extras import EXTRAS
+
+            extra = next((e for e, modules in EXTRAS.items() if name.split(".")[0] in modules), None)
+            hint = f" (the {extra} extra: pip install 'cellqc[{extra}]')" if extra else ""
+            raise SelfTestFailure(f"cannot import {name}: {type(exc).__name__}: {exc}{hint}") from exc
         top = name.split(".")[0]
         try:
             version = importlib.metadata.version(top.replace("_", "-"))
@@ -108,6 +112,9 @@ def check_demo(folder: Path, n_slices: int) -> str:
 
 
 def check_gui() -> str:
+    from core.extras import require_extra
+
+    require_extra("gui", "the GUI check (skip it with --no-gui)")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6 import QtCore, QtGui, QtWidgets
 
