@@ -211,6 +211,7 @@ def _geometry_arrays(geometry) -> dict[str, np.ndarray]:
             if isinstance(value, np.ndarray)}
 
 
+@pytest.mark.slow
 def test_slices_traced_in_worker_processes_give_the_same_geometry():
     """Large volumes trace their slices in worker processes (core.geometry.roll._in_processes):
     the same numbers, to the bit, as one slice after another in this process."""
@@ -224,6 +225,7 @@ def test_slices_traced_in_worker_processes_give_the_same_geometry():
     assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
 
 
+@pytest.mark.slow
 def test_cancel_stops_worker_processes():
     from core.errors import Cancelled
 

@@ -44,6 +44,7 @@ def test_policy():
     assert worth_processes((100, 1000, 1000), workers=2) == core.parallel.processes_allowed()
 
 
+@pytest.mark.slow
 def test_an_inspection_in_worker_processes_says_the_same(monkeypatch):
     from core.inspect import inspect_volume
     from tests.synthetic import defective_cell
