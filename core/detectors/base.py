@@ -117,6 +117,8 @@ class Rule:
         Unit of the value as written in the recipe ("µm", "mm³", "" for fractions and counts).
     help : str
         What the rule does, in one sentence.
+    type : type
+        What the recipe's number is converted to (every shipped rule: float).
     """
 
     default: float | None
