@@ -6,7 +6,7 @@ it could be done, and checks that both give the same numbers:
 * the unwrap of a slice (``core.geometry.unwrap.unwrap``: ``scipy.ndimage.map_coordinates``,
   order 1, on a 1000 × 1000 slice, 2792 angles × 906 radii) against OpenCV's ``cv2.remap``
   (bilinear, one thread) — needs ``opencv-python-headless``, not a cellqc dependency;
-* the weighted normal equations of ``collector_deflection.smooth_path_residual``
+* the weighted normal equations of ``core.detectors.numerics.smooth_path_residual``
   (``np.einsum("kt,tp,tq->kpq")`` on 21 windings × 2792 angles × 6 terms) against a
   broadcast product and ``np.matmul``;
 * ``np.nanmedian`` on the shapes the detectors use (rows of a (21, 2792) array; a

@@ -15,7 +15,7 @@ per-slice arrays — grows with the number of slices inspected at once. So:
    the same geometry and detectors as a whole volume.
 3. A chunk keeps the findings centred in its own slices (the halo's belong to its
    neighbour); a finding cut by a chunk boundary and seen by both is merged into one.
-   Metrics are merged by their kind (max, min, sum, slice-weighted mean, pooled std);
+   Metrics are merged as their detector declares (max, min, sum, slice-weighted mean, pooled std);
    medians and percentiles are slice-weighted means of the chunks' (an approximation, noted
    in the result). Unrolled maps are stitched, thinned to at most :data:`MAP_ROWS` rows and
    :data:`MAP_COLUMNS` columns.
@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from core.detectors.base import Metric
 from core.errors import InputError
 from core.geometry.maps import UnrolledMap, unroll
 from core.geometry.roll import CellGeometry, RollPrior, measure_geometry, roll_prior
@@ -251,15 +252,22 @@ def shift_finding(finding, dz: int) -> None:
     finding.message = re.sub(r"\bslice (\d+)", lambda m: f"slice {int(m.group(1)) + dz}", finding.message)
 
 
-# Metrics that count or add up findings: recomputed from the merged findings (a chunk's
-# own count includes its halo's).
-_SUM = re.compile(r"(_count|_samples|_total_volume_mm3|_fitted|_measured)$")
-_MAX = re.compile(r"(_max|_max_um|_max_mm3|_p99_um|_max_deviation_pct|_max_diameter_um)$|_max_")
-_MIN = re.compile(r"(_min|_min_um)$|_min_")
+def metric_merges() -> dict[str, Metric]:
+    """How each metric merges across chunks: every registered detector's declared metrics
+    (:class:`core.detectors.base.Metric`)."""
+    from core.detectors import specs
+
+    return {key: metric for spec in specs() for key, metric in spec.metrics.items()}
 
 
-def merge_metrics(per_chunk: list[tuple[dict[str, Any], float, float]]) -> dict[str, Any]:
-    """Merge the chunks' metrics: (metrics, roll slices of its own, fraction of its view that is its own)."""
+def merge_metrics(per_chunk: list[tuple[dict[str, Any], float, float]],
+                  merges: dict[str, Metric] | None = None) -> dict[str, Any]:
+    """Merge the chunks' metrics: (metrics, roll slices of its own, fraction of its view that is its own).
+
+    Each metric merges as its detector declares (``merges``, default :func:`metric_merges`);
+    a metric no detector declares is a slice-weighted mean.
+    """
+    merges = metric_merges() if merges is None else merges
     keys: list[str] = []
     for metrics, _w, _own in per_chunk:
         keys += [k for k in metrics if k not in keys]
@@ -274,29 +282,34 @@ def merge_metrics(per_chunk: list[tuple[dict[str, Any], float, float]]) -> dict[
         weights = np.array([max(p[1], 0.0) for p in pairs], float)
         if weights.sum() == 0:
             weights = np.ones_like(vals)
-        if _SUM.search(key):
+        kind = merges[key].merge if key in merges else "mean"
+        if kind == "sum":
             # Counted over the chunk's view (halo included): scaled to its own slices.
             total = float(np.sum(vals * np.array([own for m, _w, own in per_chunk if key in m and
                                                   isinstance(m[key], int | float) and m[key] is not None
                                                   and math.isfinite(m[key])])))
             total = round(total)
             out[key] = int(total) if all(isinstance(p[0], int) for p in pairs) else float(total)
-        elif _MIN.search(key):
+        elif kind == "min":
             out[key] = float(vals.min())
-        elif _MAX.search(key):
+        elif kind == "max":
             out[key] = float(vals.max())
-        elif key.endswith("_std_um"):
-            mean_key = key.replace("_std_um", "_mean_um")
+        elif kind == "pooled_std":
+            mean_key = merges[key].of[0]
             means = np.array([m.get(mean_key, np.nan) for m, _w, _own in per_chunk if key in m], float)
             if means.size == vals.size and np.isfinite(means).all():
                 grand = np.average(means, weights=weights)
                 out[key] = float(np.sqrt(np.average(vals**2 + means**2, weights=weights) - grand**2))
             else:
                 out[key] = float(np.average(vals, weights=weights))
-        else:
+        else:  # "mean", and "ratio" until its parts are merged (below)
             out[key] = float(np.average(vals, weights=weights))
-    if out.get("cathode_sheet_thickness_mean_um") and out.get("cathode_sheet_thickness_std_um") is not None:
-        out["cathode_sheet_thickness_cv"] = out["cathode_sheet_thickness_std_um"] / out["cathode_sheet_thickness_mean_um"]
+    for key in keys:
+        metric = merges.get(key)
+        if metric is not None and metric.merge == "ratio":
+            num, den = metric.of
+            if out.get(den) and out.get(num) is not None:
+                out[key] = out[num] / out[den]
     return out
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,26 +39,32 @@ MINUS = "−"
 SEVERITY_RANK = {"fail": 0, "review": 1, "info": 2}
 SEVERITY_WORD = {"fail": "FAIL", "review": "REVIEW", "info": "info"}
 
-#: What each detector looks for, in words an operator uses (no ids).
-DETECTOR_LABELS = {
-    "collector_deflection": "Cu collector bent",
-    "electrode_thickness": "Cathode thickness off",
-    "delamination": "Void in the cathode (delamination)",
-    "foreign_particle": "Foreign particle",
-    "anode_overhang": "Anode overhang too short",
-    "can_metrology": "Can out of tolerance",
-    "winding_quality": "Winding irregular",
-}
-#: The physical quantity each detector's finding ``value`` is.
-VALUE_NAMES = {
-    "collector_deflection": "deflection",
-    "electrode_thickness": "thickness deviation",
-    "delamination": "void volume",
-    "foreign_particle": "equivalent diameter",
-    "anode_overhang": "overhang",
-    "can_metrology": "measured value",
-    "winding_quality": "departure from the spiral",
-}
+class _FromDetectors(Mapping[str, Any]):
+    """A read-only table built from the detectors' declarations when read
+    (:data:`core.detectors.SPECS`), so a detector registered later is in it too."""
+
+    def __init__(self, build: Callable[[Sequence[Any]], dict[str, Any]]):
+        self._build = build
+
+    def _table(self) -> dict[str, Any]:
+        from core.detectors import specs
+
+        return self._build(specs())
+
+    def __getitem__(self, key: str) -> Any:
+        return self._table()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+#: What each detector looks for, in words an operator uses (no ids): its declared ``label``.
+DETECTOR_LABELS: Mapping[str, str] = _FromDetectors(lambda specs: {s.name: s.label for s in specs})
+#: The physical quantity each detector's finding ``value`` is: its declared ``value_name``.
+VALUE_NAMES: Mapping[str, str] = _FromDetectors(lambda specs: {s.name: s.value_name for s in specs})
 _CAN_LABELS = {
     "outer diameter off nominal": "Can diameter off nominal",
     "ovality": "Can out of round",
@@ -437,34 +443,13 @@ def worst_finding(findings: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | 
 # ---------------------------------------------------------------------------- limits
 
 #: The recipe limits of a result (``result["limits"]``), the detector each judges, what is
-#: compared with it and how that quantity is defined — once, for the report and the GUI.
-CHECKS: dict[str, tuple[str, str, str]] = {
-    "void_max_volume_mm3": (
-        "delamination", "Largest void",
-        "Volume of a void (a connected dark region inside or at the edge of the cathode coating), parts of "
-        "one void joined; a void also fails on its length (the recipe's fail_length_um)."),
-    "collector_deflection_max_um": (
-        "collector_deflection", "Largest Cu collector bend",
-        "Radial displacement of a traced Cu collector from the smooth path of its own winding, less the "
-        "common movement of its neighbours, smoothed over about a slice and 0.1 mm of arc; the peak of a bend."),
-    "cathode_thickness_max_deviation_pct": (
-        "electrode_thickness", "Worst cathode thickness patch",
-        "Mean deviation of the cathode sheet thickness from the cell median over a patch of the unrolled sheet "
-        "beyond the review deviation; a patch counts when its area reaches the recipe's minimum patch area, "
-        "and fails when the part beyond the fail deviation does."),
-    "foreign_particle_max_diameter_um": (
-        "foreign_particle", "Largest dense particle",
-        "Equivalent diameter (of the sphere of the same volume) of a compact region brighter than the can."),
-}
-_OTHER_CHECKS = {
-    "winding_quality": ("Largest winding departure",
-                        "How far a winding departs from the roll's fitted spiral (buckling, collapse)."),
-    "anode_overhang": ("Shortest anode overhang",
-                       "How far the anode reaches beyond the cathode at a roll end (negative: the cathode "
-                       "reaches further)."),
-    "can_metrology": ("Can out of tolerance",
-                      "The can's outer diameter, ovality, wall and dents per slice beside the roll."),
-}
+#: compared with it and how that quantity is defined — once, for the report and the GUI: the
+#: detectors' declared limits (:class:`core.detectors.base.Limit`).
+CHECKS: Mapping[str, tuple[str, str, str]] = _FromDetectors(
+    lambda specs: {key: (s.name, lim.label, lim.definition) for s in specs for key, lim in s.limits.items()})
+#: The checks-table row (label, definition) of each detector that reports no limit.
+_OTHER_CHECKS: Mapping[str, tuple[str, str]] = _FromDetectors(
+    lambda specs: {s.name: s.check for s in specs if not s.limits and s.check is not None})
 
 
 @dataclass
@@ -667,52 +652,10 @@ def reasons(result: Mapping[str, Any]) -> list[Reason]:
 
 # ---------------------------------------------------------------------------- metrics
 
-# name → (label, unit as shown, factor from the stored value to the shown one)
-_METRICS: dict[str, tuple[str, str, float]] = {
-    "collector_deflection_max_um": ("Cu collector deflection, largest single sample (unsmoothed)", "µm", 1),
-    "collector_deflection_p99_um": ("Cu collector deflection, 99th percentile", "µm", 1),
-    "collector_deflection_count": ("Bent Cu collectors (findings)", "", 1),
-    "cu_al_gap_mean_um": ("Cu–Al gap, mean", "µm", 1),
-    "cu_al_gap_min_um": ("Cu–Al gap, smallest (0.1th percentile)", "µm", 1),
-    "cathode_sheet_thickness_mean_um": ("Cathode sheet thickness, mean", "µm", 1),
-    "cathode_sheet_thickness_std_um": ("Cathode sheet thickness, standard deviation", "µm", 1),
-    "cathode_sheet_thickness_cv": ("Cathode sheet thickness, coefficient of variation", "%", 100),
-    "cathode_sheet_thickness_median_um": ("Cathode sheet thickness, median (the cell median)", "µm", 1),
-    "cathode_thickness_patch_count": ("Cathode thickness patches (findings)", "", 1),
-    "cathode_thickness_max_deviation_pct": (
-        "Cathode thickness, largest local deviation from the median (smoothed, any area)", "%", 1),
-    "void_count": ("Voids (findings)", "", 1),
-    "void_total_volume_mm3": ("Void volume, total", "mm³", 1),
-    "void_max_volume_mm3": ("Void volume, largest", "mm³", 1),
-    "foreign_particle_count": ("Dense particles (findings)", "", 1),
-    "foreign_particle_max_diameter_um": ("Dense particle, largest equivalent diameter", "µm", 1),
-    "bright_strips_set_aside": ("Bright strips set aside as tabs", "", 1),
-    "anode_overhang_min_um": ("Anode overhang, smallest", "µm", 1),
-    "anode_overhang_p05_um": ("Anode overhang, 5th percentile", "µm", 1),
-    "anode_overhang_mean_um": ("Anode overhang, mean", "µm", 1),
-    "anode_overhang_median_um": ("Anode overhang, median", "µm", 1),
-    "anode_overhang_p95_um": ("Anode overhang, 95th percentile", "µm", 1),
-    "anode_overhang_std_um": ("Anode overhang, standard deviation", "µm", 1),
-    "anode_overhang_samples": ("Anode overhang, samples", "", 1),
-    "anode_overhang_count": ("Short anode overhangs (findings)", "", 1),
-    "anode_overhang_z_resolution_um": ("Anode overhang, height resolution (slice spacing)", "µm", 1),
-    "can_slices_measured": ("Can, slices measured beside the roll", "", 1),
-    "can_outer_diameter_mm": ("Can outer diameter, median", "mm", 1),
-    "can_outer_diameter_min_mm": ("Can outer diameter, smallest", "mm", 1),
-    "can_outer_diameter_max_mm": ("Can outer diameter, largest", "mm", 1),
-    "can_outer_diameter_deviation_mm": ("Can outer diameter, largest deviation from nominal", "mm", 1),
-    "can_wall_min_um": ("Can wall, thinnest", "µm", 1),
-    "can_wall_mean_um": ("Can wall, median of the slices' means", "µm", 1),
-    "can_ovality_max": ("Can ovality (a − b)/(a + b), largest", "%", 100),
-    "can_dent_max_um": ("Can dent, deepest", "µm", 1),
-    "can_metrology_count": ("Can out of tolerance (findings)", "", 1),
-    "winding_residual_rms_um": ("Winding spiral fit residual, RMS", "µm", 1),
-    "winding_residual_rms_p95_um": ("Winding spiral fit residual, RMS (95th percentile of layers)", "µm", 1),
-    "winding_layers_fitted": ("Winding layers fitted", "", 1),
-    "winding_deviation_max_um": ("Winding departure from the spiral, largest", "µm", 1),
-    "winding_inner_deviation_max_um": ("Winding departure, largest in the inner turns", "µm", 1),
-    "winding_quality_count": ("Irregular windings (findings)", "", 1),
-}
+# name → (label, unit as shown, factor from the stored value to the shown one): the metrics the
+# detectors declare with a label (:class:`core.detectors.base.Metric`), in their order.
+_METRICS: Mapping[str, tuple[str, str, float]] = _FromDetectors(
+    lambda specs: {key: (m.label, m.unit, m.factor) for s in specs for key, m in s.metrics.items() if m.label})
 _WORDS = {"cu": "Cu", "al": "Al", "cv": "CV", "rms": "RMS", "nmc": "NMC", "roi": "ROI", "id": "ID"}
 
 

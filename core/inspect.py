@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from core import __version__
-from core.detectors import DetectorContext
+from core.detectors import SPECS, DetectorContext, DetectorSpec, specs
 from core.detectors.delamination import judge_void
 from core.findings import link_related, merge_parts, reasons_by_group, recount_metrics
 from core.geometry.can import probe_can_diameter
@@ -44,7 +44,6 @@ from resources import RESOURCES_DIR
 SCHEMA = "cellqc.inspection/1"
 SCHEMA_PATH = RESOURCES_DIR / "schema" / "inspection.schema.json"
 Progress = Callable[[float, str], None]
-_PREFIX = {"delamination": "D", "collector_deflection": "C", "electrode_thickness": "T", "foreign_particle": "P"}
 _SEVERITY_ORDER = {"fail": 0, "review": 1, "info": 2}
 REQUIRED_METRICS = ("cathode_sheet_thickness_mean_um", "cathode_sheet_thickness_std_um",
                     "cathode_sheet_thickness_cv", "collector_deflection_max_um", "void_count",
@@ -106,18 +105,21 @@ def decide_verdict(findings: list[dict[str, Any]], geometry: CellGeometry | None
     return verdict, reasons
 
 
-def _limits(recipe: Recipe) -> dict[str, dict[str, Any]]:
-    r = recipe.rules
-    d, c, e, p = (r.get(n, {}) for n in ("delamination", "collector_deflection", "electrode_thickness",
-                                          "foreign_particle"))
-    return {
-        "void_max_volume_mm3": {"review": d.get("review_volume_mm3"), "fail": d.get("fail_volume_mm3"), "unit": "mm³"},
-        "collector_deflection_max_um": {"review": c.get("review_um"), "fail": c.get("fail_um"), "unit": "µm"},
-        "cathode_thickness_max_deviation_pct": {
-            "review": 100 * e["review_deviation"] if "review_deviation" in e else None,
-            "fail": 100 * e["fail_deviation"] if "fail_deviation" in e else None, "unit": "%"},
-        "foreign_particle_max_diameter_um": {"review": None, "fail": p.get("fail_diameter_um"), "unit": "µm"},
-    }
+def limits_table(recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """The result's ``limits``: every limit a registered detector declares, under the recipe's rules."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in specs():
+        out.update(spec.limits_for(recipe.rules.get(spec.name)))
+    return out
+
+
+def assign_ids(findings: list) -> None:
+    """Number the findings in their order by their detector's declared prefix: ``D1``, ``D2``, ``C1``."""
+    counters: dict[str, int] = {}
+    for f in findings:
+        prefix = SPECS[f.detector].prefix if f.detector in SPECS else DetectorSpec.prefix
+        counters[prefix] = counters.get(prefix, 0) + 1
+        f.id = f"{prefix}{counters[prefix]}"
 
 
 def _clean(value: Any) -> Any:
@@ -215,13 +217,8 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
     findings = merge_parts(findings, volume.spacing_um, recipe.rules, judge_void)
     recount_metrics(metrics, findings)  # counts and void totals of the defects as filed
     findings.sort(key=lambda f: (_SEVERITY_ORDER.get(f.severity, 3), f.detector, -abs(f.value)))
-    counters: dict[str, int] = {}
-    finding_dicts = []
-    for f in findings:
-        prefix = _PREFIX.get(f.detector, "F")
-        counters[prefix] = counters.get(prefix, 0) + 1
-        f.id = f"{prefix}{counters[prefix]}"
-        finding_dicts.append(f.to_json())
+    assign_ids(findings)
+    finding_dicts = [f.to_json() for f in findings]
     verdict, reasons = decide_verdict(finding_dicts, geometry, has_roll=has_roll, selection=selection,
                                       spacing_um=volume.spacing_um)
     timings["merge_verdict"] = time.perf_counter() - t_merge
@@ -250,7 +247,7 @@ def inspect_volume(volume: Volume, recipe: Recipe | str | Path | None = None, *,
         "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "geometry": geometry_json,
         "metrics": metrics,
-        "limits": _limits(recipe),
+        "limits": limits_table(recipe),
         "findings": finding_dicts,
         "timings_s": timings,
     }

@@ -21,64 +21,33 @@ from resources import RESOURCES_DIR
 RECIPES_DIR = RESOURCES_DIR / "recipes"
 DEFAULT_RECIPE = "18650-nmc"
 
-# Every known key with its type and allowed range (None = unbounded).
-_SCHEMA: dict[str, dict[str, tuple[type, float | None, float | None]]] = {
-    "cell": {
-        "can_outer_diameter_mm": (float, 5.0, 60.0),
-        "can_wall_um": (float, 20.0, 2000.0),
-        "cu_foil_um": (float, 1.0, 50.0),
-        "al_foil_um": (float, 1.0, 50.0),
-        "cathode_sheet_um": (float, 20.0, 500.0),
-        "pitch_min_um": (float, 50.0, 2000.0),
-        "pitch_max_um": (float, 50.0, 3000.0),
-        "max_can_wall_um": (float, 50.0, 5000.0),
-    },
-    "rules.delamination": {
-        "fail_volume_mm3": (float, 0.0, None),
-        "fail_length_um": (float, 0.0, None),
-        "review_volume_mm3": (float, 0.0, None),
-        "min_volume_mm3": (float, 0.0, None),
-        "merge_gap_um": (float, 0.0, None),  # model path (core.segment.voids) only
-    },
-    "rules.collector_deflection": {
-        "fail_um": (float, 0.0, None),
-        "review_um": (float, 0.0, None),
-        "min_arc_um": (float, 0.0, None),
-        "max_span_deg": (float, 1.0, 360.0),
-    },
-    "rules.electrode_thickness": {
-        "fail_deviation": (float, 0.0, 1.0),
-        "review_deviation": (float, 0.0, 1.0),
-        "min_patch_area_mm2": (float, 0.0, None),
-    },
-    "rules.foreign_particle": {
-        "fail_diameter_um": (float, 0.0, None),
-    },
-    "rules.anode_overhang": {
-        "fail_min_um": (float, None, None),
-        "review_min_um": (float, None, None),
-        "bin_deg": (float, 1.0, 90.0),
-        "min_bins": (float, 1.0, None),
-    },
-    "rules.can_metrology": {
-        "diameter_review_mm": (float, 0.0, None),
-        "diameter_fail_mm": (float, 0.0, None),
-        "wall_fail_min_um": (float, 0.0, None),
-        "wall_review_min_um": (float, 0.0, None),
-        "ovality_review": (float, 0.0, 1.0),
-        "ovality_fail": (float, 0.0, 1.0),
-        "dent_review_um": (float, 0.0, None),
-        "dent_fail_um": (float, 0.0, None),
-    },
-    "rules.winding_quality": {
-        "fail_um": (float, 0.0, None),
-        "review_um": (float, 0.0, None),
-        "inner_turns": (float, 0.0, 10.0),
-        "inner_review_um": (float, 0.0, None),
-        "inner_fail_um": (float, 0.0, None),
-        "smoothing_deg": (float, 0.0, 90.0),
-    },
+# The cell description's keys with their type and allowed range (None = unbounded). The
+# ``[rules.<detector>]`` sections come from the detectors' declarations (:func:`recipe_schema`).
+_CELL_SCHEMA: dict[str, tuple[type, float | None, float | None]] = {
+    "can_outer_diameter_mm": (float, 5.0, 60.0),
+    "can_wall_um": (float, 20.0, 2000.0),
+    "cu_foil_um": (float, 1.0, 50.0),
+    "al_foil_um": (float, 1.0, 50.0),
+    "cathode_sheet_um": (float, 20.0, 500.0),
+    "pitch_min_um": (float, 50.0, 2000.0),
+    "pitch_max_um": (float, 50.0, 3000.0),
+    "max_can_wall_um": (float, 50.0, 5000.0),
 }
+
+
+def recipe_schema() -> dict[str, dict[str, tuple[type, float | None, float | None]]]:
+    """Every known key of a recipe, by section, with its type and allowed range (None: unbounded).
+
+    ``cell`` is the cell description; each registered detector adds ``rules.<name>`` from its
+    declaration (:class:`core.detectors.base.DetectorSpec`), in the order of
+    :func:`core.detectors.base.specs`.
+    """
+    from core.detectors import specs
+
+    schema = {"cell": dict(_CELL_SCHEMA)}
+    for spec in specs():
+        schema[f"rules.{spec.name}"] = {key: (rule.type, rule.lo, rule.hi) for key, rule in spec.rules.items()}
+    return schema
 
 
 @dataclass
@@ -93,7 +62,9 @@ class Recipe:
     detectors : list of str
         Names of the detectors to run, in order.
     rules : dict
-        Per-detector thresholds, e.g. ``rules["collector_deflection"]["fail_um"]``.
+        Per-detector thresholds in force, e.g. ``rules["collector_deflection"]["fail_um"]``: the
+        recipe's values, and the declared default of every rule the recipe does not give
+        (:meth:`core.detectors.base.DetectorSpec.rules_for`; a rule without a default is absent).
     source : str
         The file it came from.
     sha256 : str
@@ -189,7 +160,7 @@ def parse_recipe_toml(text: str, source: object) -> dict[str, Any]:
 
 def recipe_from_dict(data: dict[str, Any], source: str = "recipe", sha256: str = "") -> Recipe:
     """Validate a parsed recipe; see :func:`load_recipe`."""
-    from core.detectors import DETECTORS
+    from core.detectors import DETECTORS, SPECS
 
     head = data.get("recipe", {})
     if not isinstance(head, dict) or not isinstance(head.get("name"), str) or not head["name"]:
@@ -210,13 +181,14 @@ def recipe_from_dict(data: dict[str, Any], source: str = "recipe", sha256: str =
     rules_table = data.get("rules", {})
     if not isinstance(rules_table, dict):
         raise RecipeError(source, "[rules] must be a table")
-    known_rules = {sec.split(".", 1)[1] for sec in _SCHEMA if sec.startswith("rules.")}
+    schema = recipe_schema()
+    known_rules = {sec.split(".", 1)[1] for sec in schema if sec.startswith("rules.")}
     unknown_rules = set(rules_table) - known_rules
     if unknown_rules:
         raise RecipeError(source, f"unknown key(s) in [rules]: {', '.join(sorted(unknown_rules))}; "
                                   f"known: {', '.join(sorted(known_rules))}")
     checked: dict[str, dict[str, float]] = {}
-    for sec, keys in _SCHEMA.items():
+    for sec, keys in schema.items():
         values = section(sec)
         extra = set(values) - set(keys) - ({"kind"} if sec == "cell" else set())
         if extra:
@@ -238,12 +210,12 @@ def recipe_from_dict(data: dict[str, Any], source: str = "recipe", sha256: str =
     cell["kind"] = str(section("cell").get("kind", ""))
     if cell.get("pitch_min_um", 0) >= cell.get("pitch_max_um", math.inf):
         raise RecipeError(source, "[cell] pitch_min_um must be below pitch_max_um")
-    rules = {sec.split(".", 1)[1]: vals for sec, vals in checked.items() if sec.startswith("rules.")}
-    for det, vals in rules.items():
-        for review_key, fail_key in (("review_um", "fail_um"), ("review_volume_mm3", "fail_volume_mm3"),
-                                     ("review_deviation", "fail_deviation"), ("inner_review_um", "inner_fail_um")):
+    given = {sec.split(".", 1)[1]: vals for sec, vals in checked.items() if sec.startswith("rules.")}
+    for det, vals in given.items():
+        for review_key, fail_key in SPECS[det].ordered:
             if review_key in vals and fail_key in vals and vals[review_key] > vals[fail_key]:
                 raise RecipeError(source, f"[rules.{det}] {review_key} is above {fail_key}")
+    rules = {det: SPECS[det].rules_for(vals) for det, vals in given.items()}
     enabled = section("detectors").get("enabled", list(DETECTORS))
     if not isinstance(enabled, list) or not all(isinstance(n, str) for n in enabled):
         raise RecipeError(source, "[detectors] enabled must be a list of detector names")

@@ -117,6 +117,16 @@ def test_defective_cells_fail_with_reasons(defective_runs):
         assert any(reason.startswith("FAIL:") and "finding" in reason for reason in r["reasons"])
 
 
+def test_every_metric_reported_is_declared_by_its_detector(defective_runs):
+    """The chunk merge and the report's names come from the detectors' declarations
+    (core.detectors.base.Metric): a metric no detector declares would merge as a mean."""
+    from core.chunked import metric_merges
+
+    declared = metric_merges()
+    for _, ins in defective_runs:
+        assert set(ins.result["metrics"]) <= set(declared), set(ins.result["metrics"]) - set(declared)
+
+
 @pytest.mark.parametrize("seed", HEALTHY_SEEDS)
 def test_healthy_cells_never_fail(seed):
     cell, ins = inspected("healthy", seed)

@@ -1,6 +1,10 @@
 """Detectors: one module each, one signature ``detect(ctx) -> DetectorOutput``, a registry.
 
-Importing this package registers every shipped detector in :data:`DETECTORS`.
+Importing this package registers every shipped detector in :data:`DETECTORS` (its function)
+and :data:`SPECS` (its declaration: label, rules, limits, metrics; see
+:class:`core.detectors.base.DetectorSpec`). A new detector is a new module here, imported
+below; the recipe schema, the result's limits, the chunk merge and the report's and GUI's
+names follow from its declaration.
 """
 
 from core.detectors import (  # noqa: E402,F401  (registration)
@@ -14,11 +18,18 @@ from core.detectors import (  # noqa: E402,F401  (registration)
 )
 from core.detectors.base import (
     DETECTORS,
+    SPECS,
     DetectorContext,
     DetectorOutput,
+    DetectorSpec,
     Finding,
+    Limit,
+    Metric,
+    Rule,
     register,
     severity_for,
+    specs,
 )
 
-__all__ = ["DETECTORS", "DetectorContext", "DetectorOutput", "Finding", "register", "severity_for"]
+__all__ = ["DETECTORS", "SPECS", "DetectorContext", "DetectorOutput", "DetectorSpec", "Finding", "Limit", "Metric",
+           "Rule", "register", "severity_for", "specs"]

@@ -35,10 +35,48 @@ import warnings
 import numpy as np
 from scipy import ndimage
 
-from core.detectors.base import DetectorContext, DetectorOutput, Finding, register
+from core.detectors.base import (
+    DetectorContext,
+    DetectorOutput,
+    DetectorSpec,
+    Finding,
+    Metric,
+    Rule,
+    register,
+)
 from core.geometry.layers import near_layer_ends
 
 NAME = "anode_overhang"
+SPEC = DetectorSpec(
+    name=NAME,
+    label="Anode overhang too short",
+    value_name="overhang",
+    order=5,
+    rules={
+        "fail_min_um": Rule(0.0, None, None, "µm",
+                            "An overhang below this (the cathode reaching beyond the anode) fails."),
+        "review_min_um": Rule(None, None, None, "µm", "An overhang below this is for review (absent: fail_min_um)."),
+        "bin_deg": Rule(10.0, 1.0, 90.0, "°", "Angular bins per winding in which the sheet ends are found."),
+        "min_bins": Rule(2, 1.0, None, "",
+                         "A group of fewer bins below a limit is not reported."),
+    },
+    check=("Shortest anode overhang",
+           "How far the anode reaches beyond the cathode at a roll end (negative: the cathode reaches further)."),
+    metrics={
+        "anode_overhang_min_um": Metric("min", "Anode overhang, smallest", "µm"),
+        "anode_overhang_p05_um": Metric("mean", "Anode overhang, 5th percentile", "µm"),
+        "anode_overhang_mean_um": Metric("mean", "Anode overhang, mean", "µm"),
+        "anode_overhang_median_um": Metric("mean", "Anode overhang, median", "µm"),
+        "anode_overhang_p95_um": Metric("mean", "Anode overhang, 95th percentile", "µm"),
+        "anode_overhang_std_um": Metric("pooled_std", "Anode overhang, standard deviation", "µm",
+                                        of=("anode_overhang_mean_um",)),
+        "anode_overhang_samples": Metric("sum", "Anode overhang, samples"),
+        "anode_overhang_count": Metric("sum", "Short anode overhangs (findings)"),
+        "anode_overhang_z_resolution_um": Metric("mean", "Anode overhang, height resolution (slice spacing)", "µm"),
+        # Where the sheets end (voxel z), per roll end: shown as heights.
+        **{f"{sheet}_end_{side}_z_px": Metric("mean") for sheet in ("anode", "cathode") for side in ("top", "bottom")},
+    },
+)
 _CATHODE_FRACTIONS = np.array([0.25, 0.4, 0.5, 0.6, 0.75])
 _ANODE_FRACTIONS = np.array([0.2, 0.35, 0.5, 0.65, 0.8])
 
@@ -234,15 +272,16 @@ def measure_roll_end(ctx: DetectorContext, side: str, bin_deg: float = 10.0, n_r
             "deep_z": [s.z for s in deep], "profiles_z": zs}
 
 
-@register(NAME)
+@register(SPEC)
 def detect(ctx: DetectorContext) -> DetectorOutput:
     """Measure the anode overhang at the roll ends in the volume; see the module docstring."""
     g = ctx.geometry
     out = DetectorOutput()
-    fail_min = float(ctx.rules.get("fail_min_um", 0.0))
-    review_min = float(ctx.rules.get("review_min_um", fail_min))
-    min_bins = int(ctx.rules.get("min_bins", 2))
-    bin_deg = float(ctx.rules.get("bin_deg", 10.0))
+    rules = SPEC.rules_for(ctx.rules)
+    fail_min = float(rules["fail_min_um"])
+    review_min = float(rules.get("review_min_um", fail_min))
+    min_bins = int(rules["min_bins"])
+    bin_deg = float(rules["bin_deg"])
     values, ends = [], []
     for side in ("top", "bottom"):
         ctx.report(0.1 if side == "top" else 0.5, f"anode overhang: {side} end")

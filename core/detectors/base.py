@@ -1,14 +1,25 @@
-"""What every detector shares: its signature, its findings, and the registry."""
+"""What every detector shares: its signature, its findings, its declaration and the registry.
+
+A detector is one module under ``core/detectors/`` holding its code and one
+:class:`DetectorSpec`: its label, its recipe rules (type, range, default, unit, help), the
+limits it reports, how each of its metrics merges across chunks, its finding id prefix.
+``@register(SPEC)`` on its ``detect`` function adds it to :data:`DETECTORS` and
+:data:`SPECS`; the recipe schema (:mod:`core.recipe`), the result's ``limits``
+(:mod:`core.inspect`), the chunk merge (:mod:`core.chunked`) and the names the report and the
+GUI use (:mod:`core.describe`) are built from :data:`SPECS`, so adding a detector is adding
+its module and importing it in ``core/detectors/__init__.py``.
+
+Numerics several detectors share are in :mod:`core.detectors.numerics`.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from core.geometry.roll import CellGeometry
 from core.io.volume import Volume
@@ -91,14 +102,176 @@ Detector = Callable[[DetectorContext], DetectorOutput]
 DETECTORS: dict[str, Detector] = {}
 
 
-def register(name: str) -> Callable[[Detector], Detector]:
-    """Register a detector function under ``name`` (one module per detector)."""
+@dataclass(frozen=True)
+class Rule:
+    """One recipe rule of a detector (``[rules.<detector>] <key> = <value>``).
+
+    Attributes
+    ----------
+    default : float or None
+        The value when a recipe does not give the key (None: the rule is not applied, or
+        ``help`` says what takes its place).
+    lo, hi : float or None
+        Allowed range, inclusive (None: unbounded); a value outside is a recipe error.
+    unit : str
+        Unit of the value as written in the recipe ("µm", "mm³", "" for fractions and counts).
+    help : str
+        What the rule does, in one sentence.
+    type : type
+        What the recipe's number is converted to (every shipped rule: float).
+    """
+
+    default: float | None
+    lo: float | None = None
+    hi: float | None = None
+    unit: str = ""
+    help: str = ""
+    type: type = float
+
+
+#: How a metric merges across the chunks of an inspection done a chunk at a time
+#: (:func:`core.chunked.merge_metrics`): ``sum`` of counts (scaled to the chunk's own slices),
+#: ``max``, ``min``, slice-weighted ``mean``, ``pooled_std`` (with the spread of the chunks'
+#: means, ``of`` = the mean's key), ``ratio`` (``of`` = numerator and denominator keys, after
+#: the others are merged).
+MERGES = ("sum", "max", "min", "mean", "pooled_std", "ratio")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One scalar metric a detector reports (``result["metrics"][key]``).
+
+    Attributes
+    ----------
+    merge : str
+        One of :data:`MERGES`.
+    label : str
+        What a person reads in the report's measurements table (e.g. "Void volume, largest").
+    unit : str
+        Unit as shown ("µm", "%", "" for counts).
+    factor : float
+        Stored value × factor = shown value (a fraction shown in %: 100).
+    of : tuple of str
+        The keys ``pooled_std`` and ``ratio`` merge from.
+    """
+
+    merge: str
+    label: str = ""
+    unit: str = ""
+    factor: float = 1.0
+    of: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.merge not in MERGES:
+            raise ValueError(f"unknown merge {self.merge!r}; one of {', '.join(MERGES)}")
+        if self.merge in ("pooled_std", "ratio") and len(self.of) != (1 if self.merge == "pooled_std" else 2):
+            raise ValueError(f"a {self.merge} metric names the keys it merges from in 'of'")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A limit the result reports (``result["limits"][key]``) and the report's checks table shows.
+
+    Attributes
+    ----------
+    label : str
+        The check's name ("Largest void").
+    definition : str
+        The quantity the rule judges, defined.
+    unit : str
+        Unit of the reported limit.
+    review, fail : str or None
+        The detector's rule keys that give the review and fail limits.
+    scale : float
+        Rule value × scale = reported limit (a fraction reported in %: 100).
+    """
+
+    label: str
+    definition: str
+    unit: str
+    review: str | None = None
+    fail: str | None = None
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """Everything the rest of cellqc knows about one detector, declared beside its code.
+
+    Attributes
+    ----------
+    name : str
+        The detector's id (recipes, results, findings' ``detector``).
+    label : str
+        What it looks for, in words an operator uses (the findings list, the report).
+    value_name : str
+        The physical quantity a finding's ``value`` is.
+    prefix : str
+        Letter of its findings' ids (``D1``, ``C2``; ``F`` is shared by detectors without one).
+    rules : mapping of str to Rule
+        Its recipe section ``[rules.<name>]``.
+    metrics : mapping of str to Metric
+        Every metric key it reports.
+    limits : mapping of str to Limit
+        The limits it reports in the result (none: the checks table shows ``check``).
+    check : (label, definition) or None
+        The checks-table row of a detector that reports no limit (shown when it finds something).
+    ordered : tuple of (review key, fail key)
+        Rule pairs whose review value may not exceed the fail value (a recipe error otherwise).
+    order : int
+        Place in the lists people read (report, GUI); the recipes list detectors in this order.
+    """
+
+    name: str
+    label: str
+    value_name: str
+    prefix: str = "F"
+    rules: Mapping[str, Rule] = field(default_factory=dict)
+    metrics: Mapping[str, Metric] = field(default_factory=dict)
+    limits: Mapping[str, Limit] = field(default_factory=dict)
+    check: tuple[str, str] | None = None
+    ordered: tuple[tuple[str, str], ...] = ()
+    order: int = 100
+
+    def rules_for(self, given: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The rules in force: the declared defaults (those not None) overridden by ``given``."""
+        out: dict[str, Any] = {k: r.default for k, r in self.rules.items() if r.default is not None}
+        out.update(given or {})
+        return out
+
+    def limits_for(self, given: Mapping[str, float] | None = None) -> dict[str, dict[str, Any]]:
+        """The result's ``limits`` entries of this detector under the rules ``given``."""
+        rules = self.rules_for(given)
+
+        def value(key: str | None, scale: float) -> float | None:
+            v = rules.get(key) if key is not None else None
+            return None if v is None else scale * v
+
+        return {key: {"review": value(lim.review, lim.scale), "fail": value(lim.fail, lim.scale), "unit": lim.unit}
+                for key, lim in self.limits.items()}
+
+
+SPECS: dict[str, DetectorSpec] = {}
+
+
+def register(spec: DetectorSpec) -> Callable[[Detector], Detector]:
+    """Register a detector function under its declaration (one module per detector)."""
+    unknown = {k for lim in spec.limits.values() for k in (lim.review, lim.fail) if k is not None} - set(spec.rules)
+    unknown |= {k for pair in spec.ordered for k in pair} - set(spec.rules)
+    if unknown:
+        raise ValueError(f"detector {spec.name}: limits or ordered pairs name undeclared rules {sorted(unknown)}")
 
     def wrap(func: Detector) -> Detector:
-        DETECTORS[name] = func
+        DETECTORS[spec.name] = func
+        SPECS[spec.name] = spec
         return func
 
     return wrap
+
+
+def specs() -> list[DetectorSpec]:
+    """The registered declarations in the order people read them (:attr:`DetectorSpec.order`)."""
+    return sorted(SPECS.values(), key=lambda s: s.order)
 
 
 def severity_for(value: float, fail: float | None, review: float | None) -> str:
@@ -110,57 +283,6 @@ def severity_for(value: float, fail: float | None, review: float | None) -> str:
     return "info"
 
 
-def points_to_yx(geometry: CellGeometry, z: np.ndarray, t: np.ndarray, rho_um: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel (y, x) of unwrap points (slice z, angle t, elliptical radius in µm)."""
-    z = np.atleast_1d(np.asarray(z, dtype=float))
-    t = np.atleast_1d(np.asarray(t, dtype=float))
-    rho = np.atleast_1d(np.asarray(rho_um, dtype=float)) / geometry.pixel_um
-    ys = np.empty(np.broadcast(z, t, rho).shape)
-    xs = np.empty_like(ys)
-    zb, tb, rb = np.broadcast_arrays(z, t, rho)
-    for zz in np.unique(zb):
-        sel = zb == zz
-        y, x = geometry.frame_at(float(zz)).to_yx(tb[sel], rb[sel])
-        ys[sel], xs[sel] = y, x
-    return ys, xs
-
-
-def box_and_centroid(z: np.ndarray, y: np.ndarray, x: np.ndarray, w: np.ndarray | None = None):
-    """Centroid (weighted) and inclusive-exclusive bounding box of points in voxel indices."""
-    w = np.ones_like(z, dtype=float) if w is None else np.clip(w, 0, None)
-    ok = np.isfinite(z) & np.isfinite(y) & np.isfinite(x) & np.isfinite(w)
-    z, y, x, w = z[ok], y[ok], x[ok], w[ok]
-    if z.size == 0:
-        raise ValueError("no finite point to locate a finding")
-    if w.sum() <= 0:
-        w = np.ones_like(w)
-    c = (float(np.average(z, weights=w)), float(np.average(y, weights=w)), float(np.average(x, weights=w)))
-    box = (int(math.floor(z.min())), int(math.floor(y.min())), int(math.floor(x.min())),
-           int(math.floor(z.max())) + 1, int(math.floor(y.max())) + 1, int(math.floor(x.max())) + 1)
-    return c, box
-
-
-def nan_gaussian(values: np.ndarray, sigma: float | tuple[float, ...], min_weight: float = 0.3) -> np.ndarray:
-    """Gaussian smoothing that ignores NaN (normalised convolution).
-
-    The last axis is the angle and wraps; the others (slices, windings) end. A result is kept
-    where the smoothed weight of finite neighbours is at least ``min_weight`` and the sample
-    itself was finite; elsewhere NaN.
-    """
-    sigma = tuple(sigma) if np.ndim(sigma) else (0.0,) * (values.ndim - 1) + (float(sigma),)
-    modes = ("nearest",) * (values.ndim - 1) + ("wrap",)
-    finite = np.isfinite(values)
-    num = ndimage.gaussian_filter(np.where(finite, values, 0.0), sigma, mode=modes)
-    den = ndimage.gaussian_filter(finite.astype(np.float32), sigma, mode=modes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(finite & (den >= min_weight), num / den, np.nan)
-
-
-def polar_angle_deg(geometry: CellGeometry, z: float, y: float, x: float) -> float:
-    cy, cx = geometry.frame_at(z).center_yx_px
-    return float(np.degrees(np.arctan2(y - cy, x - cx)) % 360.0)
-
-
 def _plain(val: Any) -> Any:
     if isinstance(val, np.generic):
         return val.item()
@@ -169,67 +291,3 @@ def _plain(val: Any) -> Any:
     if isinstance(val, list | tuple):
         return [_plain(v) for v in val]
     return val
-
-
-@dataclass
-class Spiral:
-    """Lay (slice, winding, angle) arrays out along the wound sheet: (slice, position).
-
-    Winding k's angles are ordered from the seam in the winding direction, so the last
-    sample of winding k meets the first of winding k + 1: one physical layer is one run
-    of positions, also where it crosses the seam (where its ray index changes).
-    """
-
-    order: np.ndarray  # (n_slices, n_t) angle index of each position within a winding
-    n_windings: int
-
-    @classmethod
-    def from_geometry(cls, geometry: CellGeometry, n_windings: int | None = None) -> Spiral:
-        rolls = [s for s in geometry.slices if s.is_roll]
-        t = rolls[0].t_rad
-        orders = []
-        for s in rolls:
-            seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
-            orders.append(np.argsort((s.direction * (t - seam)) % (2 * np.pi), kind="stable"))
-        return cls(np.array(orders), n_windings if n_windings is not None else geometry.windings)
-
-    @property
-    def n_t(self) -> int:
-        return self.order.shape[1]
-
-    def lay_out(self, per_slice: np.ndarray) -> np.ndarray:
-        """(slices, windings, angles, ...) → (slices, windings · angles, ...)."""
-        k = self.n_windings
-        n_z = per_slice.shape[0]
-        taken = np.take_along_axis(per_slice[:, :k], self.order[:, None, :].reshape(n_z, 1, -1, *([1] * (per_slice.ndim - 3))), axis=2)
-        return taken.reshape(n_z, k * self.n_t, *per_slice.shape[3:])
-
-    def winding_and_angle(self, z: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Winding index and angle index of positions along the sheet."""
-        k = position // self.n_t
-        return k, self.order[z, position % self.n_t]
-
-
-def label_periodic(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
-    """Connected components with the last axis periodic (the angle wraps at 360°)."""
-    labels, n = ndimage.label(mask, structure=structure)
-    if n == 0:
-        return labels, 0
-    first, last = labels[..., 0], labels[..., -1]
-    both = (first > 0) & (last > 0)
-    if both.any():
-        parent = np.arange(n + 1)
-
-        def find(a: int) -> int:
-            while parent[a] != a:
-                parent[a] = parent[parent[a]]
-                a = parent[a]
-            return a
-
-        for a, b in zip(first[both], last[both], strict=True):
-            ra, rb = find(int(a)), find(int(b))
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-        roots = np.array([find(i) for i in range(n + 1)])
-        labels = roots[labels]
-    return labels, int(labels.max())

@@ -19,9 +19,47 @@ import math
 
 import numpy as np
 
-from core.detectors.base import DetectorContext, DetectorOutput, Finding, register
+from core.detectors.base import (
+    DetectorContext,
+    DetectorOutput,
+    DetectorSpec,
+    Finding,
+    Metric,
+    Rule,
+    register,
+)
 
 NAME = "can_metrology"
+SPEC = DetectorSpec(
+    name=NAME,
+    label="Can out of tolerance",
+    value_name="measured value",
+    order=6,
+    # Every limit is optional: absent from the recipe, that quantity is measured, not judged.
+    rules={
+        "diameter_review_mm": Rule(None, 0.0, None, "mm", "Outer diameter this far off the [cell] nominal: review."),
+        "diameter_fail_mm": Rule(None, 0.0, None, "mm", "Outer diameter this far off the [cell] nominal: fail."),
+        "wall_fail_min_um": Rule(None, 0.0, None, "µm", "A wall thinner than this fails."),
+        "wall_review_min_um": Rule(None, 0.0, None, "µm", "A wall thinner than this is for review."),
+        "ovality_review": Rule(None, 0.0, 1.0, "", "Ovality (a − b)/(a + b) at least this: review."),
+        "ovality_fail": Rule(None, 0.0, 1.0, "", "Ovality (a − b)/(a + b) at least this: fail."),
+        "dent_review_um": Rule(None, 0.0, None, "µm", "A dent at least this deep is for review."),
+        "dent_fail_um": Rule(None, 0.0, None, "µm", "A dent at least this deep fails."),
+    },
+    check=("Can out of tolerance", "The can's outer diameter, ovality, wall and dents per slice beside the roll."),
+    metrics={
+        "can_slices_measured": Metric("sum", "Can, slices measured beside the roll"),
+        "can_outer_diameter_mm": Metric("mean", "Can outer diameter, median", "mm"),
+        "can_outer_diameter_min_mm": Metric("min", "Can outer diameter, smallest", "mm"),
+        "can_outer_diameter_max_mm": Metric("max", "Can outer diameter, largest", "mm"),
+        "can_outer_diameter_deviation_mm": Metric("mean", "Can outer diameter, largest deviation from nominal", "mm"),
+        "can_wall_min_um": Metric("min", "Can wall, thinnest", "µm"),
+        "can_wall_mean_um": Metric("mean", "Can wall, median of the slices' means", "µm"),
+        "can_ovality_max": Metric("max", "Can ovality (a − b)/(a + b), largest", "%", 100),
+        "can_dent_max_um": Metric("max", "Can dent, deepest", "µm"),
+        "can_metrology_count": Metric("sum", "Can out of tolerance (findings)"),
+    },
+)
 _COLUMNS = ("z", "outer_diameter_mm", "wall_min_um", "wall_mean_um", "ovality", "dent_depth_um")
 
 
@@ -41,7 +79,7 @@ def _judged(ctx: DetectorContext, table: np.ndarray) -> np.ndarray:
     return table[np.isin(table[:, 0].astype(int), list(judged))]
 
 
-@register(NAME)
+@register(SPEC)
 def detect(ctx: DetectorContext) -> DetectorOutput:
     """Can metrics per slice and findings beyond the recipe's limits; see the module docstring."""
     g = ctx.geometry
@@ -57,7 +95,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         return out
     nominal = ctx.cell.get("can_outer_diameter_mm")
     nominal_wall = ctx.cell.get("can_wall_um")
-    r = ctx.rules
+    r = SPEC.rules_for(ctx.rules)
 
     def finite(col: int) -> np.ndarray:
         v = judged[:, col]

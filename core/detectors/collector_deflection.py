@@ -18,7 +18,6 @@ cathode (a tab window, see :mod:`core.geometry.zones`) are not judged there.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 from scipy import ndimage
@@ -26,70 +25,58 @@ from scipy import ndimage
 from core.detectors.base import (
     DetectorContext,
     DetectorOutput,
+    DetectorSpec,
     Finding,
+    Limit,
+    Metric,
+    Rule,
+    register,
+    severity_for,
+)
+from core.detectors.numerics import (
     Spiral,
     box_and_centroid,
     nan_gaussian,
     points_to_yx,
     polar_angle_deg,
-    register,
-    severity_for,
+    smooth_path_residual,
 )
 from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
 from core.nanmedian import nanmedian_last_axis
 
 NAME = "collector_deflection"
+SPEC = DetectorSpec(
+    name=NAME,
+    label="Cu collector bent",
+    value_name="deflection",
+    prefix="C",
+    order=1,
+    rules={
+        "fail_um": Rule(60.0, 0.0, None, "µm", "A bend at least this large (peak radial deflection) fails."),
+        "review_um": Rule(30.0, 0.0, None, "µm", "A bend at least this large is for review."),
+        "min_arc_um": Rule(250.0, 0.0, None, "µm",
+                           "Stretches shorter than this arc are single-voxel tracing noise, not a deflected foil."),
+        "max_span_deg": Rule(120.0, 1.0, 360.0, "°",
+                             "Longer deviations are the winding's own shape (winding quality), not a local bend."),
+    },
+    ordered=(("review_um", "fail_um"),),
+    limits={
+        "collector_deflection_max_um": Limit(
+            "Largest Cu collector bend",
+            "Radial displacement of a traced Cu collector from the smooth path of its own winding, less the "
+            "common movement of its neighbours, smoothed over about a slice and 0.1 mm of arc; the peak of a bend.",
+            "µm", review="review_um", fail="fail_um"),
+    },
+    metrics={
+        "collector_deflection_max_um": Metric("max", "Cu collector deflection, largest single sample (unsmoothed)",
+                                              "µm"),
+        "collector_deflection_p99_um": Metric("max", "Cu collector deflection, 99th percentile", "µm"),
+        "collector_deflection_count": Metric("sum", "Bent Cu collectors (findings)"),
+        "cu_al_gap_mean_um": Metric("mean", "Cu–Al gap, mean", "µm"),
+        "cu_al_gap_min_um": Metric("min", "Cu–Al gap, smallest (0.1th percentile)", "µm"),
+    },
+)
 MIN_TRACE_ZSCORE = TRUSTED_TRACE_ZSCORE  # core.geometry.layers: one threshold for every reader of the traces
-
-
-def _design(t: np.ndarray, seam_rad: float, direction: int) -> np.ndarray:
-    theta = (direction * (t - seam_rad)) % (2 * np.pi)
-    return np.column_stack([np.ones_like(t), theta, np.cos(t), np.sin(t), np.cos(2 * t), np.sin(2 * t)])
-
-
-def smooth_path_residual(radius: np.ndarray, t: np.ndarray, seam_rad: float, direction: int,
-                         window_deg: float = 90.0) -> np.ndarray:
-    """Deflection of each layer (rows of ``radius``, µm) from the smooth path of its winding."""
-    x = _design(t, seam_rad, direction)
-    valid = np.isfinite(radius)
-    r = np.where(valid, radius, 0.0)
-    w = valid.astype(float)
-    coef = np.zeros((radius.shape[0], x.shape[1]))
-    for _ in range(4):  # iteratively reweighted least squares (Tukey biweight)
-        # Normal equations by matmul: the same numbers as einsum("kt,tp,tq->kpq") in 0.41 ms
-        # instead of 4.6 ms on 20 windings × 2792 angles (benchmarks/kernels_bench.py).
-        wx = w[:, :, None] * x[None, :, :]  # (k, t, p)
-        gram = np.matmul(wx.transpose(0, 2, 1), x) + 1e-9 * np.eye(x.shape[1])
-        rhs = (wx * r[:, :, None]).sum(axis=1)
-        coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
-        res = r - coef @ x.T
-        scale = 1.4826 * np.nanmedian(np.where(valid, np.abs(res), np.nan), axis=1, keepdims=True) + 1e-6
-        w = valid * np.clip(1 - (res / (6 * scale)) ** 2, 0, None) ** 2
-    res = np.where(valid, r - coef @ x.T, np.nan)
-    # Running median over ±window/2 on 2° bins: slow departures of a real roll stay in the
-    # path, a local bend (tens of degrees) does not.
-    n_t = t.size
-    n_bins = 180
-    per_bin = int(math.ceil(n_t / n_bins))
-    padded_res = np.full((radius.shape[0], n_bins * per_bin), np.nan)
-    padded_res[:, :n_t] = res
-    n_bins = int(math.ceil(n_t / per_bin))  # bins of per_bin consecutive angles (last one shorter)
-    padded_res = padded_res[:, : n_bins * per_bin]
-    padded_t = np.full(n_bins * per_bin, np.nan)
-    padded_t[:n_t] = t
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bins stay NaN
-        binned = nanmedian_last_axis(padded_res.reshape(radius.shape[0], n_bins, per_bin))
-        centers = np.nanmean(padded_t.reshape(n_bins, per_bin), axis=1)
-    bin_width = per_bin * 2 * np.pi / n_t
-    half = max(int(math.radians(window_deg / 2) / bin_width), 1)
-    padded = np.concatenate([binned[:, -half:], binned, binned[:, :half]], axis=1)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=1)
-    baseline_bins = nanmedian_last_axis(windows)
-    baseline_bins = np.where(np.isfinite(baseline_bins), baseline_bins, 0.0)
-    ext_c = np.r_[centers[-1] - 2 * np.pi, centers, centers[0] + 2 * np.pi]
-    baseline = np.stack([np.interp(t, ext_c, np.r_[b[-1], b, b[0]]) for b in baseline_bins]) if n_t else res
-    return res - baseline
 
 
 def relative_to_neighbours(deflection: np.ndarray, reach: int = 2) -> np.ndarray:
@@ -133,7 +120,7 @@ def relative_to_neighbours(deflection: np.ndarray, reach: int = 2) -> np.ndarray
     return np.where(np.isfinite(deflection), relative, np.nan)
 
 
-@register(NAME)
+@register(SPEC)
 def detect(ctx: DetectorContext) -> DetectorOutput:
     """Find deflected Cu current collectors; see the module docstring."""
     g = ctx.geometry
@@ -142,10 +129,11 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     if not rolls:
         out.metrics.update(collector_deflection_max_um=None, collector_deflection_count=0)
         return out
-    review_um = float(ctx.rules.get("review_um", 30.0))
-    fail_um = float(ctx.rules.get("fail_um", 60.0))
-    min_arc_um = float(ctx.rules.get("min_arc_um", 250.0))
-    max_span_deg = float(ctx.rules.get("max_span_deg", 120.0))
+    rules = SPEC.rules_for(ctx.rules)
+    review_um = float(rules["review_um"])
+    fail_um = float(rules["fail_um"])
+    min_arc_um = float(rules["min_arc_um"])
+    max_span_deg = float(rules["max_span_deg"])
     t = rolls[0].t_rad
     n_t = t.size
     k_max = max(s.cu_radius_um.shape[0] for s in rolls)

@@ -20,104 +20,69 @@ from scipy import ndimage
 from core.detectors.base import (
     DetectorContext,
     DetectorOutput,
+    DetectorSpec,
     Finding,
-    box_and_centroid,
-    label_periodic,
-    nan_gaussian,
-    points_to_yx,
-    polar_angle_deg,
+    Limit,
+    Metric,
+    Rule,
     register,
 )
-from core.detectors.collector_deflection import smooth_path_residual
-from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
-from core.geometry.unwrap import unwrap
+from core.detectors.numerics import (
+    box_and_centroid,
+    hole_level,
+    label_periodic,
+    points_to_yx,
+    polar_angle_deg,
+    sheet_centre_lines,
+)
+from core.geometry.layers import near_layer_ends
 from core.nanmedian import nanmedian_float16_columns
 from core.parallel import default_workers, map_in_processes, worth_processes
 
 NAME = "delamination"
-
-
-def _hole_level(image: np.ndarray, frame, radius_px: float) -> float:
-    """Median intensity of the mandrel hole (gas), the level of an empty void."""
-    if not math.isfinite(radius_px) or radius_px < 3:
-        return math.nan
-    annulus = unwrap(image, frame, np.linspace(0, 2 * np.pi, 48, endpoint=False), np.linspace(0, 0.6 * radius_px, 12))
-    return float(np.median(annulus))
-
-
-def sheet_centre_lines(s, n_k: int, t: np.ndarray) -> np.ndarray:
-    """Centre lines (the Al foil, elliptical radius µm) of a slice's first ``n_k`` sheets.
-
-    From the smooth path of the measured centres (a void eats into the band and would drag
-    the measured centre with it), better where both collectors around the sheet are traced:
-    their midpoint plus the winding's own offset. A void in the cathode does not move the Cu,
-    and the midpoint follows the layers' real bends (over an electrode's start, beside a tab
-    window), which the smooth path cuts across: a 50 µm bulge would read as a dark inner
-    coating. Short gaps are filled so a void that hides an edge is still sampled.
-    """
-    n_t = t.size
-    measured_mid = 0.5 * (s.sheet_inner_um[:n_k] + s.sheet_outer_um[:n_k]).astype(float)
-    seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
-    mid = measured_mid - smooth_path_residual(measured_mid, t, seam, s.direction)
-    mid = _centre_from_collectors(s, measured_mid, mid)
-    # Gaps are filled along each winding from its seam (θ from 0 to 2π): across the seam angle
-    # the ray index changes and the centre jumps by a pitch, which a periodic fill in angle
-    # would bridge with a ramp through the neighbouring layers.
-    order = np.argsort((s.direction * (t - seam)) % (2 * np.pi), kind="stable")
-    idx = np.arange(n_t)
-    for k in range(mid.shape[0]):
-        row = mid[k, order]
-        ok = np.isfinite(row)
-        if ok.sum() >= 8 and not ok.all():
-            mid[k, order] = np.interp(idx, idx[ok], row[ok])
-    return mid
-
-
-def _centre_from_collectors(s, measured_mid: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Sheet centre lines from the midpoints of the collectors either side, where traced."""
-    out = fallback.copy()
-    cu = np.where(s.cu_zscore >= TRUSTED_TRACE_ZSCORE, s.cu_radius_um, np.nan).astype(float)
-    k_here = min(measured_mid.shape[0], cu.shape[0] - 1)
-    if k_here <= 0:
-        return out
-    between = 0.5 * (cu[:k_here] + cu[1:k_here + 1])
-    between = nan_gaussian(between, (0.0, 2.0), min_weight=0.5)  # a few samples: trace noise only
-    # Where one collector bends away from the other (a deflected foil: the gap between them
-    # changes) their midpoint leaves the sheet, which did not move: there the sheet's own smooth
-    # path is its centre (a 114 µm deflection read as a 1 mm "void" beside it otherwise); or,
-    # where the sheet's two faces are traced, their midpoint: at a buckle the layers leave the
-    # smooth path together (by 118 µm on a real 21700, whose midpoint-less centre read the
-    # cathode's inner face as a 0.001 mm³ "void").
-    seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
-    gap = cu[1:k_here + 1] - cu[:k_here]
-    bent = np.abs(smooth_path_residual(gap, s.t_rad, seam, s.direction)) > DEFLECTED_GAP_UM
-    for k in range(k_here):
-        ok = np.isfinite(between[k]) & np.isfinite(measured_mid[k])
-        if ok.sum() < 16:
-            continue
-        offset = float(np.median(measured_mid[k, ok] - between[k, ok]))
-        bent_here = ndimage.binary_dilation(bent[k], iterations=3)
-        use = np.isfinite(between[k]) & ~bent_here
-        out[k, use] = between[k, use] + offset
-        traced = bent_here & np.isfinite(measured_mid[k])
-        out[k, traced] = measured_mid[k, traced]
-    return out
+SPEC = DetectorSpec(
+    name=NAME,
+    label="Void in the cathode (delamination)",
+    value_name="void volume",
+    prefix="D",
+    order=3,
+    rules={
+        "fail_volume_mm3": Rule(0.001, 0.0, None, "mm³", "A void of at least this volume fails."),
+        "fail_length_um": Rule(300.0, 0.0, None, "µm", "A void at least this long (arc or height) fails."),
+        "review_volume_mm3": Rule(0.0002, 0.0, None, "mm³", "A void of at least this volume is for review."),
+        "min_volume_mm3": Rule(0.00005, 0.0, None, "mm³",
+                               "Smaller dark specks are noise at lab-CT resolution and are not reported."),
+        "merge_gap_um": Rule(None, 0.0, None, "µm",
+                             "Parts of a void at most this far apart are one void (absent: each path's own "
+                             "default, core.findings.MERGE_GAP_UM and core.segment.voids.MERGE_GAP_UM)."),
+    },
+    ordered=(("review_volume_mm3", "fail_volume_mm3"),),
+    limits={
+        "void_max_volume_mm3": Limit(
+            "Largest void",
+            "Volume of a void (a connected dark region inside or at the edge of the cathode coating), parts of "
+            "one void joined; a void also fails on its length (the recipe's fail_length_um).",
+            "mm³", review="review_volume_mm3", fail="fail_volume_mm3"),
+    },
+    metrics={
+        "void_count": Metric("sum", "Voids (findings)"),
+        "void_total_volume_mm3": Metric("sum", "Void volume, total", "mm³"),
+        "void_max_volume_mm3": Metric("max", "Void volume, largest", "mm³"),
+    },
+)
 
 
 # Degrees either side of the seam (where every layer's ray index changes) left out of the search:
 # the tracer leaves gaps there whose width varies with the slice (at 1° a 40-slice slab of a real
 # 21700 read them as 0.0002–0.0011 mm³ "voids" in every outer winding at the seam).
 SEAM_MARGIN_DEG = 4.0
-# A change of the gap between two collectors beyond this (µm) is one of them bent: their midpoint
-# is no guide to the sheet between them (the deflection review limit is 30 µm).
-DEFLECTED_GAP_UM = 20.0
 
 
 def _slice_samples(item, n_k: int, t: np.ndarray, depth: np.ndarray, px: float):
     """One slice's mandrel-hole level, collector contacts, sheet centre lines and the profiles
     across every sheet (float16), as :func:`detect` uses them; a worker process's task."""
     image, s = item
-    dark_level = _hole_level(image, s.frame, s.roll_inner_radius_um / px)
+    dark_level = hole_level(image, s.frame, s.roll_inner_radius_um / px)
     touching = None
     if s.sheet_cu_contact.size:
         touching = ndimage.binary_dilation(s.sheet_cu_contact[:n_k], structure=np.ones((1, 9), bool))
@@ -156,9 +121,10 @@ def close_in_place(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
 
 def judge_void(volume_mm3: float, length_um: float, rules: dict[str, float]) -> tuple[str, str]:
     """Severity and rule text of a void by the recipe's delamination rules (DESIGN.md)."""
-    fail_volume = float(rules.get("fail_volume_mm3", 0.001))
-    fail_length = float(rules.get("fail_length_um", 300.0))
-    review_volume = float(rules.get("review_volume_mm3", 0.0002))
+    rules = SPEC.rules_for(rules)
+    fail_volume = float(rules["fail_volume_mm3"])
+    fail_length = float(rules["fail_length_um"])
+    review_volume = float(rules["review_volume_mm3"])
     if volume_mm3 >= fail_volume:
         return "fail", f"void {volume_mm3:.4f} mm³ ≥ {fail_volume:g} mm³"
     if length_um >= fail_length:
@@ -168,7 +134,7 @@ def judge_void(volume_mm3: float, length_um: float, rules: dict[str, float]) -> 
     return "info", ""
 
 
-@register(NAME)
+@register(SPEC)
 def detect(ctx: DetectorContext) -> DetectorOutput:
     """Find voids inside the cathode sheets; see the module docstring."""
     g = ctx.geometry
@@ -177,7 +143,7 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     if not rolls:
         out.metrics.update(void_count=0, void_total_volume_mm3=0.0, void_max_volume_mm3=None)
         return out
-    min_volume = float(ctx.rules.get("min_volume_mm3", 0.00005))
+    min_volume = float(SPEC.rules_for(ctx.rules)["min_volume_mm3"])
     px = g.pixel_um
     n_k = g.windings
     t = rolls[0].t_rad

@@ -16,19 +16,59 @@ import numpy as np
 from core.detectors.base import (
     DetectorContext,
     DetectorOutput,
+    DetectorSpec,
     Finding,
+    Limit,
+    Metric,
+    Rule,
+    register,
+)
+from core.detectors.numerics import (
     box_and_centroid,
     label_periodic,
     nan_gaussian,
     points_to_yx,
     polar_angle_deg,
-    register,
 )
 
 NAME = "electrode_thickness"
+SPEC = DetectorSpec(
+    name=NAME,
+    label="Cathode thickness off",
+    value_name="thickness deviation",
+    prefix="T",
+    order=2,
+    rules={
+        "fail_deviation": Rule(0.20, 0.0, 1.0, "",
+                               "A patch off the cell median by more than this fraction over the minimum area fails."),
+        "review_deviation": Rule(0.10, 0.0, 1.0, "",
+                                 "A patch off the cell median by more than this fraction is for review."),
+        "min_patch_area_mm2": Rule(0.1, 0.0, None, "mm²", "Smaller patches of the unrolled sheet are not reported."),
+    },
+    ordered=(("review_deviation", "fail_deviation"),),
+    limits={
+        "cathode_thickness_max_deviation_pct": Limit(
+            "Worst cathode thickness patch",
+            "Mean deviation of the cathode sheet thickness from the cell median over a patch of the unrolled sheet "
+            "beyond the review deviation; a patch counts when its area reaches the recipe's minimum patch area, "
+            "and fails when the part beyond the fail deviation does.",
+            "%", review="review_deviation", fail="fail_deviation", scale=100.0),
+    },
+    metrics={
+        "cathode_sheet_thickness_mean_um": Metric("mean", "Cathode sheet thickness, mean", "µm"),
+        "cathode_sheet_thickness_std_um": Metric("pooled_std", "Cathode sheet thickness, standard deviation", "µm",
+                                                 of=("cathode_sheet_thickness_mean_um",)),
+        "cathode_sheet_thickness_cv": Metric("ratio", "Cathode sheet thickness, coefficient of variation", "%", 100,
+                                             of=("cathode_sheet_thickness_std_um", "cathode_sheet_thickness_mean_um")),
+        "cathode_sheet_thickness_median_um": Metric("mean", "Cathode sheet thickness, median (the cell median)", "µm"),
+        "cathode_thickness_patch_count": Metric("sum", "Cathode thickness patches (findings)"),
+        "cathode_thickness_max_deviation_pct": Metric(
+            "max", "Cathode thickness, largest local deviation from the median (smoothed, any area)", "%"),
+    },
+)
 
 
-@register(NAME)
+@register(SPEC)
 def detect(ctx: DetectorContext) -> DetectorOutput:
     """Measure the cathode sheet thickness map and find patches out of tolerance."""
     g = ctx.geometry
@@ -39,9 +79,10 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     if not rolls:
         out.metrics.update({k: None for k in keys})
         return out
-    review = float(ctx.rules.get("review_deviation", 0.10))
-    fail = float(ctx.rules.get("fail_deviation", 0.20))
-    min_area_mm2 = float(ctx.rules.get("min_patch_area_mm2", 0.1))
+    rules = SPEC.rules_for(ctx.rules)
+    review = float(rules["review_deviation"])
+    fail = float(rules["fail_deviation"])
+    min_area_mm2 = float(rules["min_patch_area_mm2"])
     thickness = g.stacked("sheet_thickness_um")[:, : g.windings]  # (z, k, t)
     radius = 0.5 * (g.stacked("sheet_inner_um") + g.stacked("sheet_outer_um"))[:, : g.windings]
     values = thickness[np.isfinite(thickness)]

@@ -18,14 +18,39 @@ from scipy import ndimage
 from core.detectors.base import (
     DetectorContext,
     DetectorOutput,
+    DetectorSpec,
     Finding,
-    box_and_centroid,
-    polar_angle_deg,
+    Limit,
+    Metric,
+    Rule,
     register,
 )
+from core.detectors.numerics import box_and_centroid, polar_angle_deg
 from core.geometry.unwrap import unwrap
 
 NAME = "foreign_particle"
+SPEC = DetectorSpec(
+    name=NAME,
+    label="Foreign particle",
+    value_name="equivalent diameter",
+    prefix="P",
+    order=4,
+    rules={
+        "fail_diameter_um": Rule(50.0, 0.0, None, "µm",
+                                 "A dense particle of at least this equivalent diameter fails (smaller: review)."),
+    },
+    limits={
+        "foreign_particle_max_diameter_um": Limit(
+            "Largest dense particle",
+            "Equivalent diameter (of the sphere of the same volume) of a compact region brighter than the can.",
+            "µm", fail="fail_diameter_um"),
+    },
+    metrics={
+        "foreign_particle_count": Metric("sum", "Dense particles (findings)"),
+        "foreign_particle_max_diameter_um": Metric("max", "Dense particle, largest equivalent diameter", "µm"),
+        "bright_strips_set_aside": Metric("mean", "Bright strips set aside as tabs"),
+    },
+)
 
 
 def _can_level(image: np.ndarray, frame, can_inner_px: float, wall_px: float) -> float:
@@ -34,13 +59,13 @@ def _can_level(image: np.ndarray, frame, can_inner_px: float, wall_px: float) ->
     return float(np.median(wall))
 
 
-@register(NAME)
+@register(SPEC)
 def detect(ctx: DetectorContext) -> DetectorOutput:
     """Find compact bright particles inside the roll; see the module docstring."""
     g = ctx.geometry
     out = DetectorOutput()
     rolls = [s for s in g.slices if s.is_roll]
-    fail_d = float(ctx.rules.get("fail_diameter_um", 50.0))
+    fail_d = float(SPEC.rules_for(ctx.rules)["fail_diameter_um"])
     if not rolls:
         out.metrics.update(foreign_particle_count=0, foreign_particle_max_diameter_um=None)
         return out

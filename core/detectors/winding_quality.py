@@ -25,15 +25,42 @@ from scipy import ndimage
 from core.detectors.base import (
     DetectorContext,
     DetectorOutput,
+    DetectorSpec,
     Finding,
-    nan_gaussian,
-    points_to_yx,
-    polar_angle_deg,
+    Metric,
+    Rule,
     register,
 )
+from core.detectors.numerics import nan_gaussian, points_to_yx, polar_angle_deg
 from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
 
 NAME = "winding_quality"
+SPEC = DetectorSpec(
+    name=NAME,
+    label="Winding irregular",
+    value_name="departure from the spiral",
+    order=7,
+    rules={
+        "fail_um": Rule(150.0, 0.0, None, "µm", "A Cu layer departing this far from the roll's spiral fails."),
+        "review_um": Rule(75.0, 0.0, None, "µm", "A Cu layer departing this far from the roll's spiral: review."),
+        "inner_turns": Rule(2, 0.0, 10.0, "",
+                            "Turns around the mandrel, irregular by design, judged by the inner limits instead."),
+        "inner_review_um": Rule(250.0, 0.0, None, "µm", "Review limit within inner_turns of the mandrel."),
+        "inner_fail_um": Rule(500.0, 0.0, None, "µm", "Fail limit within inner_turns of the mandrel (a collapse)."),
+        "smoothing_deg": Rule(5.0, 0.0, 90.0, "°", "Departures are smoothed along the arc over this angle."),
+    },
+    ordered=(("review_um", "fail_um"), ("inner_review_um", "inner_fail_um")),
+    check=("Largest winding departure", "How far a winding departs from the roll's fitted spiral (buckling, collapse)."),
+    metrics={
+        "winding_residual_rms_um": Metric("mean", "Winding spiral fit residual, RMS", "µm"),
+        "winding_residual_rms_p95_um": Metric("mean", "Winding spiral fit residual, RMS (95th percentile of layers)",
+                                              "µm"),
+        "winding_layers_fitted": Metric("sum", "Winding layers fitted"),
+        "winding_deviation_max_um": Metric("max", "Winding departure from the spiral, largest", "µm"),
+        "winding_inner_deviation_max_um": Metric("max", "Winding departure, largest in the inner turns", "µm"),
+        "winding_quality_count": Metric("sum", "Irregular windings (findings)"),
+    },
+)
 MIN_TRACE_ZSCORE = TRUSTED_TRACE_ZSCORE  # core.geometry.layers: one threshold for every reader of the traces
 
 
@@ -71,7 +98,7 @@ def spiral_residuals(radius: np.ndarray, t: np.ndarray, seam_rad: float, directi
     return out
 
 
-@register(NAME)
+@register(SPEC)
 def detect(ctx: DetectorContext) -> DetectorOutput:
     """Spiral fit residuals and the largest winding departure; see the module docstring."""
     g = ctx.geometry
@@ -80,12 +107,13 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     if not rolls:
         out.metrics.update(winding_residual_rms_um=None, winding_deviation_max_um=None, winding_quality_count=0)
         return out
-    review = float(ctx.rules.get("review_um", 75.0))
-    fail = float(ctx.rules.get("fail_um", 150.0))
-    inner_turns = int(ctx.rules.get("inner_turns", 2))
-    inner_review = float(ctx.rules.get("inner_review_um", 250.0))
-    inner_fail = float(ctx.rules.get("inner_fail_um", 500.0))
-    smooth_deg = float(ctx.rules.get("smoothing_deg", 5.0))
+    rules = SPEC.rules_for(ctx.rules)
+    review = float(rules["review_um"])
+    fail = float(rules["fail_um"])
+    inner_turns = int(rules["inner_turns"])
+    inner_review = float(rules["inner_review_um"])
+    inner_fail = float(rules["inner_fail_um"])
+    smooth_deg = float(rules["smoothing_deg"])
     t = rolls[0].t_rad
     n_t = t.size
     k_max = max(s.cu_radius_um.shape[0] for s in rolls)

@@ -31,15 +31,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from core.detectors.base import (
-    DetectorContext,
-    DetectorOutput,
-    Finding,
+from core.detectors.base import DetectorContext, DetectorOutput, Finding
+from core.detectors.delamination import SPEC as DELAMINATION
+from core.detectors.delamination import judge_void
+from core.detectors.numerics import (
     box_and_centroid,
+    hole_level,
     label_periodic,
     polar_angle_deg,
+    sheet_centre_lines,
 )
-from core.detectors.delamination import _hole_level, judge_void, sheet_centre_lines
 from core.geometry.layers import near_layer_ends
 from core.segment.model import LayerSegmenter, get_segmenter
 from core.segment.slices import segment_roll_slice
@@ -162,7 +163,7 @@ def _sheet_profiles(ctx: DetectorContext, rolls, sheets: Sheets, windings: list[
     for i, s in enumerate(rolls):
         ctx.check_cancel()
         image = ctx.volume.slice(s.z)
-        darks.append(_hole_level(image, s.frame, s.roll_inner_radius_um / px))
+        darks.append(hole_level(image, s.frame, s.roll_inner_radius_um / px))
         cy, cx = s.frame.center_yx_px
         dir_y, dir_x = s.frame.to_yx(t, np.ones_like(t))
         dir_y, dir_x = (dir_y - cy).astype(np.float32), (dir_x - cx).astype(np.float32)
@@ -266,7 +267,7 @@ def find_voids(ctx: DetectorContext, rolls, t: np.ndarray, rho_um: np.ndarray, p
     """Findings from the model's void probabilities (see the module docstring)."""
     g = ctx.geometry
     out = DetectorOutput()
-    min_volume = float(ctx.rules.get("min_volume_mm3", 0.00005))
+    min_volume = float(DELAMINATION.rules_for(ctx.rules)["min_volume_mm3"])
     al_um = float(ctx.cell.get("al_foil_um", 15.0))
     px = g.pixel_um
     dz_um = g.spacing_um[0]
