@@ -23,21 +23,22 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 #: Typical seconds of each stage on issue 18's benchmark volume (a generated 18650, 20 µm,
-#: 1000 × 1000 × 100 uint16): the CPU seconds ``benchmarks/inspect_bench.py --outputs``
-#: printed (docs/performance.md), steadier than wall seconds on a shared machine. Used only as
+#: 1000 × 1000 × 100 uint16): the wall seconds ``benchmarks/inspect_bench.py`` printed on an
+#: idle machine after the geometry went to worker processes (the maps, report and outputs: the
+#: CPU seconds of ``--outputs``; docs/performance.md). Used only as
 #: weights, so that a progress bar moves in proportion to the work; a stage not listed weighs
 #: :data:`UNLISTED_STAGE_S`. Update them when a stage gets much faster.
 TYPICAL_SECONDS: dict[str, float] = {
     "read": 0.3,  # a TIFF opens lazily (0.01 s); its pages are read by the stages that use them
-    "recipe": 0.4,
-    "geometry": 46.0,
-    "collector_deflection": 5.2,
-    "electrode_thickness": 0.8,
-    "delamination": 17.3,
-    "foreign_particle": 0.9,
+    "recipe": 0.3,
+    "geometry": 23.6,
+    "collector_deflection": 2.1,
+    "electrode_thickness": 0.6,
+    "delamination": 8.3,
+    "foreign_particle": 2.0,
     "anode_overhang": 0.5,  # ~0 in the middle of a roll; works where the volume shows a roll end
     "can_metrology": 0.1,
-    "winding_quality": 3.5,
+    "winding_quality": 2.6,
     "unroll": 0.5,
     "merge_verdict": 0.05,
     "maps": 5.7,

@@ -147,6 +147,19 @@ def _design(t: np.ndarray, seam_rad: float, direction: int) -> np.ndarray:
     return np.column_stack([np.ones_like(t), theta, np.cos(t), np.sin(t), np.cos(2 * t), np.sin(2 * t)])
 
 
+def tukey_weights(residual: np.ndarray, scale: np.ndarray | float, tuning: float = 6.0,
+                  squared: bool = True) -> np.ndarray:
+    """Tukey biweight ``(1 - (r / (c s))²)²`` of residuals, zero beyond ``c`` scales.
+
+    ``squared=False`` gives the unsquared ``1 - (r / (c s))²``, which winding quality's joint
+    spiral fit has always used (its validated numbers depend on it). The one weight function of
+    the detectors' two robust fits, which are otherwise different problems: :func:`smooth_path_residual` (an independent fit per winding) and
+    :func:`core.detectors.winding_quality.spiral_residuals` (one joint fit of all windings).
+    """
+    weight = np.clip(1 - (residual / (tuning * scale)) ** 2, 0, None)
+    return weight ** 2 if squared else weight
+
+
 def smooth_path_residual(radius: np.ndarray, t: np.ndarray, seam_rad: float, direction: int,
                          window_deg: float = 90.0) -> np.ndarray:
     """Deflection of each layer (rows of ``radius``, µm) from the smooth path of its winding."""
@@ -164,7 +177,7 @@ def smooth_path_residual(radius: np.ndarray, t: np.ndarray, seam_rad: float, dir
         coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
         res = r - coef @ x.T
         scale = 1.4826 * np.nanmedian(np.where(valid, np.abs(res), np.nan), axis=1, keepdims=True) + 1e-6
-        w = valid * np.clip(1 - (res / (6 * scale)) ** 2, 0, None) ** 2
+        w = valid * tukey_weights(res, scale)
     res = np.where(valid, r - coef @ x.T, np.nan)
     # Running median over ±window/2 on 2° bins: slow departures of a real roll stay in the
     # path, a local bend (tens of degrees) does not.

@@ -31,7 +31,7 @@ from core.detectors.base import (
     Rule,
     register,
 )
-from core.detectors.numerics import nan_gaussian, points_to_yx, polar_angle_deg
+from core.detectors.numerics import nan_gaussian, points_to_yx, polar_angle_deg, tukey_weights
 from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
 
 NAME = "winding_quality"
@@ -93,7 +93,7 @@ def spiral_residuals(radius: np.ndarray, t: np.ndarray, seam_rad: float, directi
         coef = np.linalg.solve(gram, (xc * w[:, None]).T @ rc)
         res = rc - xc @ coef
         scale = 1.4826 * np.median(np.abs(res[w > 0])) + 1e-6
-        w = np.clip(1 - (res / (6 * scale)) ** 2, 0, None)
+        w = tukey_weights(res, scale, squared=False)
     out[kk, tt] = res
     return out
 
