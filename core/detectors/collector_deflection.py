@@ -18,6 +18,7 @@ cathode (a tab window, see :mod:`core.geometry.zones`) are not judged there.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 from scipy import ndimage
@@ -43,6 +44,7 @@ from core.detectors.numerics import (
 )
 from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
 from core.nanmedian import nanmedian_last_axis
+from core.parallel import default_workers, map_in_processes, worth_processes
 
 NAME = "collector_deflection"
 SPEC = DetectorSpec(
@@ -120,6 +122,22 @@ def relative_to_neighbours(deflection: np.ndarray, reach: int = 2) -> np.ndarray
     return np.where(np.isfinite(deflection), relative, np.nan)
 
 
+def _slice_deflection(item, t: np.ndarray) -> np.ndarray:
+    """One slice's collector deflections (windings × angles, µm), less the neighbours' common
+    movement; ``item`` is the slice and its (windings × angles) mask of excluded collectors."""
+    s, excluded = item
+    seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
+    # Only confidently traced samples: a collector lost in noise is unknown, not bent.
+    radius = np.where(s.cu_zscore >= MIN_TRACE_ZSCORE, s.cu_radius_um, np.nan).astype(float)
+    radius[excluded] = np.nan
+    d = smooth_path_residual(radius, t, seam, s.direction)
+    d *= s.frame.metric(t)[None, :]  # elliptical radius → distance along the normal
+    d = relative_to_neighbours(d)
+    # The ray index jumps at the seam: a few samples there are not a path.
+    d[near_layer_ends(s, 3.0, d.shape[0])] = np.nan
+    return d
+
+
 @register(SPEC)
 def detect(ctx: DetectorContext) -> DetectorOutput:
     """Find deflected Cu current collectors; see the module docstring."""
@@ -138,18 +156,15 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     n_t = t.size
     k_max = max(s.cu_radius_um.shape[0] for s in rolls)
     deflection = np.full((len(rolls), k_max, n_t), np.nan, np.float32)
-    for i, s in enumerate(rolls):
+    # Collectors bounding an uncoated strip (tab window) relax into it by design.
+    items = ((s, g.collector_exclusion(s, s.cu_radius_um.shape[0])) for s in rolls)
+    task = partial(_slice_deflection, t=t)
+    workers = default_workers(len(rolls))
+    # Each slice's fit is independent: in worker processes for a large volume (core.parallel).
+    fitted = map_in_processes(task, items, workers, ctx.cancel) if worth_processes(ctx.volume.shape, workers) \
+        else map(task, items)
+    for i, (s, d) in enumerate(zip(rolls, fitted, strict=True)):
         ctx.check_cancel()
-        seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
-        # Only confidently traced samples: a collector lost in noise is unknown, not bent.
-        radius = np.where(s.cu_zscore >= MIN_TRACE_ZSCORE, s.cu_radius_um, np.nan).astype(float)
-        # Collectors bounding an uncoated strip (tab window) relax into it by design.
-        radius[g.collector_exclusion(s, radius.shape[0])] = np.nan
-        d = smooth_path_residual(radius, t, seam, s.direction)
-        d *= s.frame.metric(t)[None, :]  # elliptical radius → distance along the normal
-        d = relative_to_neighbours(d)
-        # The ray index jumps at the seam: a few samples there are not a path.
-        d[near_layer_ends(s, 3.0, d.shape[0])] = np.nan
         deflection[i, : d.shape[0]] = d
         ctx.report(0.8 * (i + 1) / len(rolls), f"collector deflection: slice {s.z}")
     smoothed = nan_gaussian(deflection, 1.0)

@@ -11,6 +11,7 @@ not debris: it is counted (``bright_strips_set_aside``), not reported as a parti
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 from scipy import ndimage
@@ -27,6 +28,7 @@ from core.detectors.base import (
 )
 from core.detectors.numerics import box_and_centroid, polar_angle_deg
 from core.geometry.unwrap import unwrap
+from core.parallel import default_workers, map_in_processes, worth_processes
 
 NAME = "foreign_particle"
 SPEC = DetectorSpec(
@@ -59,6 +61,25 @@ def _can_level(image: np.ndarray, frame, can_inner_px: float, wall_px: float) ->
     return float(np.median(wall))
 
 
+def _slice_candidates(item, can_inner: float, wall_px: float, radius_px: float,
+                      disc: np.ndarray) -> tuple[float, np.ndarray]:
+    """One slice's can level and its mask of bright compact candidates inside the can."""
+    image, frame = item
+    ny, nx = image.shape
+    level = _can_level(image, frame, can_inner, wall_px)
+    cy, cx = frame.center_yx_px
+    inside = ((np.arange(ny)[:, None] - cy) ** 2 + (np.arange(nx)[None, :] - cx) ** 2) < (can_inner - 2 * wall_px) ** 2
+    # Only look where something is brighter than the can: skip the opening elsewhere.
+    bright = (image > 1.1 * level) & inside
+    mask = np.zeros_like(bright)
+    if bright.any():
+        labels, n = ndimage.label(ndimage.binary_dilation(bright, iterations=int(radius_px) + 2))
+        for sl in ndimage.find_objects(labels):
+            opened = ndimage.grey_opening(image[sl], footprint=disc)
+            mask[sl] |= (opened > 1.1 * level) & inside[sl]
+    return level, mask
+
+
 @register(SPEC)
 def detect(ctx: DetectorContext) -> DetectorOutput:
     """Find compact bright particles inside the roll; see the module docstring."""
@@ -80,22 +101,15 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     yy, xx = np.mgrid[-math.ceil(radius_px):math.ceil(radius_px) + 1, -math.ceil(radius_px):math.ceil(radius_px) + 1]
     disc = (yy**2 + xx**2) <= radius_px**2
     masks, levels = [], []
-    nz, ny, nx = ctx.volume.shape
-    for s in rolls:
+    task = partial(_slice_candidates, can_inner=can_inner, wall_px=wall_px, radius_px=radius_px, disc=disc)
+    items = ((np.asarray(ctx.volume.slice(s.z)), s.frame) for s in rolls)
+    workers = default_workers(len(rolls))
+    # Each slice's search is independent: in worker processes for a large volume (core.parallel).
+    found = map_in_processes(task, items, workers, ctx.cancel) if worth_processes(ctx.volume.shape, workers) \
+        else map(task, items)
+    for level, mask in found:
         ctx.check_cancel()
-        image = ctx.volume.slice(s.z)
-        level = _can_level(image, s.frame, can_inner, wall_px)
         levels.append(level)
-        cy, cx = s.frame.center_yx_px
-        inside = ((np.arange(ny)[:, None] - cy) ** 2 + (np.arange(nx)[None, :] - cx) ** 2) < (can_inner - 2 * wall_px) ** 2
-        # Only look where something is brighter than the can: skip the opening elsewhere.
-        bright = (image > 1.1 * level) & inside
-        mask = np.zeros_like(bright)
-        if bright.any():
-            labels, n = ndimage.label(ndimage.binary_dilation(bright, iterations=int(radius_px) + 2))
-            for sl in ndimage.find_objects(labels):
-                opened = ndimage.grey_opening(image[sl], footprint=disc)
-                mask[sl] |= (opened > 1.1 * level) & inside[sl]
         masks.append(mask)
     volume_mask = np.stack(masks)
     labels, n = ndimage.label(volume_mask)

@@ -18,6 +18,7 @@ electrode's start, the tab, the pin): within ``inner_turns`` of the mandrel the 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 from scipy import ndimage
@@ -33,6 +34,7 @@ from core.detectors.base import (
 )
 from core.detectors.numerics import nan_gaussian, points_to_yx, polar_angle_deg, tukey_weights
 from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
+from core.parallel import default_workers, map_in_processes, worth_processes
 
 NAME = "winding_quality"
 SPEC = DetectorSpec(
@@ -98,6 +100,18 @@ def spiral_residuals(radius: np.ndarray, t: np.ndarray, seam_rad: float, directi
     return out
 
 
+def _slice_residuals(item, t: np.ndarray) -> np.ndarray:
+    """One slice's departures from its spiral (windings × angles, µm along the normal); ``item``
+    is the slice and its (windings × angles) mask of excluded collectors."""
+    s, excluded = item
+    radius = np.where(s.cu_zscore >= MIN_TRACE_ZSCORE, s.cu_radius_um, np.nan).astype(float)
+    radius[excluded] = np.nan
+    res = spiral_residuals(radius[: s.windings], t, math.radians(s.seam_deg), s.direction)
+    res *= s.frame.metric(t)[None, :]
+    res[near_layer_ends(s, 3.0, res.shape[0])] = np.nan
+    return res
+
+
 @register(SPEC)
 def detect(ctx: DetectorContext) -> DetectorOutput:
     """Spiral fit residuals and the largest winding departure; see the module docstring."""
@@ -119,14 +133,15 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     k_max = max(s.cu_radius_um.shape[0] for s in rolls)
     dev = np.full((len(rolls), k_max, n_t), np.nan, np.float32)
     rms_layers = []
-    for i, s in enumerate(rolls):
+    # Collectors bounding an uncoated strip (tab window) relax into it by design.
+    items = ((s, g.collector_exclusion(s, s.cu_radius_um.shape[0])) for s in rolls)
+    task = partial(_slice_residuals, t=t)
+    workers = default_workers(len(rolls))
+    # Each slice's fit is independent: in worker processes for a large volume (core.parallel).
+    fitted = map_in_processes(task, items, workers, ctx.cancel) if worth_processes(ctx.volume.shape, workers) \
+        else map(task, items)
+    for i, (s, res) in enumerate(zip(rolls, fitted, strict=True)):
         ctx.check_cancel()
-        radius = np.where(s.cu_zscore >= MIN_TRACE_ZSCORE, s.cu_radius_um, np.nan).astype(float)
-        # Collectors bounding an uncoated strip (tab window) relax into it by design.
-        radius[g.collector_exclusion(s, radius.shape[0])] = np.nan
-        res = spiral_residuals(radius[: s.windings], t, math.radians(s.seam_deg), s.direction)
-        res *= s.frame.metric(t)[None, :]
-        res[near_layer_ends(s, 3.0, res.shape[0])] = np.nan
         dev[i, : res.shape[0]] = res
         for row in res:
             if np.isfinite(row).sum() >= 16:
