@@ -31,8 +31,12 @@ def default_workers(n_items: int, requested: int | None = None) -> int:
 
 
 def processes_allowed() -> bool:
-    """Whether work may go to worker processes: not from a frozen (PyInstaller) bundle."""
-    return not getattr(sys, "frozen", False)
+    """Whether work may go to worker processes: not from a frozen (PyInstaller) bundle, and not
+    from a daemonic process (a Dask worker of ``cellqc batch``: Python forbids it children, and
+    the batch already runs one inspection per core)."""
+    import multiprocessing
+
+    return not getattr(sys, "frozen", False) and not multiprocessing.current_process().daemon
 
 
 def worth_processes(shape: tuple[int, ...], workers: int, forced: bool | None = None) -> bool:

@@ -61,3 +61,22 @@ def test_an_inspection_in_worker_processes_says_the_same(monkeypatch):
     parallel = inspect_volume(cell.volume, recipe).result
     assert any(f["detector"] == "delamination" for f in alone["findings"])
     assert said(parallel) == said(alone)
+
+
+def _allowed_here(queue) -> None:
+    queue.put(core.parallel.processes_allowed())
+
+
+def test_no_worker_processes_from_a_daemonic_process():
+    """A Dask worker of `cellqc batch` is daemonic: Python forbids it children, so a large
+    volume inspected there stays in its process instead of failing."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_allowed_here, args=(queue,), daemon=True)
+    child.start()
+    allowed = queue.get(timeout=120)
+    child.join(timeout=60)
+    assert allowed is False
+    assert core.parallel.processes_allowed()  # this (non-daemonic) process may
