@@ -15,8 +15,10 @@ import numpy as np
 def nanmedian_last_axis(values: np.ndarray) -> np.ndarray:
     """Median of the non-NaN values along the last axis (NaN where all are NaN).
 
-    One sort of the whole array (NaNs sort last) and two gathers: 11× faster than
-    ``np.nanmedian(values, axis=-1)`` on (20, 2792) float64 with NaNs, 20× on (20, 180, 45).
+    One sort of the whole array (NaNs sort last) and two gathers: 5× faster than
+    ``np.nanmedian(values, axis=-1)`` on (20, 180, 45) and (20, 180, 16) float64 with 10 % NaN
+    (the smooth-path fit's running medians); no faster on a long last axis (20, 2792), where
+    sorting costs what numpy's per-row partitions do, so it is not used there.
     """
     values = np.asarray(values)
     ordered = np.sort(values, axis=-1)
@@ -34,7 +36,8 @@ def nanmedian_float16_columns(values: np.ndarray) -> np.ndarray:
 
     Equal to ``np.nanmedian(values.astype(np.float32), axis=all but the last)``: float16 has only
     65 536 values, so the median is found by counting them (one ``bincount`` of the whole array)
-    instead of partitioning each column: 4× faster on 100 × 2792 × 25.
+    instead of partitioning each column: 2.1–2.4× faster on 100 × 2792 × 25 (float32 conversion
+    included on numpy's side).
     """
     values = np.asarray(values, dtype=np.float16)
     n_cols = values.shape[-1]

@@ -338,7 +338,8 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     local_shift = _local_phase_shift(smooth[:, :n_search], t, pitch_px, direction)
     reach = max(int(round(1.0 / step)), 1)  # one voxel either side
     # Every candidate layer n at once, (layers, angles[, offsets]): the same arithmetic as one
-    # layer at a time, in a few large numpy calls (33 layers: 38 -> 17 ms a slice, measured).
+    # layer at a time, in a few large numpy calls (with the sheets' below: 405 -> 348 ms of CPU a
+    # slice of issue 18's volume under cProfile; docs/performance.md).
     layer_n = np.arange(n_lo, n_hi + 1)
     rows_t = np.arange(n_t)
     pred = pitch_px * (phase + layer_n[:, None] + direction * t[None, :] / (2 * np.pi))
@@ -498,7 +499,7 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
     # (both percentiles from one partition: the same values, half the cost)
     coated_level = (0.5 * np.percentile(inside_roll, [10, 90]).sum() if inside_roll.size else -np.inf)
     # Every winding at once, (windings, angles, offsets): the same arithmetic as one winding at
-    # a time, in a few large numpy calls (21 windings: 132 -> 75 ms a slice, measured).
+    # a time, in a few large numpy calls (21 windings: 132 -> 100 ms a slice under cProfile).
     a = cu_idx
     b = np.concatenate([cu_idx[1:], cu_idx[-1:] + pitch_px]) if k_max > 1 else a + pitch_px
     b = np.where(np.isfinite(b), b, a + pitch_px)
