@@ -3,8 +3,8 @@
 Half of a slice's work in the geometry and the detectors is Python and small numpy calls that
 hold the GIL: on 2 cores threads ran the geometry at 1.6× on an idle machine and 0.9–1.1× on a
 shared one, processes at 1.9× (docs/performance.md). joblib's reusable loky executor is used:
-its workers are reused between calls and stop after 10 s idle (so they hold no memory while the
-main process works alone; starting them again costs ~1 s), they do not re-run the caller's
+its workers are reused between calls and stop after ``IDLE_WORKER_S`` idle (starting them
+again costs over a second), they do not re-run the caller's
 ``__main__`` (a script without a ``__name__`` guard works), and a GUI or server process that
 runs threads is never forked. Results are the same as in one process, to the bit.
 """
@@ -20,6 +20,13 @@ from typing import Any, TypeVar
 from core.errors import Cancelled
 
 T = TypeVar("T")
+
+# Worker processes stop after this many idle seconds. Long enough to live through the main
+# process's own work between two per-slice stages of a chunk (with joblib's default, 10 s, new
+# worker processes were seen starting during a whole cell; a start costs over a second: 1.1 s
+# measured with numpy alone); short enough not to hold their memory (≈ 0.3 GiB each) long after
+# an inspection.
+IDLE_WORKER_S = 60
 
 # Below this many voxels a volume's slices stay in this process: handing slices to worker
 # processes (and their first start, ~1 s) would be a large part of the work.
@@ -63,7 +70,7 @@ def map_in_processes(task: Callable[[Any], T], items: Iterable[Any], workers: in
 
     from joblib.externals.loky import get_reusable_executor
 
-    executor = get_reusable_executor(max_workers=workers)
+    executor = get_reusable_executor(max_workers=workers, timeout=IDLE_WORKER_S)
 
     def check() -> None:
         if cancel is not None and cancel():
