@@ -95,3 +95,13 @@ def map_in_processes(task: Callable[[Any], T], items: Iterable[Any], workers: in
     finally:  # cancelled, or the caller stopped: drop what has not started
         for future in in_flight:
             future.cancel()
+
+
+def map_slices(task: Callable[[Any], T], items: Iterable[Any], n_items: int, shape: tuple[int, ...],
+               cancel: Callable[[], bool] | None = None) -> Iterator[T]:
+    """``task`` on each of ``n_items`` items of a volume of ``shape``, in order: in worker
+    processes when :func:`worth_processes` says so, else one after the other in this process."""
+    workers = default_workers(n_items)
+    if worth_processes(shape, workers):
+        return map_in_processes(task, items, workers, cancel)
+    return map(task, items)

@@ -44,7 +44,7 @@ from core.detectors.numerics import (
 )
 from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
 from core.nanmedian import nanmedian_last_axis
-from core.parallel import default_workers, map_in_processes, worth_processes
+from core.parallel import map_slices
 
 NAME = "collector_deflection"
 SPEC = DetectorSpec(
@@ -159,10 +159,8 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     # Collectors bounding an uncoated strip (tab window) relax into it by design.
     items = ((s, g.collector_exclusion(s, s.cu_radius_um.shape[0])) for s in rolls)
     task = partial(_slice_deflection, t=t)
-    workers = default_workers(len(rolls))
     # Each slice's fit is independent: in worker processes for a large volume (core.parallel).
-    fitted = map_in_processes(task, items, workers, ctx.cancel) if worth_processes(ctx.volume.shape, workers) \
-        else map(task, items)
+    fitted = map_slices(task, items, len(rolls), ctx.volume.shape, ctx.cancel)
     for i, (s, d) in enumerate(zip(rolls, fitted, strict=True)):
         ctx.check_cancel()
         deflection[i, : d.shape[0]] = d

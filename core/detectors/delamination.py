@@ -37,7 +37,7 @@ from core.detectors.numerics import (
 )
 from core.geometry.layers import near_layer_ends
 from core.nanmedian import nanmedian_float16_columns
-from core.parallel import default_workers, map_in_processes, worth_processes
+from core.parallel import map_slices
 
 NAME = "delamination"
 SPEC = DetectorSpec(
@@ -163,12 +163,9 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     dark_levels = []
     sample = partial(_slice_samples, n_k=n_k, t=t, depth=depth, px=px)
     items = ((np.asarray(ctx.volume.slice(s.z)), s) for s in rolls)
-    workers = default_workers(len(rolls))
-    # Each slice's sampling is independent (the gather below is 60 % of the detector's time).
-    if worth_processes(ctx.volume.shape, workers):
-        sampled = map_in_processes(sample, items, workers, ctx.cancel)
-    else:
-        sampled = map(sample, items)
+    # Each slice's sampling is independent (the gather is 60 % of the detector's time): in
+    # worker processes for a large volume (core.parallel).
+    sampled = map_slices(sample, items, len(rolls), ctx.volume.shape, ctx.cancel)
     for i, (s, (dark_level, touching, centre_lines, slice_profiles)) in enumerate(zip(rolls, sampled, strict=True)):
         ctx.check_cancel()
         dark_levels.append(dark_level)

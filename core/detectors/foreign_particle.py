@@ -28,7 +28,7 @@ from core.detectors.base import (
 )
 from core.detectors.numerics import box_and_centroid, polar_angle_deg
 from core.geometry.unwrap import unwrap
-from core.parallel import default_workers, map_in_processes, worth_processes
+from core.parallel import map_slices
 
 NAME = "foreign_particle"
 SPEC = DetectorSpec(
@@ -103,10 +103,8 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     masks, levels = [], []
     task = partial(_slice_candidates, can_inner=can_inner, wall_px=wall_px, radius_px=radius_px, disc=disc)
     items = ((np.asarray(ctx.volume.slice(s.z)), s.frame) for s in rolls)
-    workers = default_workers(len(rolls))
     # Each slice's search is independent: in worker processes for a large volume (core.parallel).
-    found = map_in_processes(task, items, workers, ctx.cancel) if worth_processes(ctx.volume.shape, workers) \
-        else map(task, items)
+    found = map_slices(task, items, len(rolls), ctx.volume.shape, ctx.cancel)
     for level, mask in found:
         ctx.check_cancel()
         levels.append(level)
