@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from core.detectors.base import Metric
+from core.detectors.spec import Metric
 from core.errors import InputError
 from core.geometry.maps import UnrolledMap, unroll
 from core.geometry.roll import CellGeometry, RollPrior, measure_geometry, roll_prior
@@ -254,7 +254,7 @@ def shift_finding(finding, dz: int) -> None:
 
 def metric_merges() -> dict[str, Metric]:
     """How each metric merges across chunks: every registered detector's declared metrics
-    (:class:`core.detectors.base.Metric`)."""
+    (:class:`core.detectors.spec.Metric`)."""
     from core.detectors import specs
 
     return {key: metric for spec in specs() for key, metric in spec.metrics.items()}

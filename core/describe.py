@@ -444,7 +444,7 @@ def worst_finding(findings: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | 
 
 #: The recipe limits of a result (``result["limits"]``), the detector each judges, what is
 #: compared with it and how that quantity is defined — once, for the report and the GUI: the
-#: detectors' declared limits (:class:`core.detectors.base.Limit`).
+#: detectors' declared limits (:class:`core.detectors.spec.Limit`).
 CHECKS: Mapping[str, tuple[str, str, str]] = _FromDetectors(
     lambda specs: {key: (s.name, lim.label, lim.definition) for s in specs for key, lim in s.limits.items()})
 #: The checks-table row (label, definition) of each detector that reports no limit.
@@ -653,7 +653,7 @@ def reasons(result: Mapping[str, Any]) -> list[Reason]:
 # ---------------------------------------------------------------------------- metrics
 
 # name → (label, unit as shown, factor from the stored value to the shown one): the metrics the
-# detectors declare with a label (:class:`core.detectors.base.Metric`), in their order.
+# detectors declare with a label (:class:`core.detectors.spec.Metric`), in their order.
 _METRICS: Mapping[str, tuple[str, str, float]] = _FromDetectors(
     lambda specs: {key: (m.label, m.unit, m.factor) for s in specs for key, m in s.metrics.items() if m.label})
 _WORDS = {"cu": "Cu", "al": "Al", "cv": "CV", "rms": "RMS", "nmc": "NMC", "roi": "ROI", "id": "ID"}

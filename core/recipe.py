@@ -39,7 +39,7 @@ def recipe_schema() -> dict[str, dict[str, tuple[type, float | None, float | Non
     """Every known key of a recipe, by section, with its type and allowed range (None: unbounded).
 
     ``cell`` is the cell description; each registered detector adds ``rules.<name>`` from its
-    declaration (:class:`core.detectors.base.DetectorSpec`), in the order of
+    declaration (:class:`core.detectors.spec.DetectorSpec`), in the order of
     :func:`core.detectors.base.specs`.
     """
     from core.detectors import specs
@@ -64,7 +64,7 @@ class Recipe:
     rules : dict
         Per-detector thresholds in force, e.g. ``rules["collector_deflection"]["fail_um"]``: the
         recipe's values, and the declared default of every rule the recipe does not give
-        (:meth:`core.detectors.base.DetectorSpec.rules_for`; a rule without a default is absent).
+        (:meth:`core.detectors.spec.DetectorSpec.rules_for`; a rule without a default is absent).
     source : str
         The file it came from.
     sha256 : str

@@ -107,8 +107,10 @@ def test_a_patch_sentence_names_its_areas_once_and_the_check_is_the_worst_patch(
     for f in patches:
         sentence = describe.finding_sentence(f, result)
         areas = [float(a) for a in __import__("re").findall(r"([0-9.]+) mm²", sentence)]
-        assert areas[0] == pytest.approx(round(f["area_mm2"], 2))
-        assert len(areas) <= 2 and (len(areas) == 1 or areas[1] == pytest.approx(round(f["area_beyond_fail_mm2"], 2)))
+        # Areas are printed to two significant figures at least (0.68, 0.0054 mm²).
+        assert areas[0] == pytest.approx(f["area_mm2"], rel=0.01, abs=0.005)
+        assert len(areas) <= 2 and (len(areas) == 1
+                                    or areas[1] == pytest.approx(f["area_beyond_fail_mm2"], rel=0.01, abs=0.005))
     row = next(r for r in describe.check_rows(result) if r.detector == "electrode_thickness")
     worst = min(patches, key=lambda f: (describe.SEVERITY_RANK[f["severity"]], -abs(f["value"])))
     assert row.value == value_text(worst) and row.finding_id == worst["id"]

@@ -10,18 +10,8 @@ import numpy as np
 import pytest
 
 from core.chunked import merge_metrics, metric_merges
-from core.detectors import (
-    DETECTORS,
-    SPECS,
-    DetectorOutput,
-    DetectorSpec,
-    Finding,
-    Limit,
-    Metric,
-    Rule,
-    register,
-    specs,
-)
+from core.detectors import DETECTORS, SPECS, DetectorOutput, Finding, register, specs
+from core.detectors.spec import DetectorSpec, Limit, Metric, Rule
 from core.errors import RecipeError
 from core.inspect import assign_ids, limits_table
 from core.recipe import (

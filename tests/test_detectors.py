@@ -119,7 +119,7 @@ def test_defective_cells_fail_with_reasons(defective_runs):
 
 def test_every_metric_reported_is_declared_by_its_detector(defective_runs):
     """The chunk merge and the report's names come from the detectors' declarations
-    (core.detectors.base.Metric): a metric no detector declares would merge as a mean."""
+    (core.detectors.spec.Metric): a metric no detector declares would merge as a mean."""
     from core.chunked import metric_merges
 
     declared = metric_merges()

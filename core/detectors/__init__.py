@@ -2,7 +2,7 @@
 
 Importing this package registers every shipped detector in :data:`DETECTORS` (its function)
 and :data:`SPECS` (its declaration: label, rules, limits, metrics; see
-:class:`core.detectors.base.DetectorSpec`). A new detector is a new module here, imported
+:class:`core.detectors.spec.DetectorSpec`). A new detector is a new module here, imported
 below; the recipe schema, the result's limits, the chunk merge and the report's and GUI's
 names follow from its declaration.
 """
@@ -21,15 +21,12 @@ from core.detectors.base import (
     SPECS,
     DetectorContext,
     DetectorOutput,
-    DetectorSpec,
     Finding,
-    Limit,
-    Metric,
-    Rule,
     register,
     severity_for,
     specs,
 )
+from core.detectors.spec import DetectorSpec, Limit, Metric, Rule
 
 __all__ = ["DETECTORS", "SPECS", "DetectorContext", "DetectorOutput", "DetectorSpec", "Finding", "Limit", "Metric",
            "Rule", "register", "severity_for", "specs"]

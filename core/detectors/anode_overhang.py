@@ -35,15 +35,8 @@ import warnings
 import numpy as np
 from scipy import ndimage
 
-from core.detectors.base import (
-    DetectorContext,
-    DetectorOutput,
-    DetectorSpec,
-    Finding,
-    Metric,
-    Rule,
-    register,
-)
+from core.detectors.base import DetectorContext, DetectorOutput, Finding, register
+from core.detectors.spec import DetectorSpec, Metric, Rule
 from core.geometry.layers import near_layer_ends
 
 NAME = "anode_overhang"

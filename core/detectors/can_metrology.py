@@ -19,15 +19,8 @@ import math
 
 import numpy as np
 
-from core.detectors.base import (
-    DetectorContext,
-    DetectorOutput,
-    DetectorSpec,
-    Finding,
-    Metric,
-    Rule,
-    register,
-)
+from core.detectors.base import DetectorContext, DetectorOutput, Finding, register
+from core.detectors.spec import DetectorSpec, Metric, Rule
 
 NAME = "can_metrology"
 SPEC = DetectorSpec(

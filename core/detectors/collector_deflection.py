@@ -23,17 +23,7 @@ from functools import partial
 import numpy as np
 from scipy import ndimage
 
-from core.detectors.base import (
-    DetectorContext,
-    DetectorOutput,
-    DetectorSpec,
-    Finding,
-    Limit,
-    Metric,
-    Rule,
-    register,
-    severity_for,
-)
+from core.detectors.base import DetectorContext, DetectorOutput, Finding, register, severity_for
 from core.detectors.numerics import (
     Spiral,
     box_and_centroid,
@@ -42,6 +32,7 @@ from core.detectors.numerics import (
     polar_angle_deg,
     smooth_path_residual,
 )
+from core.detectors.spec import DetectorSpec, Limit, Metric, Rule
 from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
 from core.nanmedian import nanmedian_last_axis
 from core.parallel import map_slices

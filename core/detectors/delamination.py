@@ -17,16 +17,7 @@ from functools import partial
 import numpy as np
 from scipy import ndimage
 
-from core.detectors.base import (
-    DetectorContext,
-    DetectorOutput,
-    DetectorSpec,
-    Finding,
-    Limit,
-    Metric,
-    Rule,
-    register,
-)
+from core.detectors.base import DetectorContext, DetectorOutput, Finding, register
 from core.detectors.numerics import (
     box_and_centroid,
     hole_level,
@@ -35,6 +26,7 @@ from core.detectors.numerics import (
     polar_angle_deg,
     sheet_centre_lines,
 )
+from core.detectors.spec import DetectorSpec, Limit, Metric, Rule
 from core.geometry.layers import near_layer_ends
 from core.nanmedian import nanmedian_float16_columns
 from core.parallel import map_slices

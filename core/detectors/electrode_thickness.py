@@ -13,16 +13,7 @@ import math
 
 import numpy as np
 
-from core.detectors.base import (
-    DetectorContext,
-    DetectorOutput,
-    DetectorSpec,
-    Finding,
-    Limit,
-    Metric,
-    Rule,
-    register,
-)
+from core.detectors.base import DetectorContext, DetectorOutput, Finding, register
 from core.detectors.numerics import (
     box_and_centroid,
     label_periodic,
@@ -30,6 +21,7 @@ from core.detectors.numerics import (
     points_to_yx,
     polar_angle_deg,
 )
+from core.detectors.spec import DetectorSpec, Limit, Metric, Rule
 
 NAME = "electrode_thickness"
 SPEC = DetectorSpec(

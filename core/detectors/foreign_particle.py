@@ -16,17 +16,9 @@ from functools import partial
 import numpy as np
 from scipy import ndimage
 
-from core.detectors.base import (
-    DetectorContext,
-    DetectorOutput,
-    DetectorSpec,
-    Finding,
-    Limit,
-    Metric,
-    Rule,
-    register,
-)
+from core.detectors.base import DetectorContext, DetectorOutput, Finding, register
 from core.detectors.numerics import box_and_centroid, polar_angle_deg
+from core.detectors.spec import DetectorSpec, Limit, Metric, Rule
 from core.geometry.unwrap import unwrap
 from core.parallel import map_slices
 

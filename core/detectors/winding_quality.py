@@ -23,16 +23,9 @@ from functools import partial
 import numpy as np
 from scipy import ndimage
 
-from core.detectors.base import (
-    DetectorContext,
-    DetectorOutput,
-    DetectorSpec,
-    Finding,
-    Metric,
-    Rule,
-    register,
-)
+from core.detectors.base import DetectorContext, DetectorOutput, Finding, register
 from core.detectors.numerics import nan_gaussian, points_to_yx, polar_angle_deg, tukey_weights
+from core.detectors.spec import DetectorSpec, Metric, Rule
 from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
 from core.parallel import map_slices
 
