@@ -416,16 +416,12 @@ def finding_sentence(finding: Mapping[str, Any], result: Mapping[str, Any] | Non
 
 def ordered_findings(findings: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Findings worst first: severity, then the detector that speaks for a place, then size."""
-    try:
-        from core.findings import DETECTOR_PRIORITY
-    except Exception:  # noqa: BLE001 - the order only
-        DETECTOR_PRIORITY = tuple(DETECTOR_LABELS)  # noqa: N806
+    from core.findings import speaks_for
 
     def rank(item: tuple[int, Mapping[str, Any]]) -> tuple[int, int, int, float, int]:
         i, f = item
         det = str(f.get("detector"))
-        prio = DETECTOR_PRIORITY.index(det) if det in DETECTOR_PRIORITY else len(DETECTOR_PRIORITY)
-        return (SEVERITY_RANK.get(str(f.get("severity")), 3), 1 if is_anatomy(f) else 0, prio,
+        return (SEVERITY_RANK.get(str(f.get("severity")), 3), 1 if is_anatomy(f) else 0, speaks_for(det),
                 -abs(_finite(f.get("value")) or 0.0), i)
 
     return [f for _, f in sorted(enumerate(f for f in findings if isinstance(f, Mapping)), key=rank)]

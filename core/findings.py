@@ -22,29 +22,19 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from core.detectors import SPECS
 from core.detectors.base import Finding
 
 SEVERITY_RANK = {"fail": 0, "review": 1, "info": 2}
-# Which detector speaks for a group of findings at one place when their severities tie: the
-# most specific description of the defect first.
-DETECTOR_PRIORITY = ("delamination", "foreign_particle", "collector_deflection", "electrode_thickness",
-                     "winding_quality", "anode_overhang", "can_metrology")
-# How far apart (µm, between bounding boxes) two parts of one defect may be. A void bridged by
-# a thin wall of coating, a buckle whose departure dips under the limit for a few degrees, a
-# thin patch with a speck of normal sheet in it: one defect. Overridable per detector by the
-# recipe's ``merge_gap_um``.
-MERGE_GAP_UM = {
-    "delamination": 200.0,
-    "electrode_thickness": 300.0,
-    "collector_deflection": 500.0,
-    "winding_quality": 1000.0,
-    "foreign_particle": 100.0,
-}
 # Findings of different detectors within this distance (µm) of each other describe one place.
 LINK_GAP_UM = 300.0
-# Detectors whose findings follow one physical layer: parts must be on the same winding (a
-# part one winding away must overlap, e.g. where the ray index of a layer changes at the seam).
-LAYERED = {"delamination", "electrode_thickness", "collector_deflection"}
+
+
+def speaks_for(detector: str) -> int:
+    """Rank of a detector when it and others describe one place with equal severity (lower
+    speaks first; :attr:`core.detectors.spec.DetectorSpec.speaks_for`)."""
+    spec = SPECS.get(detector)
+    return spec.speaks_for if spec is not None else 1000
 
 
 def box_gap_um(a: tuple[int, ...], b: tuple[int, ...], spacing_um: tuple[float, float, float]) -> float:
@@ -68,7 +58,8 @@ def _root(parent: list[int], i: int) -> int:
 def _same_layer(a: Finding, b: Finding, gap_um: float) -> bool:
     """Parts on one physical layer: the same winding, or the next one where the layer's ray
     index changes at the seam (both parts marked ``at_seam``, or their boxes overlapping)."""
-    if a.detector not in LAYERED or a.winding is None or b.winding is None:
+    spec = SPECS.get(a.detector)
+    if spec is None or not spec.layered or a.winding is None or b.winding is None:
         return True
     if a.winding == b.winding:
         return True
@@ -93,8 +84,8 @@ def merge_parts(findings: list[Finding], spacing_um: tuple[float, float, float],
     spacing_um : (z, y, x)
         Voxel size of the volume the findings' boxes index.
     rules : dict, optional
-        The recipe's rules per detector (``merge_gap_um`` overrides :data:`MERGE_GAP_UM`;
-        the delamination rules judge a joined void).
+        The recipe's rules per detector (``merge_gap_um`` overrides the one its declaration
+        gives; the delamination rules judge a joined void).
     judge_void : callable(volume_mm3, length_um, rules) -> (severity, rule), optional
         How a whole void is judged (:func:`core.detectors.delamination.judge_void`).
 
@@ -108,7 +99,9 @@ def merge_parts(findings: list[Finding], spacing_um: tuple[float, float, float],
     groups: list[list[Finding]] = []
     for detector in dict.fromkeys(f.detector for f in findings):
         mine = [f for f in findings if f.detector == detector]
-        gap = float(rules.get(detector, {}).get("merge_gap_um", MERGE_GAP_UM.get(detector, -1.0)))
+        spec = SPECS.get(detector)
+        declared = spec.merge_gap_um if spec is not None and spec.merge_gap_um is not None else -1.0
+        gap = float(rules.get(detector, {}).get("merge_gap_um", declared))
         parent = list(range(len(mine)))
         if gap >= 0:
             for i in range(len(mine)):
@@ -195,7 +188,7 @@ def link_related(findings: list[dict[str, Any]], spacing_um: tuple[float, float,
     Two findings of different detectors are at one place when their boxes are within
     ``gap_um`` of each other and, when both name a winding, the windings differ by at most
     one. Each finding of a group of two or more gets ``related`` (the other members' ids)
-    and the group's first member (its most severe; see :data:`DETECTOR_PRIORITY`) gets
+    and the group's first member (its most severe; see :func:`speaks_for`) gets
     ``primary: true``. Information findings (anatomy, measurements) are not linked.
 
     Returns
@@ -223,8 +216,7 @@ def link_related(findings: list[dict[str, Any]], spacing_um: tuple[float, float,
     def rank(i: int) -> tuple[int, int, float]:
         f = findings[i]
         det = f["detector"]
-        prio = DETECTOR_PRIORITY.index(det) if det in DETECTOR_PRIORITY else len(DETECTOR_PRIORITY)
-        return SEVERITY_RANK.get(f["severity"], 3), prio, -abs(float(f.get("value") or 0.0))
+        return SEVERITY_RANK.get(f["severity"], 3), speaks_for(det), -abs(float(f.get("value") or 0.0))
 
     out = []
     for members in groups.values():

@@ -32,9 +32,11 @@ def _one(args: tuple) -> dict:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from core.phantom.validation import draw_case, run_case
 
-    index, healthy, seed0, workdir, regions = args
-    case = draw_case(index, healthy, seed0, **({"regions": regions, "region_weights": (1.0,) * len(regions)}
-                                               if regions else {}))
+    index, healthy, seed0, workdir, regions, voxels = args
+    draw = {"regions": regions, "region_weights": (1.0,) * len(regions)} if regions else {}
+    if voxels:
+        draw.update(voxels=voxels, voxel_weights=(1.0,) * len(voxels))
+    case = draw_case(index, healthy, seed0, **draw)
     try:
         return run_case(case, workdir)
     except Exception as exc:  # a case that cannot be generated or inspected is reported, not hidden
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--regions", default=None, help="comma-separated: middle,top,bottom (default: all, mostly middle)")
+    p.add_argument("--voxels", default=None,
+                   help="comma-separated in-plane voxel sizes in µm to draw from, equally likely "
+                        "(default: 8–25 µm, weighted as in core.phantom.validation.VOXEL_WEIGHTS)")
     p.add_argument("--write-uncertainty", action="store_true")
     p.add_argument("--markdown", action="store_true", help="print the tables as Markdown (docs/validation.md)")
     p.add_argument("--summarize", type=Path, nargs="+", default=None,
@@ -62,15 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     from core.phantom.validation import fit_uncertainty, markdown, summarize
 
     regions = tuple(args.regions.split(",")) if args.regions else None
-    jobs = [(i, True, args.seed, None, regions) for i in range(args.first, args.first + args.healthy)]
-    jobs += [(i, False, args.seed, None, regions) for i in range(args.first, args.first + args.defective)]
+    voxels = tuple(float(v) for v in args.voxels.split(",")) if args.voxels else None
+    jobs = [(i, True, args.seed, None, regions, voxels) for i in range(args.first, args.first + args.healthy)]
+    jobs += [(i, False, args.seed, None, regions, voxels) for i in range(args.first, args.first + args.defective)]
     rows = []
     t0 = time.perf_counter()
     if args.summarize is not None:
         rows = [row for part in args.summarize for row in json.loads(part.read_text())["rows"]]
         jobs = []
     with tempfile.TemporaryDirectory(prefix="cellqc-validation-") as tmp:
-        jobs = [(i, h, s, tmp, r) for i, h, s, _w, r in jobs]
+        jobs = [(i, h, s, tmp, r, v) for i, h, s, _w, r, v in jobs]
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
             futures = [pool.submit(_one, job) for job in jobs]
             for fut in as_completed(futures):

@@ -36,6 +36,8 @@ def _toy_spec(rng: np.random.Generator) -> DetectorSpec:
         value_name="bubble diameter",
         prefix="B",
         order=50,
+        merge_gap_um=float(rng.uniform(100.0, 900.0)),
+        speaks_for=-1,  # speaks before every shipped detector at one place
         rules={
             "review_um": Rule(review, 0.0, 500.0, "µm", "A bubble this large is for review."),
             "fail_um": Rule(fail, 0.0, 500.0, "µm", "A bubble this large fails."),
@@ -117,6 +119,20 @@ def test_a_detector_declared_in_one_place_reaches_schema_limits_merge_ids_and_na
     found = [finding(TOY), finding("delamination"), finding(TOY), finding("winding_quality")]
     assign_ids(found)
     assert [f.id for f in found] == ["B1", "D1", "B2", "F1"]
+
+    # Parts of one defect: merged within its declared gap, kept apart beyond it (20 µm voxels).
+    from core.findings import merge_parts, speaks_for
+
+    gap_vox = toy.merge_gap_um / 20.0
+    near, far = int(gap_vox * 0.8), int(gap_vox * 1.2) + 2
+
+    def part(x0):
+        return Finding(TOY, "review", (5.0, 5.0, x0 + 2.0), (0, 0, x0, 10, 10, x0 + 4), 3.0, "µm", "")
+
+    assert len(merge_parts([part(0), part(4 + near)], (20.0, 20.0, 20.0))) == 1
+    assert len(merge_parts([part(0), part(4 + far)], (20.0, 20.0, 20.0))) == 2
+    assert len(merge_parts([part(0), part(4 + near)], (20.0, 20.0, 20.0), {TOY: {"merge_gap_um": 0.0}})) == 2
+    assert speaks_for(TOY) < min(speaks_for(s.name) for s in specs() if s.name != TOY)
 
     # The names the report and the GUI read.
     assert describe.DETECTOR_LABELS[TOY] == "Bubbles in the electrolyte"

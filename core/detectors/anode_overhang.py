@@ -45,6 +45,7 @@ SPEC = DetectorSpec(
     label="Anode overhang too short",
     value_name="overhang",
     order=5,
+    speaks_for=5,
     rules={
         "fail_min_um": Rule(0.0, None, None, "µm",
                             "An overhang below this (the cathode reaching beyond the anode) fails."),

@@ -28,6 +28,7 @@ SPEC = DetectorSpec(
     label="Can out of tolerance",
     value_name="measured value",
     order=6,
+    speaks_for=6,
     # Every limit is optional: absent from the recipe, that quantity is measured, not judged.
     rules={
         "diameter_review_mm": Rule(None, 0.0, None, "mm", "Outer diameter this far off the [cell] nominal: review."),

@@ -44,6 +44,9 @@ SPEC = DetectorSpec(
     value_name="deflection",
     prefix="C",
     order=1,
+    merge_gap_um=500.0,
+    layered=True,
+    speaks_for=2,
     rules={
         "fail_um": Rule(60.0, 0.0, None, "µm", "A bend at least this large (peak radial deflection) fails."),
         "review_um": Rule(30.0, 0.0, None, "µm", "A bend at least this large is for review."),

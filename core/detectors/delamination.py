@@ -38,6 +38,9 @@ SPEC = DetectorSpec(
     value_name="void volume",
     prefix="D",
     order=3,
+    merge_gap_um=200.0,
+    layered=True,
+    speaks_for=0,
     rules={
         "fail_volume_mm3": Rule(0.001, 0.0, None, "mm³", "A void of at least this volume fails."),
         "fail_length_um": Rule(300.0, 0.0, None, "µm", "A void at least this long (arc or height) fails."),
@@ -46,7 +49,7 @@ SPEC = DetectorSpec(
                                "Smaller dark specks are noise at lab-CT resolution and are not reported."),
         "merge_gap_um": Rule(None, 0.0, None, "µm",
                              "Parts of a void at most this far apart are one void (absent: each path's own "
-                             "default, core.findings.MERGE_GAP_UM and core.segment.voids.MERGE_GAP_UM)."),
+                             "default: this declaration's merge_gap_um and core.segment.voids.MERGE_GAP_UM)."),
     },
     ordered=(("review_volume_mm3", "fail_volume_mm3"),),
     limits={

@@ -30,6 +30,9 @@ SPEC = DetectorSpec(
     value_name="thickness deviation",
     prefix="T",
     order=2,
+    merge_gap_um=300.0,
+    layered=True,
+    speaks_for=3,
     rules={
         "fail_deviation": Rule(0.20, 0.0, 1.0, "",
                                "A patch off the cell median by more than this fraction over the minimum area fails."),

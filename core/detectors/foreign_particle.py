@@ -29,6 +29,8 @@ SPEC = DetectorSpec(
     value_name="equivalent diameter",
     prefix="P",
     order=4,
+    merge_gap_um=100.0,
+    speaks_for=1,
     rules={
         "fail_diameter_um": Rule(50.0, 0.0, None, "µm",
                                  "A dense particle of at least this equivalent diameter fails (smaller: review)."),

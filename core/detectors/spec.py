@@ -131,6 +131,17 @@ class DetectorSpec:
         Rule pairs whose review value may not exceed the fail value (a recipe error otherwise).
     order : int
         Place in the lists people read (report, GUI); the recipes list detectors in this order.
+    merge_gap_um : float or None
+        How far apart (µm, between bounding boxes) two of its findings may be and still be one
+        defect (a void bridged by a thin wall of coating, a buckle whose departure dips under
+        the limit for a few degrees); None: its findings are never merged. The recipe's
+        ``merge_gap_um`` of the detector overrides it (:func:`core.findings.merge_parts`).
+    layered : bool
+        Its findings follow one physical layer: parts merge only on the same winding (or the
+        next one where the layer's ray index changes at the seam).
+    speaks_for : int
+        Which detector speaks for a group of findings at one place when their severities tie
+        (lower first): the most specific description of the defect first.
     """
 
     name: str
@@ -143,6 +154,9 @@ class DetectorSpec:
     check: tuple[str, str] | None = None
     ordered: tuple[tuple[str, str], ...] = ()
     order: int = 100
+    merge_gap_um: float | None = None
+    layered: bool = False
+    speaks_for: int = 100
 
     def rules_for(self, given: Mapping[str, float] | None = None) -> dict[str, float]:
         """The rules in force: the declared defaults (those not None) overridden by ``given``."""

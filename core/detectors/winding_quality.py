@@ -35,6 +35,8 @@ SPEC = DetectorSpec(
     label="Winding irregular",
     value_name="departure from the spiral",
     order=7,
+    merge_gap_um=1000.0,
+    speaks_for=4,
     rules={
         "fail_um": Rule(150.0, 0.0, None, "µm", "A Cu layer departing this far from the roll's spiral fails."),
         "review_um": Rule(75.0, 0.0, None, "µm", "A Cu layer departing this far from the roll's spiral: review."),
