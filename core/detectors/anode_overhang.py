@@ -175,6 +175,15 @@ def measure_roll_end(ctx: DetectorContext, side: str, bin_deg: float = 10.0, n_r
     nz = g.shape[0]
     if len(rolls) < n_ref + 1:
         return None
+    # Inspected a chunk at a time (core.chunked), the chunk knows where the whole roll begins
+    # and ends (in its own slice numbers): an edge of the chunk inside the roll is a cut, not
+    # an end, however its last slices were judged (a top slab of a healthy 21700 read -163 µm
+    # "at the bottom end" where a chunk's edge cut its roll).
+    first, last = ctx.reference.get("roll_first_slice"), ctx.reference.get("roll_last_slice")
+    if side == "top" and first is not None and first <= 0:
+        return None
+    if side == "bottom" and last is not None and last >= nz - 1:
+        return None
     if side == "top":
         outward, inward = -1, rolls
         if rolls[0].z == 0:
@@ -204,6 +213,19 @@ def measure_roll_end(ctx: DetectorContext, side: str, bin_deg: float = 10.0, n_r
     valid = np.ones((k_use, n_t), bool)
     for s in ref:
         valid &= ~near_layer_ends(s, 6.0, max(k_use, s.windings))[:k_use]
+    # An uncoated tab window holds bare foil in its cathode band: no sheet end to find, and
+    # bins across the window's ends mix coated and bare columns (a healthy generated 21700 read
+    # -827 µm there). The window's sheet, the one inside it (which relaxes into the gap) and
+    # the anode band outside it (bounded by the sheet's outer edge) are left out over the
+    # window and a bin's arc and a pitch beyond its ends.
+    for zone in g.uncoated_zones:
+        radius = zone.radius_um if math.isfinite(zone.radius_um) else 0.0
+        margin_um = radius * math.radians(bin_deg) + (g.pitch_um if math.isfinite(g.pitch_um) else 0.0)
+        for s in ref:
+            in_zone = zone.sheet_mask(s, k_use, margin_um)
+            valid &= ~in_zone
+            valid[1:] &= ~in_zone[:-1]
+            valid[:-1] &= ~in_zone[1:]  # the sheet inside relaxes into the window's gap
     # Cathode band k: the sheet; anode band k: between sheet k-1's outer and sheet k's inner edge.
     an_lo = np.vstack([np.full((1, n_t), np.nan), outer[:-1]])
     bands = {"cathode": (inner, outer, _CATHODE_FRACTIONS), "anode": (an_lo, inner, _ANODE_FRACTIONS)}
