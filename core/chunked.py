@@ -173,13 +173,23 @@ def roll_ends(volume: Volume, sample: CellGeometry, index: np.ndarray, prior: Ro
     return ends
 
 
-def roll_span(sample: CellGeometry, ends: list[tuple[int, int]], nz: int) -> tuple[int, int] | None:
-    """First and last slice showing the roll (its ends, or the volume's ends when it runs on)."""
+def roll_span(sample: CellGeometry, ends: list[tuple[int, int]], nz: int,
+              index: np.ndarray | None = None) -> tuple[int, int] | None:
+    """First and last slice showing the roll (its ends, or the volume's ends when it runs on).
+
+    ``index``: the volume's slice of each sample slice. Where no end was found to the slice
+    (no roll prior to bisect with), the first and last sample slices that show the roll
+    stand for its ends (before, such a roll was said to begin at slice 0: a top slab's roll
+    "began" in its cap, and the cut at its bottom was taken for the roll's end).
+    """
     seen = [s.is_roll or s.windings > 0 for s in sample.slices]
     if not any(seen):
         return None
-    first = 0 if seen[0] else min((z for z, _ in ends), default=0)
-    last = nz - 1 if seen[-1] else max((z for z, _ in ends), default=nz - 1)
+    at = np.arange(len(seen)) if index is None else np.asarray(index)
+    starts = [z for z, inward in ends if inward > 0]
+    stops = [z for z, inward in ends if inward < 0]
+    first = 0 if seen[0] else min(starts, default=int(at[seen.index(True)]))
+    last = nz - 1 if seen[-1] else max(stops, default=int(at[len(seen) - 1 - seen[::-1].index(True)]))
     return first, last
 
 
@@ -237,9 +247,16 @@ def measure_prior(volume: Volume, params, cancel: Callable[[], bool] | None = No
     if thickness.size and np.isfinite(thickness).any():
         reference["cathode_sheet_thickness_median_um"] = float(np.nanmedian(thickness))
     ends = roll_ends(volume, geometry, index, prior, params, cancel)
-    span = roll_span(geometry, ends, nz)
+    span = roll_span(geometry, ends, nz, index)
     if span is not None:
         reference.update(roll_first_slice=float(span[0]), roll_last_slice=float(span[1]))
+        if not ends:
+            # No prior to bisect with (too few roll slices in the sample: a short slab of roll):
+            # the sample's first and last roll slices stand for the ends, so that each end
+            # still gets a chunk of its own with the roll's interior in it (the overhang
+            # detector compares the end with it; a top slab read -11 µm for 742 without).
+            ends = [(span[0], 1)] if span[0] > 0 else []
+            ends += [(span[1], -1)] if span[1] < nz - 1 else []
     return prior, geometry, reference, ends
 
 

@@ -46,3 +46,27 @@ def test_defective_cells_of_the_matrix(index, tmp_path):
         if d["kind"] in ("delamination", "collector_deflection") and d.get("rel_error") is not None:
             assert abs(d["rel_error"]) <= 0.20, (row["describe"], d)
     assert not row["false_findings"], (row["describe"], row["false_findings"])
+
+
+@pytest.mark.parametrize("region", [
+    pytest.param("top", marks=pytest.mark.xfail(strict=True, reason=(
+        "open (issue 17): in this short top slab the roll prior's 3 sample slices, and then the "
+        "chunk's own 60, put the start of the outer single-sided stretch 65° late (standalone "
+        "geometry of the same slices finds it to the degree), so 5 mm² of it FAIL as a 48 % thin "
+        "sheet"))),
+    "bottom"])
+def test_healthy_roll_ends_inspected_as_a_whole_cell_is(region, tmp_path):
+    """A top or bottom slab of a healthy cell (roll end with a known overhang, headspace, tabs,
+    cap or bottom, groove), inspected as `cellqc inspect` does (the default 2 GB budget: in
+    chunks). Before: such slabs FAILed with 9–13 negative overhangs — a chunk's edge inside the
+    roll taken for the roll's end, the tab window's bins read as sheet ends — and a top slab's
+    overhang went unmeasured or read −11 µm for 742. The issue's demands: no FAIL, no
+    FAIL/REVIEW finding, overhang within 2 slices."""
+    case = draw_case(0, True, CI_SEED, regions=(region,), region_weights=(1.0,), voxels=(25.0,),
+                     voxel_weights=(1.0,))
+    row = run_case(case, tmp_path)
+    assert row["verdict"] != "FAIL", (row["describe"], row["reasons"])
+    assert not row["false_findings"], (row["describe"], row["false_findings"])
+    overhang = row["geometry_errors"]["anode_overhang_um"]
+    assert overhang["measured"] is not None, (row["describe"], overhang)
+    assert abs(overhang["error"]) <= 2 * overhang["slice_um"], (row["describe"], overhang)

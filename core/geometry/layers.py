@@ -197,53 +197,6 @@ def _parabolic(values: np.ndarray, i: np.ndarray) -> np.ndarray:
     return np.clip(shift, -0.5, 0.5)
 
 
-def _follow_past_window(cu: np.ndarray, smooth: np.ndarray, pos: np.ndarray, valid: np.ndarray,
-                        peak: np.ndarray, past: np.ndarray, pred: np.ndarray, pitch_px: float, noise: float,
-                        min_zscore: float, reach: int, n_search: int) -> None:
-    """Follow collectors past the search window, a sample at a time along the arc (in place).
-
-    ``past`` marks the (layer, angle) samples whose window maximum lies on its edge and is no
-    ridge. From each traced neighbour of such a stretch the collector is followed, within a
-    voxel of its last position, while it stays a local maximum of the intensity as strong as a
-    trusted trace (``min_zscore``) and within half a pitch of the spiral model (a collector
-    cannot pass the next one). A stretch that is not a continuation of a trusted trace stays
-    unknown, so this adds no trace where the first pass found none nearby.
-    """
-    n_layers, n_t = pos.shape
-    max_steps = n_t // 3  # a bend spans at most about 120° (collector_deflection's max_span_deg)
-    for layer in np.nonzero(past.any(axis=1))[0]:
-        row_past = past[layer]
-        for d in (1, -1):
-            trusted = valid[layer] & (peak[layer] >= min_zscore * noise)
-            starts = np.nonzero(row_past & np.roll(trusted, d))[0]
-            for t0 in starts:
-                p = float(pos[layer, (t0 - d) % n_t])
-                ti = int(t0)
-                for _ in range(max_steps):
-                    if valid[layer, ti] or not row_past[ti]:
-                        break
-                    c = int(round(p))
-                    lo, hi = max(c - reach, reach), min(c + reach, n_search - 1 - reach)
-                    if hi <= lo:
-                        break
-                    seg = cu[ti, lo:hi + 1]
-                    k = int(np.argmax(seg))
-                    col = lo + k
-                    if not seg[k] >= min_zscore * noise:
-                        break
-                    sm = smooth[ti]
-                    if sm[col] < sm[col - reach] or sm[col] < sm[col + reach]:
-                        break
-                    a, b, e = cu[ti, col - 1], cu[ti, col], cu[ti, col + 1]
-                    denom = a - 2 * b + e
-                    new = col + (min(max(0.5 * (a - e) / denom, -0.5), 0.5) if denom < 0 else 0.0)
-                    if abs(new - pred[layer, ti]) > 0.5 * pitch_px:
-                        break
-                    pos[layer, ti], valid[layer, ti], peak[layer, ti] = new, True, b
-                    p = new
-                    ti = (ti + d) % n_t
-
-
 def _local_phase_shift(smooth: np.ndarray, t: np.ndarray, pitch_px: float, direction: int,
                        n_sec: int = 72):
     """Where the layers sit against the global spiral, locally (in rho samples).
@@ -407,13 +360,6 @@ def analyze_slice(image: np.ndarray, z: int, pixel_um: float, frame: EllipticFra
     smooth_flat, row_start = smooth.ravel(), (rows_t * len(rho))[None, :]
     centre_val = smooth_flat[row_start + at]
     valid &= (centre_val >= smooth_flat[row_start + at - reach]) & (centre_val >= smooth_flat[row_start + at + reach])
-    # A collector bent out of the window (0.3 pitch: ≈ 100 µm on an 18650, beyond the fail
-    # limit) has its maximum on the window's edge there and was unknown at the bend's peak:
-    # the bend read as the window's width. Follow it from where it was traced.
-    past = ~valid & np.isfinite(peak) & ((j == 0) | (j == 2 * half))
-    if past.any():
-        _follow_past_window(cu, smooth, pos, valid, peak, past, pred, pitch_px, noise, params.min_layer_zscore,
-                            reach, n_search)
     traces_arr = np.where(valid, pos, np.nan)  # (layers, n_t) in rho samples
     z_arr = np.where(valid, peak / noise, 0.0)
     offsets_from_model = np.where(valid, np.abs(pos - pred), np.inf)

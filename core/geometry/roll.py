@@ -233,6 +233,7 @@ class RollPrior:
     uncoated_zones: list[UncoatedZone] = field(default_factory=list)
     cathode_anatomy: CathodeAnatomy | None = None
     anatomy_angles: int = 0
+    anatomy_slices: int = 0  # roll slices of the sample the anatomy was judged from
     first_layer_radius_um: float = math.nan
 
     def shifted(self, z0: int) -> RollPrior:
@@ -241,6 +242,10 @@ class RollPrior:
         axis = CellAxis((c0[0] + d[0] * z0, c0[1] + d[1] * z0), d, self.axis.tilt_deg, self.axis.residual_rms_px)
         return replace(self, axis=axis)
 
+
+# Fewest sample slices through the roll from which a prior's anatomy (the cathode's ends, its
+# single-sided stretches, the tab window) is trusted over a chunk's own judgement.
+PRIOR_ANATOMY_MIN_SLICES = 8
 
 def roll_prior(geometry: CellGeometry, z_of_slice: np.ndarray) -> RollPrior | None:
     """The :class:`RollPrior` of a geometry measured on a sample of a volume's slices.
@@ -265,7 +270,7 @@ def roll_prior(geometry: CellGeometry, z_of_slice: np.ndarray) -> RollPrior | No
         interior=_interior_reference(rolls), winding_interior=_winding_reference(rolls, k_max),
         uncoated_zones=list(geometry.uncoated_zones), cathode_anatomy=geometry.cathode_anatomy,
         first_layer_radius_um=geometry.first_layer_radius_um,
-        anatomy_angles=rolls[0].t_rad.size)
+        anatomy_angles=rolls[0].t_rad.size, anatomy_slices=len(rolls))
 
 
 def _check_cancel(cancel: Callable[[], bool] | None) -> None:
@@ -437,7 +442,11 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
     rolls = [s for s in slices if s.is_roll]
     # The cathode's ends and one-sided stretches, and the uncoated tab window between its ends,
     # seen over the whole height (anatomy; a chunk takes them from the whole volume's prior).
-    if prior is not None and prior.cathode_anatomy is not None and prior.anatomy_angles == n_angles:
+    # Unless the prior's sample held too few roll slices to judge it (a short slab of roll: 3
+    # sample slices put a single-sided stretch's start 65° late, and the rest of it FAILed as
+    # a 48 % thin sheet) and this chunk holds more.
+    if (prior is not None and prior.cathode_anatomy is not None and prior.anatomy_angles == n_angles
+            and prior.anatomy_slices >= min(len(rolls), PRIOR_ANATOMY_MIN_SLICES)):
         geometry.cathode_anatomy = prior.cathode_anatomy
         geometry.uncoated_zones = list(prior.uncoated_zones)
     else:

@@ -182,8 +182,11 @@ def build_cell(case: Case) -> SyntheticCell:
     return make_cell(spec, defects, artifacts, seed=case.seed, cell_id=f"VAL-{case.index:03d}")
 
 
-def run_case(case: Case, workdir: str | Path, keep: bool = False) -> dict[str, Any]:
-    """Generate, write, inspect (the user's path) and score one case; a row of the matrix."""
+def run_case(case: Case, workdir: str | Path, keep: bool = False,
+             memory_budget_gb: float | None = None) -> dict[str, Any]:
+    """Generate, write, inspect (the user's path) and score one case; a row of the matrix.
+
+    ``memory_budget_gb`` is ``cellqc inspect --memory-gb`` (a small one: inspected in chunks)."""
     from core.filing import inspect_and_file
     from core.io.writers import write_tiff
 
@@ -194,7 +197,7 @@ def run_case(case: Case, workdir: str | Path, keep: bool = False) -> dict[str, A
     path = workdir / f"case_{case.index:03d}.tif"
     write_tiff(cell.volume, path)
     t1 = time.perf_counter()
-    inspection, _ = inspect_and_file(path, cell_id=cell.volume.cell_id)
+    inspection, _ = inspect_and_file(path, cell_id=cell.volume.cell_id, memory_budget_gb=memory_budget_gb)
     t2 = time.perf_counter()
     row = {"case": asdict(case), "describe": case.describe(), "shape_zyx": list(cell.volume.shape),
            "render_s": t1 - t0, "inspect_s": t2 - t1}
@@ -272,10 +275,12 @@ def _geometry_errors(result: dict[str, Any], truth: dict[str, Any]) -> dict[str,
     ends = (truth.get("anatomy") or {}).get("roll_ends") or {}
     region = truth.get("region") or (truth.get("spec") or {}).get("region")
     side = {"top": "top", "bottom": "bottom"}.get(str(region))
-    if side and side in ends and m.get("anode_overhang_mean_um") is not None:
+    if side and side in ends:
+        # A slab through the roll's end whose overhang is not measured is a miss, not a skip.
         true = float(ends[side]["overhang_um_mean"])
-        out["anode_overhang_um"] = {"true": true, "measured": m["anode_overhang_mean_um"],
-                                    "error": m["anode_overhang_mean_um"] - true,
+        measured = m.get("anode_overhang_mean_um")
+        out["anode_overhang_um"] = {"true": true, "measured": measured,
+                                    "error": None if measured is None else measured - true,
                                     "slice_um": float(result["spacing_um"][0])}
     return out
 
@@ -310,6 +315,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "false_findings": [(r["describe"], f["message"]) for r in defective for f in r["false_findings"]],
         "missed": [(r["describe"], d["kind"]) for r in defective for d in r["defects"] if not d["found"]],
     }
+    ends = [(r["describe"], r["geometry_errors"]["anode_overhang_um"]) for r in rows if "error" not in r
+            and "anode_overhang_um" in r.get("geometry_errors", {})]
+    out["overhang"] = {"slabs": len(ends),
+                       "not_measured": [d for d, e in ends if e.get("error") is None],
+                       "within_2_slices": sum(e.get("error") is not None and abs(e["error"]) <= 2 * e["slice_um"]
+                                              for _d, e in ends)}
     out["errors_by_quantity"] = _errors_by_quantity(rows)
     return out
 
@@ -329,6 +340,8 @@ def _errors_by_quantity(rows: list[dict[str, Any]]) -> dict[str, list[tuple[floa
             if err is not None and math.isfinite(err):
                 out.setdefault(q, []).append((voxel, float(err), float(d["true"])))
         for q, e in r.get("geometry_errors", {}).items():
+            if e.get("error") is None:
+                continue  # not measured: counted by summarize, no error to fit
             v = e.get("slice_um", voxel) if q == "anode_overhang_um" else r["case"]["voxel_um"]
             out.setdefault(q, []).append((float(v), float(e["error"]), float(e["true"])))
     return out
@@ -378,6 +391,10 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += ["", f"Defective cells without a review/fail finding away from a true defect: "
               f"{d['cells_without_false_finding']} of {d['cells']}" + (f" ({100 * frac:.0f} %)" if frac is not None else ""),
               "", "| quantity | samples | RMS error | voxel sizes (µm) |", "|---|---|---|---|"]
+    ov = summary.get("overhang") or {}
+    if ov.get("slabs"):
+        lines[-2:-2] = [f"Roll ends (top and bottom slabs): overhang within 2 slices in {ov['within_2_slices']} of "
+                        f"{ov['slabs']}; not measured in {len(ov['not_measured'])}", ""]
     for q, pts in sorted(summary["errors_by_quantity"].items()):
         errs = np.array([p[1] for p in pts])
         rms = float(np.sqrt(np.mean(errs**2)))
