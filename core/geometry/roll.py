@@ -233,6 +233,7 @@ class RollPrior:
     uncoated_zones: list[UncoatedZone] = field(default_factory=list)
     cathode_anatomy: CathodeAnatomy | None = None
     anatomy_angles: int = 0
+    anatomy_slices: int = 0  # roll slices of the sample the anatomy was judged from
     first_layer_radius_um: float = math.nan
 
     def shifted(self, z0: int) -> RollPrior:
@@ -242,21 +243,18 @@ class RollPrior:
         return replace(self, axis=axis)
 
 
-# Fewest sample slices through the roll a prior is made from. A short slab of roll (a top or
-# bottom slab) shows the roll in few of the sample's slices: a prior from 3 of them put the
-# roll's frame 30–80 µm off, lost the outer turn over 25° in every slice of the chunk that
-# trusted it, and 5 mm² of single-sided sheet there FAILed as a 48 % thin sheet. Without a
-# prior each chunk measures its own frame and anatomy (the chunks' plan still finds the ends).
-PRIOR_MIN_ROLL_SLICES = 8
+# Fewest sample slices through the roll from which a prior's anatomy (the cathode's ends, its
+# single-sided stretches, the tab window) is trusted over a chunk's own judgement.
+PRIOR_ANATOMY_MIN_SLICES = 8
 
 def roll_prior(geometry: CellGeometry, z_of_slice: np.ndarray) -> RollPrior | None:
     """The :class:`RollPrior` of a geometry measured on a sample of a volume's slices.
 
     ``z_of_slice[i]`` is the volume's slice index of the sample's slice ``i`` (evenly spaced).
-    None when the sample shows the roll in fewer than :data:`PRIOR_MIN_ROLL_SLICES` slices.
+    None when the sample shows no roll.
     """
     rolls = [s for s in geometry.slices if s.is_roll]
-    if len(rolls) < PRIOR_MIN_ROLL_SLICES or not math.isfinite(geometry.pitch_um):
+    if not rolls or not math.isfinite(geometry.pitch_um):
         return None
     step = float(z_of_slice[1] - z_of_slice[0]) if len(z_of_slice) > 1 else 1.0
     a = geometry.axis
@@ -272,7 +270,7 @@ def roll_prior(geometry: CellGeometry, z_of_slice: np.ndarray) -> RollPrior | No
         interior=_interior_reference(rolls), winding_interior=_winding_reference(rolls, k_max),
         uncoated_zones=list(geometry.uncoated_zones), cathode_anatomy=geometry.cathode_anatomy,
         first_layer_radius_um=geometry.first_layer_radius_um,
-        anatomy_angles=rolls[0].t_rad.size)
+        anatomy_angles=rolls[0].t_rad.size, anatomy_slices=len(rolls))
 
 
 def _check_cancel(cancel: Callable[[], bool] | None) -> None:
@@ -444,7 +442,11 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
     rolls = [s for s in slices if s.is_roll]
     # The cathode's ends and one-sided stretches, and the uncoated tab window between its ends,
     # seen over the whole height (anatomy; a chunk takes them from the whole volume's prior).
-    if prior is not None and prior.cathode_anatomy is not None and prior.anatomy_angles == n_angles:
+    # Unless the prior's sample held too few roll slices to judge it (a short slab of roll: 3
+    # sample slices put a single-sided stretch's start 65° late, and the rest of it FAILed as
+    # a 48 % thin sheet) and this chunk holds more.
+    if (prior is not None and prior.cathode_anatomy is not None and prior.anatomy_angles == n_angles
+            and prior.anatomy_slices >= min(len(rolls), PRIOR_ANATOMY_MIN_SLICES)):
         geometry.cathode_anatomy = prior.cathode_anatomy
         geometry.uncoated_zones = list(prior.uncoated_zones)
     else:
