@@ -247,6 +247,7 @@ class RollPrior:
 # single-sided stretches, the tab window) is trusted over a chunk's own judgement.
 PRIOR_ANATOMY_MIN_SLICES = 8
 
+
 def roll_prior(geometry: CellGeometry, z_of_slice: np.ndarray) -> RollPrior | None:
     """The :class:`RollPrior` of a geometry measured on a sample of a volume's slices.
 
@@ -442,9 +443,9 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
     rolls = [s for s in slices if s.is_roll]
     # The cathode's ends and one-sided stretches, and the uncoated tab window between its ends,
     # seen over the whole height (anatomy; a chunk takes them from the whole volume's prior).
-    # Unless the prior's sample held too few roll slices to judge it (a short slab of roll: 3
-    # sample slices put a single-sided stretch's start 65° late, and the rest of it FAILed as
-    # a 48 % thin sheet) and this chunk holds more.
+    # Unless the prior's sample held too few roll slices to judge it (a short slab of roll:
+    # 3 sample slices) and this chunk holds more. (That alone does not fix such a slab: the
+    # prior's frame misleads the chunk's tracing too; docs/validation.md, "Roll ends".)
     if (prior is not None and prior.cathode_anatomy is not None and prior.anatomy_angles == n_angles
             and prior.anatomy_slices >= min(len(rolls), PRIOR_ANATOMY_MIN_SLICES)):
         geometry.cathode_anatomy = prior.cathode_anatomy
