@@ -31,9 +31,10 @@ from core.detectors.numerics import (
     points_to_yx,
     polar_angle_deg,
     smooth_path_residual,
+    trusted_collector_radius,
 )
 from core.detectors.spec import DetectorSpec, Limit, Metric, Rule
-from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
+from core.geometry.layers import near_layer_ends
 from core.nanmedian import nanmedian_last_axis
 from core.parallel import map_slices
 
@@ -72,7 +73,6 @@ SPEC = DetectorSpec(
         "cu_al_gap_min_um": Metric("min", "Cu–Al gap, smallest (0.1th percentile)", "µm"),
     },
 )
-MIN_TRACE_ZSCORE = TRUSTED_TRACE_ZSCORE  # core.geometry.layers: one threshold for every reader of the traces
 
 
 def relative_to_neighbours(deflection: np.ndarray, reach: int = 2) -> np.ndarray:
@@ -121,10 +121,7 @@ def _slice_deflection(item, t: np.ndarray) -> np.ndarray:
     movement; ``item`` is the slice and its (windings × angles) mask of excluded collectors."""
     s, excluded = item
     seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
-    # Only confidently traced samples: a collector lost in noise is unknown, not bent.
-    radius = np.where(s.cu_zscore >= MIN_TRACE_ZSCORE, s.cu_radius_um, np.nan).astype(float)
-    radius[excluded] = np.nan
-    d = smooth_path_residual(radius, t, seam, s.direction)
+    d = smooth_path_residual(trusted_collector_radius(s, excluded), t, seam, s.direction)
     d *= s.frame.metric(t)[None, :]  # elliptical radius → distance along the normal
     d = relative_to_neighbours(d)
     # The ray index jumps at the seam: a few samples there are not a path.

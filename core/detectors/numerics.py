@@ -160,6 +160,16 @@ def tukey_weights(residual: np.ndarray, scale: np.ndarray | float, tuning: float
     return weight ** 2 if squared else weight
 
 
+def trusted_collector_radius(s, excluded: np.ndarray | None = None) -> np.ndarray:
+    """A slice's Cu collector radii (µm, float64, windings × angles) where the trace is trusted
+    (z-score ≥ :data:`core.geometry.layers.TRUSTED_TRACE_ZSCORE`), NaN elsewhere and where
+    ``excluded`` (a collector lost in noise is unknown, not bent)."""
+    radius = np.where(s.cu_zscore >= TRUSTED_TRACE_ZSCORE, s.cu_radius_um, np.nan).astype(float)
+    if excluded is not None:
+        radius[excluded] = np.nan
+    return radius
+
+
 def smooth_path_residual(radius: np.ndarray, t: np.ndarray, seam_rad: float, direction: int,
                          window_deg: float = 90.0) -> np.ndarray:
     """Deflection of each layer (rows of ``radius``, µm) from the smooth path of its winding."""
@@ -247,7 +257,7 @@ def sheet_centre_lines(s, n_k: int, t: np.ndarray) -> np.ndarray:
 def _centre_from_collectors(s, measured_mid: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     """Sheet centre lines from the midpoints of the collectors either side, where traced."""
     out = fallback.copy()
-    cu = np.where(s.cu_zscore >= TRUSTED_TRACE_ZSCORE, s.cu_radius_um, np.nan).astype(float)
+    cu = trusted_collector_radius(s)
     k_here = min(measured_mid.shape[0], cu.shape[0] - 1)
     if k_here <= 0:
         return out

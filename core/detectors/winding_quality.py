@@ -24,9 +24,15 @@ import numpy as np
 from scipy import ndimage
 
 from core.detectors.base import DetectorContext, DetectorOutput, Finding, register
-from core.detectors.numerics import nan_gaussian, points_to_yx, polar_angle_deg, tukey_weights
+from core.detectors.numerics import (
+    nan_gaussian,
+    points_to_yx,
+    polar_angle_deg,
+    trusted_collector_radius,
+    tukey_weights,
+)
 from core.detectors.spec import DetectorSpec, Metric, Rule
-from core.geometry.layers import TRUSTED_TRACE_ZSCORE, near_layer_ends
+from core.geometry.layers import near_layer_ends
 from core.parallel import map_slices
 
 NAME = "winding_quality"
@@ -58,7 +64,6 @@ SPEC = DetectorSpec(
         "winding_quality_count": Metric("sum", "Irregular windings (findings)"),
     },
 )
-MIN_TRACE_ZSCORE = TRUSTED_TRACE_ZSCORE  # core.geometry.layers: one threshold for every reader of the traces
 
 
 def spiral_residuals(radius: np.ndarray, t: np.ndarray, seam_rad: float, direction: int) -> np.ndarray:
@@ -99,8 +104,7 @@ def _slice_residuals(item, t: np.ndarray) -> np.ndarray:
     """One slice's departures from its spiral (windings × angles, µm along the normal); ``item``
     is the slice and its (windings × angles) mask of excluded collectors."""
     s, excluded = item
-    radius = np.where(s.cu_zscore >= MIN_TRACE_ZSCORE, s.cu_radius_um, np.nan).astype(float)
-    radius[excluded] = np.nan
+    radius = trusted_collector_radius(s, excluded)
     res = spiral_residuals(radius[: s.windings], t, math.radians(s.seam_deg), s.direction)
     res *= s.frame.metric(t)[None, :]
     res[near_layer_ends(s, 3.0, res.shape[0])] = np.nan
