@@ -48,13 +48,7 @@ def test_defective_cells_of_the_matrix(index, tmp_path):
     assert not row["false_findings"], (row["describe"], row["false_findings"])
 
 
-@pytest.mark.parametrize("region", [
-    pytest.param("top", marks=pytest.mark.xfail(strict=True, reason=(
-        "open (issue 17): in this short top slab the roll prior's 3 sample slices, and then the "
-        "chunk's own 60, put the start of the outer single-sided stretch 65° late (standalone "
-        "geometry of the same slices finds it to the degree), so 5 mm² of it FAIL as a 48 % thin "
-        "sheet"))),
-    "bottom"])
+@pytest.mark.parametrize("region", ["top", "bottom"])
 def test_healthy_roll_ends_inspected_as_a_whole_cell_is(region, tmp_path):
     """A top or bottom slab of a healthy cell (roll end with a known overhang, headspace, tabs,
     cap or bottom, groove), inspected as `cellqc inspect` does (the default 2 GB budget: in

@@ -539,6 +539,12 @@ def narrowings_beyond(volume: Volume, roll_range: tuple[int, int], straight_radi
     return find_narrowings(np.array(zs), radius, straight_radius_um, roll_range, dz, sample_step=step)
 
 
+# Slices the roll frame is fitted on, and the fewest fits that make a frame: a median of three
+# outvotes one bad fit (see _find_frame).
+FRAME_SLICES = 6
+MIN_FRAME_CANDIDATES = 3
+
+
 def _find_frame(volume: Volume, geometry: CellGeometry, params: GeometryParams, can_inner: float,
                 report: Progress, cancel: Callable[[], bool] | None, workers: int = 1,
                 processes: bool = False) -> bool:
@@ -549,18 +555,37 @@ def _find_frame(volume: Volume, geometry: CellGeometry, params: GeometryParams, 
     axis, pixel_um, notes, nz = geometry.axis, geometry.pixel_um, geometry.notes, volume.shape[0]
     found = [c for c in geometry.cans if c.found]
     candidates = []
-    frame_z = evenly([c.z for c in found], 6)
     refine = partial(_refine_frame_item, pixel_um=pixel_um, max_radius_um=can_inner, params=params)
-    items = ((np.asarray(volume.slice(z)), EllipticFrame(axis.center_at(z))) for z in frame_z)
-    refined = map_in_processes(refine, items, workers, cancel) if processes else map(refine, items)
-    for i, (z, (frame, pitch, direction, score)) in enumerate(zip(frame_z, refined, strict=True)):
-        _check_cancel(cancel)
-        report(0.1 + 0.1 * (i + 1) / len(frame_z), f"roll frame: slice {z}")
-        if math.isfinite(pitch):
-            candidates.append((score, z, frame, pitch, direction))
+    found_z = [c.z for c in found]
+    frame_z = evenly(found_z, FRAME_SLICES)
+    asked, done = set(frame_z), 0
+    while frame_z:
+        items = ((np.asarray(volume.slice(z)), EllipticFrame(axis.center_at(z))) for z in frame_z)
+        refined = map_in_processes(refine, items, workers, cancel) if processes else map(refine, items)
+        for z, (frame, pitch, direction, score) in zip(frame_z, refined, strict=True):
+            _check_cancel(cancel)
+            done += 1
+            report(0.1 + 0.1 * min(done / FRAME_SLICES, 1.0), f"roll frame: slice {z}")
+            if math.isfinite(pitch):
+                candidates.append((score, z, frame, pitch, direction))
+        # A volume that is mostly cap and headspace (a slab of a cell's top) may show the roll
+        # in one or two of the frame slices, and one of those can be the roll's ragged end:
+        # the median of two is their mean, and a top slab's frame came out 2.3 px (58 µm) off
+        # centre from such a pair (its outer turn was then lost over 25° in every slice). More
+        # slices are asked until a median of three can outvote one bad fit.
+        rest = [z for z in found_z if z not in asked]
+        if len(candidates) >= MIN_FRAME_CANDIDATES or not rest:
+            break
+        frame_z = evenly(rest, FRAME_SLICES)
+        asked.update(frame_z)
     # Only the slices that show layers most clearly set the frame (not caps or tabs).
     best_score = max((c[0] for c in candidates), default=0.0)
     candidates = [c for c in candidates if c[0] >= 0.6 * best_score]
+    # A fit that found the spiral turning the other way than most did is a bad fit (a roll
+    # end's ragged sheets): it does not vote on the frame.
+    if candidates:
+        turn = 1 if sum(c[4] for c in candidates) >= 0 else -1
+        candidates = [c for c in candidates if c[4] == turn]
     offsets, ovals, pitches, directions = [], [], [], []
     for _score, z, frame, pitch, direction in candidates:
         cy, cx = axis.center_at(z)
