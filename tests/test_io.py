@@ -70,6 +70,28 @@ def test_tiff_roundtrip_imagej_dtypes_memory_mapped(tmp_path, data, dtype):
     assert back.origin_um == (1.0, 2.0, 3.0)
 
 
+@pytest.mark.parametrize("depth", [2, 5, 9])
+def test_imagej_stack_over_4gb_format_is_read_and_its_cut_copy_refused(tmp_path, depth):
+    """ImageJ (and tifffile for it) writes a stack over 4 GB in the "truncated" format: one
+    page directory, the slices contiguous after it. cellqc refused such files as damaged (a
+    validation slab of 15 µm it had written itself); written small with ``truncate=True`` here,
+    the same format. A copy cut short is still refused, naming the bytes."""
+    rng = np.random.default_rng(depth)
+    stack = rng.integers(0, 60000, size=(depth, 24, 18)).astype(np.uint16)
+    path = tmp_path / "big_format.tif"
+    tifffile.imwrite(path, stack, imagej=True, truncate=True, resolution=(1 / 12.5, 1 / 12.5),
+                     metadata={"spacing": 20.0, "unit": "um"})
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].is_truncated and len(tif.pages) == 1
+    back = read_volume(path)
+    np.testing.assert_array_equal(np.asarray(back.array), stack)
+    assert_spacing(back, (20.0, 12.5, 12.5))
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size - 2 * 24 * 18])
+    with pytest.raises(InputError, match="truncated"):
+        read_volume(cut)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "int32", "uint32", "int8"])
 def test_tiff_roundtrip_dtypes_imagej_cannot_hold(tmp_path, data, dtype):
     vol = Volume(data.astype(dtype), ANISO, cell_id="C-2")
