@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -440,6 +441,7 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
                 s.is_roll = False
                 s.note = f"{s.windings} windings traced against {typical} elsewhere (roll end or tabs): skipped"
     _skip_roll_ends(slices, reference=prior.interior if prior is not None else None)
+    _trim_ragged_ends(slices, sz)
     rolls = [s for s in slices if s.is_roll]
     # The cathode's ends and one-sided stretches, and the uncoated tab window between its ends,
     # seen over the whole height (anatomy; a chunk takes them from the whole volume's prior).
@@ -798,6 +800,46 @@ def _skip_roll_ends(slices: list[SliceRoll], tolerance: float = 0.2,
             s.is_roll = False
             s.note = (f"roll end: no cathode in most windings at {missing:.0f}° (the cathode's edge crosses the "
                       f"slice there; the anode overhangs it): skipped")
+
+
+# The shortest run of interior slices that starts the roll's interior at an end, in µm of
+# height: shorter runs beside the end belong to its ragged zone (see _trim_ragged_ends).
+MIN_INTERIOR_RUN_UM = 100.0
+# How far beyond the interior the cathode's edge can wander: its overhang varies by a few
+# hundred µm round the roll (0.68 mm peak to peak in a generated 21700). A kept slice further
+# out (in a whole cell's sample, millimetres apart) is not in a ragged zone.
+RAGGED_ZONE_UM = 1500.0
+
+
+def _trim_ragged_ends(slices: list[SliceRoll], dz_um: float, min_run_um: float = MIN_INTERIOR_RUN_UM) -> None:
+    """Skip the odd slice judged interior inside a roll end's ragged zone.
+
+    The cathode's edge wanders round the roll (its overhang varies by hundreds of µm), so
+    across the zone where it crosses the slices, one slice can pass the roll-end tests while
+    its neighbours on both sides fail them. Such a slice lies between roll-end slices and the
+    roll's end: its layers are cut at some angles and its collectors traced against a changing
+    pattern (a healthy top slab at 18 µm FAILed on "deflections" of 77–191 µm one slice tall
+    in the one slice kept among 23 skipped). From each end, every slice before the first run
+    of at least ``min_run_um`` of consecutive interior slices is a roll end. Gaps inside the
+    roll (a slice skipped beside the seam) are not touched: only the ends are walked, and
+    only :data:`RAGGED_ZONE_UM` beyond the interior.
+    """
+    min_run = max(2, math.ceil(min_run_um / dz_um))
+    long_runs, start = [], 0
+    for is_roll, run in itertools.groupby(s.is_roll for s in slices):
+        n = len(list(run))
+        if is_roll and n >= min_run:
+            long_runs.append((start, start + n - 1))
+        start += n
+    if not long_runs:
+        return  # no interior to tell the ends from
+    first_interior, last_interior = long_runs[0][0], long_runs[-1][1]
+    for i, s in enumerate(slices):
+        beyond_um = dz_um * max(first_interior - i, i - last_interior)
+        if s.is_roll and 0 < beyond_um <= RAGGED_ZONE_UM:
+            s.is_roll = False
+            s.note = ("roll end: judged interior, but between the roll's end and its skipped edge slices "
+                      "(the electrode's edge crosses here): skipped")
 
 
 # A sector whose sheets are this much darker than the interior's, in every winding at once, is
