@@ -129,6 +129,13 @@ def judge_void(volume_mm3: float, length_um: float, rules: dict[str, float]) -> 
     return "info", ""
 
 
+# Of the darkening a void's core must reach (0.5), the fraction its rim is followed down to
+# for the volume; and how far (samples along the arc, the same µm along the axis) the
+# footprint is widened for the blur of a thin void.
+RIM_FRACTION = 0.3
+FOOTPRINT_WIDEN_SAMPLES = 2
+
+
 @register(SPEC)
 def detect(ctx: DetectorContext) -> DetectorOutput:
     """Find voids inside the cathode sheets; see the module docstring."""
@@ -185,6 +192,8 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
     if "core_first_slice" in ctx.reference:
         own = (zs_all >= ctx.reference["core_first_slice"]) & (zs_all <= ctx.reference["core_last_slice"])
     structure = np.ones((3, 3, 3), bool)
+    along_arc = np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], bool)
+    along_z = along_arc.T
     # The ray index jumps at the seam: the samples beside it are not looked at (a void across
     # it is found in its two windings, which touch there, and joined: core.findings).
     near_seam = np.array([near_layer_ends(s, SEAM_MARGIN_DEG, max(n_k, s.windings))[:n_k] for s in rolls])
@@ -217,9 +226,20 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             continue
         # Bridge one-sample cracks so one void is one finding.
         mask = close_in_place(mask, structure)
+        # A void tapers to nothing at its rim: the rim thinner than about half a voxel stays
+        # below the 0.5 threshold, yet holds part of the volume. The volume is integrated over
+        # the region grown into its connected samples at least RIM_FRACTION dark (hysteresis);
+        # the region itself (what is found, its extent) is unchanged.
+        rim = (frac_s > RIM_FRACTION) & (interior & bright)[None, None, :] & ~near_seam[:, k, :, None] & measured
+        grown = ndimage.binary_propagation(mask, structure, mask=rim | mask)
+        grown_labels, _ = label_periodic(np.moveaxis(grown, 1, 2), structure)
+        grown_labels = np.moveaxis(grown_labels, 2, 1)
+        grown_boxes = ndimage.find_objects(grown_labels)
         labels, n = label_periodic(np.moveaxis(mask, 1, 2), structure)  # (z, d, t): angle last
         labels = np.moveaxis(labels, 2, 1)
         r_k = np.nanmedian(centers[:, k]) if np.isfinite(centers[:, k]).any() else 5000.0
+        arc_um = 2 * np.pi * r_k / n_t
+        widen_z = int(round(FOOTPRINT_WIDEN_SAMPLES * arc_um / dz_um)) if len(rolls) > 1 else 0
         # Each region's samples from its bounding box, not a scan of the whole stack per region
         # (the same indices in the same order; 28 -> 0.1 ms a region on issue 18's volume).
         boxes = ndimage.find_objects(labels)
@@ -234,15 +254,27 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
                 if not mine.any():
                     continue
                 zi, ti, di = zi[mine], ti[mine], di[mine]
-            # Integrate the deficit over whole columns (all depths) of the region's footprint,
-            # widened by two samples along the arc: the blur of a thin void spreads there.
+            # Integrate the deficit over whole columns (all depths) of the footprint of the
+            # region grown into its rim, widened by two samples along the arc and as far
+            # along the axis: the blur of a thin void spreads both ways. (Widened along the
+            # arc only, and without the rim, 16 voids in random 15–25 µm cells read 12 % small
+            # on average, 4 of them by more than 20 %; now 2 % large, none beyond 20 %, and
+            # 14 of 14 within 12 % in 8 more cells: docs/validation.md.)
             foot = np.zeros((len(rolls), n_t), bool)
             foot[zi, ti] = True
-            foot = ndimage.binary_dilation(foot, structure=np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], bool),
-                                           iterations=2)
+            for g_lab in np.unique(grown_labels[zi, ti, di]):
+                g_box = grown_boxes[g_lab - 1] if 0 < g_lab <= len(grown_boxes) else None
+                if g_box is not None:
+                    gz, gt, _gd = (i + b.start for i, b in zip(np.nonzero(grown_labels[g_box] == g_lab), g_box,
+                                                               strict=True))
+                    foot[gz, gt] = True
+            foot = ndimage.binary_dilation(foot, structure=along_arc, iterations=FOOTPRINT_WIDEN_SAMPLES)
+            if widen_z:
+                foot = ndimage.binary_dilation(foot, structure=along_z, iterations=widen_z)
             foot &= np.isfinite(centers[:, k])
+            if own is not None:  # the slices beyond are the neighbouring chunk's to count
+                foot &= own[:, None]
             col_deficit = np.where(np.isfinite(deficit), deficit, 0.0)[foot]  # (n_cols, d)
-            arc_um = 2 * np.pi * r_k / n_t
             sample_um3 = arc_um * step_um * dz_um
             volume_mm3 = float(col_deficit.sum() / contrast * sample_um3 * 1e-9)
             if volume_mm3 < min_volume:
