@@ -231,13 +231,18 @@ def sub_volume(volume: Volume, index: np.ndarray, spacing_z_um: float) -> Volume
     return sub
 
 
+def sample_index(nz: int) -> np.ndarray:
+    """The volume's slices in the sample the roll prior is measured on (evenly spaced)."""
+    return np.arange(0, nz, max(1, int(math.ceil(nz / SAMPLE_SLICES))))
+
+
 def measure_prior(volume: Volume, params, cancel: Callable[[], bool] | None = None
                   ) -> tuple[RollPrior | None, CellGeometry, dict[str, float], list[tuple[int, int]]]:
     """The roll prior, the geometry of the sample it came from, detector references and the
     slices where the roll begins and ends."""
     nz = volume.shape[0]
-    step = max(1, int(math.ceil(nz / SAMPLE_SLICES)))
-    index = np.arange(0, nz, step)
+    index = sample_index(nz)
+    step = int(index[1] - index[0]) if index.size > 1 else 1
     sample = sub_volume(volume, index, volume.spacing_um[0] * step)
     geometry = measure_geometry(sample, params, cancel=cancel)
     prior = roll_prior(geometry, index)
@@ -258,6 +263,69 @@ def measure_prior(volume: Volume, params, cancel: Callable[[], bool] | None = No
             ends = [(span[0], 1)] if span[0] > 0 else []
             ends += [(span[1], -1)] if span[1] < nz - 1 else []
     return prior, geometry, reference, ends
+
+
+# Slices traced at the roll's interior for an end measured on its own (see end_view), and
+# slices kept beyond the anode's end (the level beyond the roll).
+END_REFERENCE_SLICES = 6
+END_MARGIN_UM = 300.0
+END_REFERENCE_DEPTH_UM = 3000.0
+
+
+def deep_roll_slice(sample: CellGeometry, index: np.ndarray, end: int, inward: int) -> int | None:
+    """The sample's roll slice nearest to a roll end on the roll's side (volume numbers)."""
+    inside = [int(z) for z, s in zip(index, sample.slices, strict=True)
+              if s.is_roll and (z > end if inward > 0 else z < end)]
+    if not inside:
+        return None
+    return min(inside) if inward > 0 else max(inside)
+
+
+def end_view(volume: Volume, prior: RollPrior, params, end: int, inward: int, deep: int,
+             cancel: Callable[[], bool] | None = None) -> tuple[Volume, CellGeometry, int]:
+    """A lazy view from the roll's interior out past one roll end, for the anode overhang alone.
+
+    A chunk holds the overhang whole only when it is taller than the overhang and the interior
+    slices the detector compares with: a 21700 at 15 µm is cut into chunks of 46 slices
+    (0.7 mm) within the default budget, and its 1.05 mm overhang was in no chunk whole (not
+    measured). The overhang detector needs traced layers only in a few interior slices; the
+    slices out to the end are sampled along those layers, one at a time. So only
+    :data:`END_REFERENCE_SLICES` slices at the sample's roll slice nearest the end (``deep``)
+    are traced, no deeper than :data:`END_REFERENCE_DEPTH_UM` inside the end, and the view runs
+    from there to :data:`END_MARGIN_UM` beyond the end.
+
+    Returns the view, its geometry (the traced slices in place, the others untraced) and the
+    volume's slice number of the view's slice 0.
+    """
+    from dataclasses import replace
+
+    from core.geometry.layers import SliceRoll
+
+    nz = volume.shape[0]
+    dz = volume.spacing_um[0]
+    margin = max(4, int(math.ceil(END_MARGIN_UM / dz)))
+    n_ref = END_REFERENCE_SLICES
+    # The interior slices no deeper than a whole-volume inspection takes its reference from
+    # (the detector's max_depth_um): the walk out to the end then crosses no more interior.
+    depth = int(math.ceil(END_REFERENCE_DEPTH_UM / dz))
+    deep = max(deep, end - depth) if inward < 0 else min(deep, end + depth)
+    if inward < 0:  # the roll lies below the end (lower slice numbers)
+        ref_lo = max(0, deep - n_ref + 1)
+        lo, hi = ref_lo, min(nz, end + margin + 1)
+    else:
+        ref_lo = min(deep, max(0, nz - n_ref))
+        lo, hi = max(0, end - margin), min(nz, ref_lo + n_ref)
+    ref_hi = min(nz, ref_lo + n_ref)
+    traced = measure_geometry(sub_volume(volume, np.arange(ref_lo, ref_hi), dz), params, cancel=cancel,
+                              prior=prior.shifted(ref_lo), processes=False)
+    view = sub_volume(volume, np.arange(lo, hi), dz)
+    slices = [SliceRoll(z=i, is_roll=False, note="not traced: sampled along the interior's layers")
+              for i in range(hi - lo)]
+    for s in traced.slices:
+        s.z = s.z + ref_lo - lo
+        slices[s.z] = s
+    geometry = replace(traced, shape=view.shape, axis=prior.shifted(lo).axis, slices=slices)
+    return view, geometry, lo
 
 
 def shift_finding(finding, dz: int) -> None:

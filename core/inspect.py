@@ -318,6 +318,9 @@ def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chu
     report(0.0, "roll frame from slices across the volume")
     prior, sample_geometry, reference, ends = chunked.measure_prior(volume, params, cancel=cancel)
     prior_json = sample_geometry.to_json()
+    sample_index = chunked.sample_index(volume.shape[0])
+    deep_of_end = {(end, inward): chunked.deep_roll_slice(sample_geometry, sample_index, end, inward)
+                   for end, inward in ends}
     del sample_geometry
     timings["prior"] = time.perf_counter() - t0
     plan = chunked.plan_chunks(volume.shape, volume.spacing_um[0], budget, slices_per_chunk, centre_on=ends)
@@ -348,8 +351,17 @@ def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chu
             if key in here:
                 here[key] -= c.view_lo
         here.update(core_first_slice=float(c.core_lo - c.view_lo), core_last_slice=float(c.core_hi - 1 - c.view_lo))
+        # A chunk measures a roll end's overhang only when it also holds the roll's interior
+        # next to it (the sample's nearest roll slice); else the end is measured on its own
+        # view below. (A 25 µm bottom slab cut into 47-slice chunks read 0 µm for 1258: its end
+        # chunk held no interior and took the overhang's anode-only slices for the roll.)
+        for (end, inward), deep in deep_of_end.items():
+            if c.view_lo <= end < c.view_hi and (deep is None or not c.view_lo <= deep < c.view_hi):
+                here[f"overhang_{'top' if inward > 0 else 'bottom'}_elsewhere"] = 1.0
         found, metrics, raw_maps = _run_detectors(sub, geometry, recipe, here, stage(0.6, 1.0), cancel,
                                                   segmenter, timings)
+        for key in [k for k, v in metrics.items() if k.endswith("_z_px") and isinstance(v, float)]:
+            metrics[key] += c.view_lo  # slice numbers in the volume's, as the findings' below
         core_lo, core_hi = c.core_lo - c.view_lo, c.core_hi - c.view_lo
         for f in found:
             if core_lo <= f.centroid_zyx_px[0] < core_hi:
@@ -366,6 +378,28 @@ def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chu
         geometry_parts.append(part)
         map_parts.append(chunked.chunk_maps(geometry, raw_maps, (core_lo, core_hi), every, c.view_lo))
         del geometry, raw_maps, sub
+    # An end whose overhang no chunk held whole (chunks shorter than the overhang and the
+    # interior it is compared with): measured on a view of its own (core.chunked.end_view).
+    if "anode_overhang" in recipe.detectors and prior is not None:
+        for (end, inward), deep in deep_of_end.items():
+            side = "top" if inward > 0 else "bottom"
+            if deep is None or any(f"anode_end_{side}_z_px" in m for m, _w, _own in per_chunk_metrics):
+                continue
+            t1 = time.perf_counter()
+            view, end_geometry, lo = chunked.end_view(volume, prior, params, end, inward, deep, cancel)
+            here = {key: reference[key] - lo for key in ("roll_first_slice", "roll_last_slice") if key in reference}
+            ctx = DetectorContext(volume=view, geometry=end_geometry, rules=recipe.rules.get("anode_overhang", {}),
+                                  cell=recipe.cell, cancel=cancel, reference=here)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out = detector_for("anode_overhang", segmenter)(ctx)
+            for f in out.findings:
+                chunked.shift_finding(f, lo)
+                findings.append(f)
+            for key in [k for k, v in out.metrics.items() if k.endswith("_z_px") and isinstance(v, float)]:
+                out.metrics[key] += lo
+            per_chunk_metrics.append((out.metrics, float(len(end_geometry.roll_slices)), 1.0))
+            timings["anode_overhang"] = timings.get("anode_overhang", 0.0) + time.perf_counter() - t1
     metrics = chunked.merge_metrics(per_chunk_metrics)
     for part in geometry_parts:  # chunk-local slice numbers: replaced by the volume's below
         part["notes"] = [n for n in part.get("notes", []) if "without jelly roll skipped" not in n]

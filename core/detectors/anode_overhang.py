@@ -180,6 +180,8 @@ def measure_roll_end(ctx: DetectorContext, side: str, bin_deg: float = 10.0, n_r
     # an end, however its last slices were judged (a top slab of a healthy 21700 read -163 µm
     # "at the bottom end" where a chunk's edge cut its roll).
     first, last = ctx.reference.get("roll_first_slice"), ctx.reference.get("roll_last_slice")
+    if ctx.reference.get(f"overhang_{side}_elsewhere"):  # this chunk holds the end but not the interior
+        return None
     if side == "top" and first is not None and first <= 0:
         return None
     if side == "bottom" and last is not None and last >= nz - 1:
