@@ -356,7 +356,7 @@ def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chu
         # view below. (A 25 µm bottom slab cut into 47-slice chunks read 0 µm for 1258: its end
         # chunk held no interior and took the overhang's anode-only slices for the roll.)
         for (end, inward), deep in deep_of_end.items():
-            if c.view_lo <= end < c.view_hi and (deep is None or not c.view_lo <= deep < c.view_hi):
+            if c.view_lo <= end < c.view_hi and deep is not None and not c.view_lo <= deep < c.view_hi:
                 here[f"overhang_{'top' if inward > 0 else 'bottom'}_elsewhere"] = 1.0
         found, metrics, raw_maps = _run_detectors(sub, geometry, recipe, here, stage(0.6, 1.0), cancel,
                                                   segmenter, timings)

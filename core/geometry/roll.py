@@ -732,8 +732,32 @@ def reseam(s: SliceRoll, seam_deg: float) -> None:
     s.seam_deg = float(seam_deg) % 360.0
 
 
+# The cathode's coating is what makes a slice interior: a slice through a roll end's overhang
+# shows anode only, and its "sheet" reads dark (and thin). Slices whose sheet intensity is
+# below this fraction of the brightest's are no interior reference.
+INTERIOR_MIN_BRIGHTNESS = 0.8
+
+
+def _interior_rows(intensity: np.ndarray) -> np.ndarray:
+    """Indices of the slices (in z order, their sheet intensities given) that make the roll's
+    interior reference: the bright ones, and of those the middle half when there are 8 or more.
+
+    The bright ones first: a top slab of a 21700 at 15 µm had 4 sample slices with windings, 2
+    in the interior (sheets 135 µm, intensity 0.79) and 2 in the overhang (7.5 µm, 0.25); the
+    median of all four was neither, every slice was judged a roll end, and without a roll prior
+    the inspection FAILed on a "7 µm cell median" and a 0 µm overhang.
+    """
+    rows = np.arange(intensity.size)
+    finite = np.isfinite(intensity)
+    if finite.any():
+        bright = finite & (intensity >= INTERIOR_MIN_BRIGHTNESS * np.nanmax(intensity))
+        rows = rows[bright]
+    n = rows.size
+    return rows[n // 4: n - n // 4] if n >= 8 else rows
+
+
 def _interior_reference(rolls: list[SliceRoll]) -> tuple[float, float, float]:
-    """Median sheet thickness, intensity and coverage of the roll's interior (middle half)."""
+    """Median sheet thickness, intensity and coverage of the roll's interior (see :func:`_interior_rows`)."""
     stats = []
     for s in rolls:
         k = s.windings
@@ -743,8 +767,7 @@ def _interior_reference(rolls: list[SliceRoll]) -> tuple[float, float, float]:
                       float(np.nanmedian(inten)) if np.isfinite(inten).any() else math.nan,
                       float(np.isfinite(thick).mean()) if thick.size else 0.0))
     arr = np.array(stats).reshape(-1, 3)
-    n = len(rolls)
-    middle = arr[n // 4: n - n // 4] if n >= 8 else arr
+    middle = arr[_interior_rows(arr[:, 1])]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return (float(np.nanmedian(middle[:, 0])), float(np.nanmedian(middle[:, 1])), float(np.nanmedian(middle[:, 2])))
