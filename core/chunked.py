@@ -27,15 +27,17 @@ import math
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from core.detectors.spec import Metric
-from core.errors import InputError
+from core.errors import Cancelled, InputError
+from core.geometry.layers import SliceRoll, analyze_slice
 from core.geometry.maps import UnrolledMap, unroll
 from core.geometry.roll import CellGeometry, RollPrior, measure_geometry, roll_prior
+from core.geometry.unwrap import EllipticFrame
 from core.io.volume import Volume
 
 # Inspection state per voxel of a slice: 7–9 bytes measured with tracemalloc on generated
@@ -142,13 +144,9 @@ def roll_ends(volume: Volume, sample: CellGeometry, index: np.ndarray, prior: Ro
     higher slice numbers)."""
     if prior is None:
         return []
-    from core.geometry.layers import analyze_slice
-    from core.geometry.unwrap import EllipticFrame
 
     def present(z: int) -> bool:
         if cancel is not None and cancel():
-            from core.errors import Cancelled
-
             raise Cancelled("cancelled")
         cy, cx = prior.axis.center_at(z)
         frame = EllipticFrame((cy + prior.roll_offset_yx_px[0], cx + prior.roll_offset_yx_px[1]), prior.ovality,
@@ -297,10 +295,6 @@ def end_view(volume: Volume, prior: RollPrior, params, end: int, inward: int, de
     Returns the view, its geometry (the traced slices in place, the others untraced) and the
     volume's slice number of the view's slice 0.
     """
-    from dataclasses import replace
-
-    from core.geometry.layers import SliceRoll
-
     nz = volume.shape[0]
     dz = volume.spacing_um[0]
     margin = max(4, int(math.ceil(END_MARGIN_UM / dz)))
@@ -335,6 +329,14 @@ def shift_finding(finding, dz: int) -> None:
     b = finding.bbox_zyx_px
     finding.bbox_zyx_px = (b[0] + dz, b[1], b[2], b[3] + dz, b[4], b[5])
     finding.message = re.sub(r"\bslice (\d+)", lambda m: f"slice {int(m.group(1)) + dz}", finding.message)
+
+
+def shift_slice_metrics(metrics: dict[str, Any], dz: int) -> None:
+    """Move a chunk's slice-number metrics (``*_z_px``) to the volume's slice numbers, in place,
+    as :func:`shift_finding` does its findings."""
+    for key, value in metrics.items():
+        if key.endswith("_z_px") and isinstance(value, float):
+            metrics[key] = value + dz
 
 
 def metric_merges() -> dict[str, Metric]:

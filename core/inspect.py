@@ -360,8 +360,7 @@ def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chu
                 here[f"overhang_{'top' if inward > 0 else 'bottom'}_elsewhere"] = 1.0
         found, metrics, raw_maps = _run_detectors(sub, geometry, recipe, here, stage(0.6, 1.0), cancel,
                                                   segmenter, timings)
-        for key in [k for k, v in metrics.items() if k.endswith("_z_px") and isinstance(v, float)]:
-            metrics[key] += c.view_lo  # slice numbers in the volume's, as the findings' below
+        chunked.shift_slice_metrics(metrics, c.view_lo)  # in the volume's slice numbers, as the findings below
         core_lo, core_hi = c.core_lo - c.view_lo, c.core_hi - c.view_lo
         for f in found:
             if core_lo <= f.centroid_zyx_px[0] < core_hi:
@@ -396,8 +395,7 @@ def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chu
             for f in out.findings:
                 chunked.shift_finding(f, lo)
                 findings.append(f)
-            for key in [k for k, v in out.metrics.items() if k.endswith("_z_px") and isinstance(v, float)]:
-                out.metrics[key] += lo
+            chunked.shift_slice_metrics(out.metrics, lo)
             per_chunk_metrics.append((out.metrics, float(len(end_geometry.roll_slices)), 1.0))
             timings["anode_overhang"] = timings.get("anode_overhang", 0.0) + time.perf_counter() - t1
     metrics = chunked.merge_metrics(per_chunk_metrics)
