@@ -513,6 +513,14 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
     # Keep the search between the two collectors (20 % of the pitch clear of each).
     allowed = (rel > (a + 0.2 * pitch_px)[..., None]) & (rel < (b - 0.2 * pitch_px)[..., None])
     c = np.argmax(np.where(allowed, wwin, -np.inf), axis=2)
+    # A sheet is a peak of the smoothed profile inside the window; a maximum on the window's
+    # edge is the flank of a collector where no cathode is (a healthy 21700's last turn read a
+    # 7 µm "sheet" over 8°, an 86 % thin FAIL, where the outermost collector's trace strayed
+    # 40 µm out before its end and the window's edge met the anode's flank).
+    last_off = len(offsets) - 1
+    c_in = (c > 0) & (c < last_off)
+    c_in &= np.take_along_axis(allowed, np.clip(c - 1, 0, last_off)[..., None], axis=2)[..., 0]
+    c_in &= np.take_along_axis(allowed, np.clip(c + 1, 0, last_off)[..., None], axis=2)[..., 0]
     # Levels from the winding's median profile (aligned on the sheet centre): the maximum
     # of a noisy profile is biased upwards, which would bias every thickness down.
     aligned = np.clip(c[..., None] + offsets, 0, len(offsets) - 1)
@@ -547,7 +555,7 @@ def _trace_sheets(result: SliceRoll, profile: np.ndarray, cu_idx: np.ndarray, pi
     clear = max(1.5 / params.radial_step_vox, params.cu_foil_um / pixel_um / params.radial_step_vox + 1.0)
     edge_in_abs = mid - half + j_in
     edge_out_abs = mid - half + j_out
-    good = ok & (j_in >= 0) & (j_out > 0) & np.isfinite(level)[:, None]
+    good = ok & c_in & (j_in >= 0) & (j_out > 0) & np.isfinite(level)[:, None]
     contact = good & ((edge_in_abs <= a + clear) | (edge_out_abs >= b - clear))
     good &= ~contact
 
