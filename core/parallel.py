@@ -89,12 +89,23 @@ def map_in_processes(task: Callable[[Any], T], items: Iterable[Any], workers: in
         for item in items:
             if len(in_flight) >= 2 * workers:
                 yield result(in_flight.popleft())
-            in_flight.append(executor.submit(task, item))
+            in_flight.append(executor.submit(_quiet_call, task, item))
         while in_flight:
             yield result(in_flight.popleft())
     finally:  # cancelled, or the caller stopped: drop what has not started
         for future in in_flight:
             future.cancel()
+
+
+def _quiet_call(task: Callable[[Any], T], item: Any) -> T:
+    """``task(item)`` in a worker without numpy's RuntimeWarnings (an all-NaN row of a roll-end
+    slice), as the caller's process runs it: a worker starts with the default filters, and its
+    warnings reached the operator's terminal by the hundred on a large volume."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return task(item)
 
 
 def map_slices(task: Callable[[Any], T], items: Iterable[Any], n_items: int, shape: tuple[int, ...],

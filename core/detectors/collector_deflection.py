@@ -12,7 +12,9 @@ not judged. Stretches beyond the recipe's review limit, grown to half that limit
 (hysteresis), connected along the arc and through slices, become findings with their
 maximum amplitude, spans, winding and centroid. The Cu–Al gap (collector to the next
 cathode sheet's Al foil) is reported alongside. Collectors bounding an uncoated strip of
-cathode (a tab window, see :mod:`core.geometry.zones`) are not judged there.
+cathode (a tab window, see :mod:`core.geometry.zones`) are not judged there. A departure
+less tall than it is deep is no bend a foil can make (a trace that caught something else in a
+slice or two at a roll end; :func:`core.detectors.numerics.shallower_than_deep`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from core.detectors.numerics import (
     nan_gaussian,
     points_to_yx,
     polar_angle_deg,
+    shallower_than_deep,
     smooth_path_residual,
     trusted_collector_radius,
 )
@@ -190,6 +193,9 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             if arc_um < min_arc_um or span_deg_all > max_span_deg:
                 continue
             zs = np.array([rolls[j].z for j in zi], float)
+            if shallower_than_deep(smoothed, (int(zi[i_rel]), k, int(tt[i_rel])), amp, 0.5 * review_um,
+                                   [s.z for s in rolls], g.spacing_um[0], ctx.volume.shape[0]):
+                continue
             rad = np.array([rolls[j].cu_radius_um[kk[m], tt[m]] for m, j in enumerate(zi)], float)
             ys, xs = points_to_yx(g, zs, t[tt], rad)
             _, box = box_and_centroid(zs, ys, xs)

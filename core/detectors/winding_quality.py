@@ -13,6 +13,8 @@ limit down to half of it (hysteresis) and connected through windings, angles and
 one finding each. The innermost turns around the mandrel are irregular by design (the
 electrode's start, the tab, the pin): within ``inner_turns`` of the mandrel the recipe's
 ``inner_review_um`` / ``inner_fail_um`` apply, so an inner-winding collapse is still found.
+Departures narrower than the smoothing, or less tall than they are deep
+(:func:`core.detectors.numerics.shallower_than_deep`), are trace artefacts, not buckles.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from core.detectors.numerics import (
     nan_gaussian,
     points_to_yx,
     polar_angle_deg,
+    shallower_than_deep,
     trusted_collector_radius,
     tukey_weights,
 )
@@ -188,6 +191,9 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             py, px = points_to_yx(g, np.array([s_peak.z]), t[tt[j:j + 1]], np.array([r_peak]))
             centroid = (float(s_peak.z), float(py[0]), float(px[0]))
             zs = np.array([rolls[m].z for m in zi], float)
+            if shallower_than_deep(smoothed, (int(zi[j]), k, int(tt[j])), float(vals[j]), 0.5 * review_k[k],
+                                   [s.z for s in rolls], g.spacing_um[0], ctx.volume.shape[0]):
+                continue
             rad = np.array([rolls[m].cu_radius_um[kk[q], tt[q]] for q, m in enumerate(zi)], float)
             ys, xs = points_to_yx(g, zs, t[tt], np.where(np.isfinite(rad), rad, r_peak))
             box = (int(zs.min()), int(np.floor(ys.min())), int(np.floor(xs.min())), int(zs.max()) + 1,
