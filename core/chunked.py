@@ -328,7 +328,15 @@ def shift_finding(finding, dz: int) -> None:
     finding.centroid_zyx_px = (c[0] + dz, c[1], c[2])
     b = finding.bbox_zyx_px
     finding.bbox_zyx_px = (b[0] + dz, b[1], b[2], b[3] + dz, b[4], b[5])
-    finding.message = re.sub(r"\bslice (\d+)", lambda m: f"slice {int(m.group(1)) + dz}", finding.message)
+    finding.message = shift_slice_numbers(finding.message, dz)
+
+
+def shift_slice_numbers(text: str, dz: int) -> str:
+    """``text`` with its slice numbers ("slice 12", "slices 34–37") moved by ``dz``: a chunk's
+    findings and geometry notes in the volume's slice numbers."""
+    return re.sub(r"\b(slices? )(\d+)(?:([–-])(\d+))?",
+                  lambda m: m.group(1) + str(int(m.group(2)) + dz)
+                  + (f"{m.group(3)}{int(m.group(4)) + dz}" if m.group(4) else ""), text)
 
 
 def shift_slice_metrics(metrics: dict[str, Any], dz: int) -> None:

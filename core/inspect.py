@@ -374,6 +374,7 @@ def _inspect_chunked(volume: Volume, recipe: Recipe, budget: int, slices_per_chu
         part["roll_slices"] = len(own_rolls)
         part["roll_slice_range"] = [own_rolls[0] + c.view_lo, own_rolls[-1] + c.view_lo] if own_rolls else None
         part["skipped_slices"] = (core_hi - core_lo) - len(own_rolls)
+        part["notes"] = [chunked.shift_slice_numbers(n, c.view_lo) for n in part.get("notes", [])]
         geometry_parts.append(part)
         map_parts.append(chunked.chunk_maps(geometry, raw_maps, (core_lo, core_hi), every, c.view_lo))
         del geometry, raw_maps, sub
