@@ -42,6 +42,8 @@ def test_height_unknown_is_kept():
     assert not shallower_than_deep(values, (0, 5, 100), 150.0, 25.0, list(range(40)), 20.0, 40)
     # The same two slices at the roll's end inside the volume: judged (the roll ends there).
     assert shallower_than_deep(values, (0, 5, 100), 150.0, 25.0, list(range(60, 100)), 20.0, 400)
-    # Not traced in the next slice: unknown, kept.
+    # Not traced in the next slice: counted as the bend's (a bound from above on its height).
     values[2, 5, :] = np.nan
+    assert shallower_than_deep(values, (1, 5, 100), 150.0, 25.0, list(range(60, 100)), 20.0, 400)
+    values[2:8, 5, :] = np.nan  # 2 + 6 slices of 20 µm: up to 160 µm tall, as tall as deep
     assert not shallower_than_deep(values, (1, 5, 100), 150.0, 25.0, list(range(60, 100)), 20.0, 400)

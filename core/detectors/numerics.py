@@ -157,8 +157,10 @@ def shallower_than_deep(values: np.ndarray, peak: tuple[int, int, int], depth_um
     in ``values`` (slices, layers, angles; ``slice_z`` the slices' numbers in the volume of
     ``n_slices``). The walk is the bend's, not its finding's: a bend found as one part per
     slice (the spiral's layout shifting with the seam) is still measured whole. It ends at a
-    slice that traced the layer there within the level, or at the roll's end; where it ends
-    on an untraced sample or on the volume's first or last slice, the height is unknown and
+    slice that traced the layer there within the level, or at the roll's end. Slices that did
+    not trace the layer there count as the bend's, so the height is a bound from above (a
+    roll end's first slice had the next slice's collectors set aside as jumps, then clean
+    ones). A walk that reaches the volume's first or last slice leaves the height unknown, and
     the departure is kept (False).
     """
     i0, k, t0 = peak
@@ -177,11 +179,9 @@ def shallower_than_deep(values: np.ndarray, peak: tuple[int, int, int], depth_um
             if slice_z[j] != slice_z[i] + step:  # slices between not traced as roll (its end)
                 break
             here = values[j, k, cols] if k < values.shape[1] else np.full(cols.size, np.nan)
-            if not np.isfinite(here).any():
-                return False  # not traced there: unknown
-            if not np.nanmax(sign * here) >= level:
+            if np.isfinite(here).any() and not np.nanmax(sign * here) >= level:
                 break
-            i = j
+            i = j  # beyond the level, or not traced there (counted: the height is a bound from above)
         if step < 0:
             lo = i
         else:

@@ -448,10 +448,19 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
     # Unless the prior's sample held too few roll slices to judge it (a short slab of roll:
     # 3 sample slices) and this chunk holds more. (That alone does not fix such a slab: the
     # prior's frame misleads the chunk's tracing too; docs/validation.md, "Roll ends".)
+    own_stretches: CathodeAnatomy | None = None
     if (prior is not None and prior.cathode_anatomy is not None and prior.anatomy_angles == n_angles
             and prior.anatomy_slices >= min(len(rolls), PRIOR_ANATOMY_MIN_SLICES)):
         geometry.cathode_anatomy = prior.cathode_anatomy
         geometry.uncoated_zones = list(prior.uncoated_zones)
+        # The chunk's own walk may follow an end's single-sided stretch further than the
+        # sample's slices did (ragged roll-end slices among them): both are set aside below. A
+        # 21700 top slab cut 1.1 mm into its interior, in chunks, FAILed on 26 mm of its 46 mm
+        # outer single-sided stretch as a 1.1 mm³ "void" and a 53 % thin sheet: the prior's
+        # walk stopped at 19 mm, the chunk's own (as the whole volume's) reached 46 mm.
+        if len(rolls) >= PRIOR_ANATOMY_MIN_SLICES:
+            own = find_cathode_anatomy(rolls, sz)
+            own_stretches = CathodeAnatomy([], [st for st in own.stretches if st.kind == "single_sided"])
     else:
         geometry.cathode_anatomy = find_cathode_anatomy(rolls, sz)
         a = geometry.cathode_anatomy
@@ -462,6 +471,8 @@ def measure_geometry(volume: Volume, params: GeometryParams | None = None,
     # The sheet tapers into the strip over about a pitch of arc: not measured there either.
     apply_uncoated_zones(rolls, geometry.uncoated_zones, geometry.pitch_um)
     apply_cathode_anatomy(rolls, geometry.cathode_anatomy, margin_um=geometry.pitch_um)
+    if own_stretches is not None:
+        apply_cathode_anatomy(rolls, own_stretches, margin_um=geometry.pitch_um)
     _mask_sheet_ends(slices, sz, reference=prior.winding_interior if prior is not None else None)
     _mask_electrode_ends(rolls, geometry.pitch_um)
     # The innermost turn around the mandrel is irregular by design (the electrode's start, the
