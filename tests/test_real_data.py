@@ -213,3 +213,7 @@ def test_readme_real_data_example_is_what_the_command_says(inspected):
     assert re.search(r"collectors of windings [\d, and]+", section)
     named = {int(w) for w in re.findall(r"\d+", re.search(r"collectors of windings ([\d, and]+)", section).group(1))}
     assert named == {f["winding"] for f in bends}
+    thin = [f for f in result["findings"] if f["detector"] == "electrode_thickness" and f["severity"] != "info"]
+    assert thin, "the paragraph names a thin sheet"
+    for f in thin:
+        assert f"sheet of winding {f['winding']} {abs(f['value']):.0f} % thin" in section
