@@ -186,8 +186,6 @@ def shallower_than_deep(values: np.ndarray, peak: tuple[int, int, int], depth_um
             lo = i
         else:
             hi = i
-    if slice_z[lo] <= 0 or slice_z[hi] >= n_slices - 1:
-        return False
     return (slice_z[hi] - slice_z[lo] + 1) * slice_um < abs(depth_um)
 
 
