@@ -263,3 +263,60 @@ def test_real_21700_top_overhang_and_can_in_mm():
     can = _run("can_metrology", _C, g, recipe.rules["can_metrology"], recipe.cell)
     assert 20.8 < can.metrics["can_outer_diameter_mm"] < 21.6
     assert 0.2 < can.metrics["can_wall_mean_um"] / 1000 < 0.4
+
+
+def _cut_overhang_spec(rng):
+    """A small 18650 with a random anatomy and a top overhang of 330–500 µm."""
+    from dataclasses import replace
+
+    from core.phantom.anatomy import random_anatomy
+
+    v = float(rng.uniform(15.0, 25.0))
+    spec = CellSpec(kind="18650", voxel_size_um=v, slice_spacing_um=float(rng.uniform(v, 1.5 * v)), n_slices=1,
+                    can_outer_radius_um=float(rng.uniform(6500.0, 7500.0)), ovality=float(rng.uniform(0.0, 0.02)),
+                    ovality_angle_deg=float(rng.uniform(0, 180)),
+                    center_offset_um=(float(rng.uniform(-300, 300)), float(rng.uniform(-300, 300))),
+                    spiral_start_deg=float(rng.uniform(0, 360)))
+    anatomy = random_anatomy(rng, "18650", spec)
+    anatomy = replace(anatomy, tab_window_mm=min(anatomy.tab_window_mm, 6.0),
+                      positive_tab_width_mm=min(anatomy.positive_tab_width_mm, 3.0), positive_tab_offset_mm=0.0,
+                      negative_tab_width_mm=3.0, overhang_top_um=float(rng.uniform(380.0, 500.0)),
+                      overhang_top_amplitude_um=float(rng.uniform(0.0, 50.0)))
+    return replace(spec, anatomy=anatomy)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.slow
+def test_overhang_not_measured_where_the_volume_starts_inside_it(seed):
+    """A volume whose first slice cuts through the anode overhang (anode there, cathode not yet)
+    holds no anode end: the overhang is not measurable there, so no value and no finding (before:
+    a 21700 crop at 12 µm starting inside its overhang FAILed, "overhang -478 µm, cathode beyond
+    anode"). The same cell seen from above its roll's end measures the overhang within 1.5 slices."""
+    from dataclasses import replace
+
+    from core.phantom.anatomy import cell_layout
+
+    rng = np.random.default_rng(9100 + seed)
+    spec = _cut_overhang_spec(rng)
+    top = cell_layout(spec).top
+    mean_um, amplitude_um, _ = top.overhang
+    dz = spec.slice_spacing_um
+    nearest_cathode = top.anode_z + mean_um - amplitude_um
+    into_roll = nearest_cathode + 1200.0
+    # The first slice lies wholly between the anode's edge and the nearest cathode edge.
+    cut_z0 = top.anode_z + dz + float(rng.uniform(0.0, 1.0)) * (nearest_cathode - top.anode_z - 3 * dz)
+    artifacts = Artifacts(noise_sigma=float(rng.uniform(0.02, 0.05)), ring_count=0)
+    cut = make_cell(replace(spec, slab_top_um=cut_z0, n_slices=int(math.ceil((into_roll - cut_z0) / dz))),
+                    [], artifacts, seed=seed)
+    out = _run("anode_overhang", cut, measure_geometry(cut.volume))
+    assert out.metrics["anode_overhang_min_um"] is None, out.metrics
+    assert not out.findings, [f.message for f in out.findings]
+    # Control: the same cell with its roll's end in the volume is measured (the guard does not
+    # blank ends that are there).
+    whole_z0 = top.separator_z - 3 * dz
+    whole = make_cell(replace(spec, slab_top_um=whole_z0, n_slices=int(math.ceil((into_roll - whole_z0) / dz))),
+                      [], artifacts, seed=seed)
+    out = _run("anode_overhang", whole, measure_geometry(whole.volume))
+    assert out.metrics["anode_overhang_median_um"] is not None
+    assert abs(out.metrics["anode_overhang_median_um"] - mean_um) < 1.5 * dz, (out.metrics, mean_um, dz)
+    assert not [f for f in out.findings if f.severity in ("fail", "review")]

@@ -21,7 +21,9 @@ just before the drop, interpolated between slice centres (exact for a sheet edge
 slice partially). Bands without the typical contrast deep inside (a tab, bare foil) are not
 followed. The overhang is ``(cathode end − anode end)`` in µm, measured outwards: positive
 when the anode sticks out beyond the cathode. A negative overhang (the cathode reaching
-beyond the anode) is FAIL by default.
+beyond the anode) is FAIL by default. A sheet whose band never falls, beyond the roll, half-way
+to what the cathode's end leaves behind runs past the volume's edge (the volume starts inside
+the overhang): its end, and the overhang there, are not measurable and are not reported.
 
 Resolution: the end positions are interpolated to a fraction of a slice on clean edges; with
 real edges (uneven, tilted, tabs) a slice spacing is the honest uncertainty.
@@ -106,6 +108,33 @@ def _band_profiles(ctx: DetectorContext, zs: list[int], t: np.ndarray, lo_um: np
     return out
 
 
+def _beyond_level(profiles: np.ndarray, n_out: int) -> np.ndarray:
+    """Each column's level beyond the roll: the 10th percentile of its last ``n_out`` slices."""
+    if n_out <= 0:
+        return np.full(profiles.shape[1:], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(profiles[profiles.shape[0] - n_out:], 10, axis=0)
+
+
+def _seen_to_end(levels: dict[str, np.ndarray], deep_level: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Whether each band's column falls, beyond the roll, at least half-way to what the roll's
+    end leaves behind.
+
+    What is left beyond the roll (gas, electrolyte) is read where the cathode has ended: the
+    median over the cathode band's columns of their level beyond the roll's end slice. A column
+    still at least half-way to its deep level there never ended in the volume: its sheet runs
+    past the volume's edge (a volume whose first slice cuts through the anode overhang), and
+    its own "beyond" level is the sheet itself, so any dip of the noise would be read as its
+    end (a 21700 crop starting 0.2 mm inside its overhang read -478 µm, "cathode beyond anode").
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        left = np.nanmedian(levels["cathode"]) if np.isfinite(levels["cathode"]).any() else math.nan
+        with np.errstate(invalid="ignore"):
+            return {name: (levels[name] - left) < 0.5 * (deep_level[name] - left) for name in levels}
+
+
 def _sheet_ends(profiles: np.ndarray, n_out: int, deep_level: np.ndarray, n_ref: int) -> tuple[np.ndarray, np.ndarray]:
     """Half-level crossing (fractional index into the profile) of each column, walking out.
 
@@ -125,10 +154,9 @@ def _sheet_ends(profiles: np.ndarray, n_out: int, deep_level: np.ndarray, n_ref:
     columns not followed count as started: deeper slices would not help them).
     """
     n_z = profiles.shape[0]
+    outside = _beyond_level(profiles, n_out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        outside = (np.nanpercentile(profiles[n_z - n_out:], 10, axis=0) if n_out > 0
-                   else np.full(profiles.shape[1:], np.nan))
         deep_contrast = deep_level - outside
         typical = np.nanmedian(deep_contrast) if np.isfinite(deep_contrast).any() else math.nan
     followed = np.isfinite(deep_contrast) & (deep_contrast >= 0.5 * typical)
@@ -260,7 +288,11 @@ def measure_roll_end(ctx: DetectorContext, side: str, bin_deg: float = 10.0, n_r
         if all(f[1].all() for f in found.values()) or step_in * (walk[0] - deepest) >= 0:
             break
         reach = min(2 * reach, abs(deepest - end_z))  # doubling: few passes on long walks
-    end_c, end_a = found["cathode"][0], found["anode"][0]
+    # A sheet that never ends within the volume has no end to measure (NaN), however its
+    # noise dips: see _seen_to_end.
+    seen = _seen_to_end({name: _beyond_level(stack(zs, name), len(beyond) + 1) for name in bands}, deep_level)
+    end_c = np.where(seen["cathode"], found["cathode"][0], np.nan)
+    end_a = np.where(seen["anode"], found["anode"][0], np.nan)
     z_of = np.asarray(zs, float)
 
     def to_z(idx: np.ndarray) -> np.ndarray:
@@ -312,12 +344,9 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
         ends.append(res)
         values.append(ov[np.isfinite(ov)])
         out.maps[f"anode_overhang_{side}_um"] = ov.astype(np.float32)
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                out.maps[f"anode_overhang_{side}_by_angle_um"] = np.nanmedian(ov, axis=0).astype(np.float32)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out.maps[f"anode_overhang_{side}_by_angle_um"] = np.nanmedian(ov, axis=0).astype(np.float32)
         out.findings.extend(_findings(g, res, fail_min, review_min, min_bins))
     if not values:
         out.metrics.update(anode_overhang_min_um=None, anode_overhang_mean_um=None, anode_overhang_count=0)
