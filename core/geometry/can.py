@@ -68,13 +68,45 @@ def _crossing(profile: np.ndarray, start: int, level: float, step: int) -> float
     return i + step * frac
 
 
+def _ellipse_params(model: measure.EllipseModel) -> tuple[float, float, float, float, float]:
+    """(xc, yc, a, b, theta) of a fitted ellipse, in scikit-image's old and new API alike."""
+    if hasattr(model, "axis_lengths"):  # scikit-image >= 0.26 (``params`` is deprecated there)
+        (xc, yc), (a, b), theta = model.center, model.axis_lengths, model.theta
+        return float(xc), float(yc), float(a), float(b), float(theta)
+    return tuple(float(p) for p in model.params)
+
+
+class _RadialEllipseModel(measure.EllipseModel):
+    """scikit-image's ellipse with a vectorised residual: the distance to the ellipse along the
+    ray from its centre.
+
+    ``EllipseModel.residuals`` solves one least-squares problem per point for the exact
+    normal distance: on the real 21700 (68 slices beyond the roll, 360 edge points, 200 RANSAC
+    trials) that was 282 000 ``leastsq`` calls and 41 of the inspection's 79 s. For a can,
+    nearly round, the two distances differ by a factor cos α, α the angle between ray and
+    normal (at most about the ovality (a − b)/(a + b) in radians): 0.1 % at 5 % ovality.
+    Models far from round (RANSAC's random draws) only get larger residuals and fewer inliers.
+    """
+
+    def residuals(self, data: np.ndarray) -> np.ndarray:
+        xc, yc, a, b, theta = _ellipse_params(self)
+        dx, dy = data[:, 0] - xc, data[:, 1] - yc
+        u = dx * math.cos(theta) + dy * math.sin(theta)
+        v = -dx * math.sin(theta) + dy * math.cos(theta)
+        rho = np.hypot(u, v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # The ellipse's radius in the direction (u, v): a·b / sqrt(b²cos²φ + a²sin²φ).
+            radius = a * b * rho / np.hypot(b * u, a * v)
+        return np.where(np.isfinite(radius), np.abs(rho - radius), np.inf)
+
+
 def fit_ellipse_ransac(points_yx: np.ndarray, residual_px: float, rng: int = 0):
     """Robust ellipse fit; returns (center_yx, (a, b), theta, inlier_mask) or None."""
     xy = np.column_stack([points_yx[:, 1], points_yx[:, 0]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            model, inliers = measure.ransac(xy, measure.EllipseModel, min_samples=5,
+            model, inliers = measure.ransac(xy, _RadialEllipseModel, min_samples=5,
                                             residual_threshold=residual_px, max_trials=200, rng=rng)
         except (ValueError, np.linalg.LinAlgError):
             return None
@@ -84,7 +116,7 @@ def fit_ellipse_ransac(points_yx: np.ndarray, residual_px: float, rng: int = 0):
         refined = measure.EllipseModel()
         if not refined.estimate(xy[inliers]):
             refined = model
-        xc, yc, a, b, theta = (float(p) for p in refined.params)
+        xc, yc, a, b, theta = _ellipse_params(refined)
     return (yc, xc), (a, b), theta, inliers
 
 
