@@ -58,7 +58,9 @@ SPEC = DetectorSpec(
         "fail_deviation": Rule(0.20, 0.0, 1.0, "",
                                "A patch off the cell median by more than this fraction over the minimum area fails."),
         "review_deviation": Rule(0.10, 0.0, 1.0, "",
-                                 "A patch off the cell median by more than this fraction is for review."),
+                                 "A patch off the cell median by more than this fraction is for review; the "
+                                 "limit is raised by twice the scan's own thickness-map noise (at most half-way "
+                                 "to the fail deviation)."),
         "min_patch_area_mm2": Rule(0.1, 0.0, None, "mm²", "Smaller patches of the unrolled sheet are not reported."),
     },
     ordered=(("review_deviation", "fail_deviation"),),
