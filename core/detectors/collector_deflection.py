@@ -14,7 +14,9 @@ maximum amplitude, spans, winding and centroid. The Cu–Al gap (collector to th
 cathode sheet's Al foil) is reported alongside. Collectors bounding an uncoated strip of
 cathode (a tab window, see :mod:`core.geometry.zones`) are not judged there. A departure
 less tall than it is deep is no bend a foil can make (a trace that caught something else in a
-slice or two at a roll end; :func:`core.detectors.numerics.shallower_than_deep`).
+slice or two at a roll end; :func:`core.detectors.numerics.shallower_than_deep`). A bend
+that reaches near the edge of the tracer's search window (0.3 pitch) is followed on the image
+to its peak (:func:`_followed_departure`): the trace alone read a 132 µm bend as 98 µm.
 """
 
 from __future__ import annotations
@@ -132,6 +134,101 @@ def _slice_deflection(item, t: np.ndarray) -> np.ndarray:
     return d
 
 
+# The tracer (core.geometry.layers) looks for a collector within ±cu_search_fraction (0.3) of a
+# pitch of the roll's spiral: a bend that reaches near that edge is followed on the image.
+BEYOND_WINDOW_FRACTION = 0.2
+
+
+def _followed_departure(image: np.ndarray, s, k: int, t: np.ndarray, centre: int, half_width: int,
+                        sign: int, pixel_um: float, pitch_um: float, excluded: np.ndarray | None) -> float | None:
+    """A bend's departure (µm along the normal, signed) followed on the slice's image.
+
+    The tracer searches each collector within about a third of a pitch of the roll's spiral,
+    so a bend that goes further leaves its window at the peak: the trace stops there, and the
+    deflection read from the rest was 98 µm for a 132 µm bend at 12 µm voxels. Here the
+    collector of winding ``k`` is followed on the unrolled image from both ends of the angles
+    ``centre ± half_width``, where the trace holds it, one angle at a time, each step taking
+    the brightest sample within a voxel of the last (the Cu foil is the brightest line of the
+    roll, and a foil bends smoothly). Only when both walks meet over the bend (within 1.5
+    voxels wherever both are known) is the walk trusted; its largest departure from the
+    winding's smooth path (:func:`smooth_path_residual`, bridged linearly over the bend) is
+    returned. None when the walks part or the trace holds no end.
+    """
+    from core.geometry.unwrap import unwrap
+
+    n_t = t.size
+    idx = (centre + np.arange(-half_width, half_width + 1)) % n_t
+    radius = trusted_collector_radius(s, excluded)
+    seam = math.radians(s.seam_deg) if math.isfinite(s.seam_deg) else 0.0
+    residual = smooth_path_residual(radius, t, seam, s.direction)
+    own = residual[k]
+    # A bend of one collector: its neighbours stay on their paths. Where they move too (a
+    # buckle of several windings), the deflection is the gap's change, not the own departure
+    # followed here, and winding quality measures the whole.
+    for other in (k - 1, k + 1):
+        if 0 <= other < residual.shape[0]:
+            near = residual[other][idx]
+            if not np.isfinite(near).any() or np.nanmax(sign * near) > 0.25 * pitch_um:
+                return None
+    path = (radius[k] - own)[idx]
+    known = np.isfinite(path)
+    if known.sum() < 4 or not known[0] or not known[-1]:
+        return None
+    steps = np.arange(idx.size)
+    path = np.interp(steps, steps[known], path[known])
+    step_px = 0.5
+    lo_um, hi_um = path.min() - 0.9 * pitch_um, path.max() + 0.9 * pitch_um
+    rho_px = np.arange(max(lo_um, 0.0) / pixel_um, hi_um / pixel_um, step_px)
+    ring = unwrap(np.asarray(image, dtype=np.float32), s.frame, t[idx], rho_px)
+    ring = ndimage.gaussian_filter(ring, (1.0, 0.5 / step_px))
+    reach = max(int(round(1.0 / step_px)), 1)  # a voxel either way per angle
+
+    def walk(order: np.ndarray) -> np.ndarray:
+        track = np.full(idx.size, np.nan)
+        pos = int(round((radius[k][idx[order[0]]] / pixel_um - rho_px[0]) / step_px))
+        for j in order:
+            a, b = max(pos - reach, 0), min(pos + reach + 1, rho_px.size)
+            if a >= b:
+                break
+            pos = a + int(np.argmax(ring[j, a:b]))
+            track[j] = rho_px[0] + pos * step_px
+        return track * pixel_um
+
+    forward, backward = walk(steps), walk(steps[::-1])
+    both = np.isfinite(forward) & np.isfinite(backward)
+    if not both.all() or np.abs(forward - backward).max() > 1.5 * pixel_um:
+        return None
+    metric = s.frame.metric(t[idx])
+    departure = 0.5 * (forward + backward) - path
+    # Measured along the normal; the neighbours' common movement is the caller's to remove.
+    return float(departure[int(np.argmax(sign * departure))] * metric[int(np.argmax(sign * departure))])
+
+
+def _followed_peak(ctx: DetectorContext, rolls: list, zi: np.ndarray, vals: np.ndarray, kk: np.ndarray,
+                   tt: np.ndarray, i_rel: int, amp: float, span_samples: int, g, max_slices: int = 9) -> float:
+    """The bend's amplitude, followed on the image where the trace reached near its window's
+    edge (see :func:`_followed_departure`): the largest over the slices nearest the peak that
+    read at least 80 % of it, when larger than ``amp``; else ``amp``."""
+    sign = 1 if amp > 0 else -1
+    n_t = rolls[0].t_rad.size
+    k, centre = int(kk[i_rel]), int(tt[i_rel])
+    margin = int(math.ceil(5.0 / 360.0 * n_t))
+    half_width = min(span_samples // 2 + margin, n_t // 4)
+    near_peak = sorted({int(j) for j, v in zip(zi, vals, strict=True) if sign * v >= 0.8 * abs(amp)},
+                       key=lambda j: abs(j - int(zi[i_rel])))[:max_slices]
+    best = amp
+    for j in near_peak:
+        ctx.check_cancel()
+        s = rolls[j]
+        if k >= s.cu_radius_um.shape[0]:
+            continue
+        followed = _followed_departure(ctx.volume.slice(s.z), s, k, s.t_rad, centre, half_width, sign, g.pixel_um,
+                                       g.pitch_um, g.collector_exclusion(s, s.cu_radius_um.shape[0]))
+        if followed is not None and sign * followed > sign * best:
+            best = followed
+    return best
+
+
 @register(SPEC)
 def detect(ctx: DetectorContext) -> DetectorOutput:
     """Find deflected Cu current collectors; see the module docstring."""
@@ -196,6 +293,8 @@ def detect(ctx: DetectorContext) -> DetectorOutput:
             if shallower_than_deep(smoothed, (int(zi[i_rel]), k, int(tt[i_rel])), amp, 0.5 * review_um,
                                    [s.z for s in rolls], g.spacing_um[0], ctx.volume.shape[0]):
                 continue
+            if abs(amp) >= BEYOND_WINDOW_FRACTION * g.pitch_um:
+                amp = _followed_peak(ctx, rolls, zi, vals, kk, tt, i_rel, amp, span_samples, g)
             rad = np.array([rolls[j].cu_radius_um[kk[m], tt[m]] for m, j in enumerate(zi)], float)
             ys, xs = points_to_yx(g, zs, t[tt], rad)
             _, box = box_and_centroid(zs, ys, xs)
