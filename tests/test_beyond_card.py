@@ -302,7 +302,7 @@ def test_overhang_not_measured_where_the_volume_starts_inside_it(seed):
     mean_um, amplitude_um, _ = top.overhang
     dz = spec.slice_spacing_um
     nearest_cathode = top.anode_z + mean_um - amplitude_um
-    into_roll = nearest_cathode + 1200.0
+    into_roll = nearest_cathode + 900.0
     # The first slice lies wholly between the anode's edge and the nearest cathode edge.
     cut_z0 = top.anode_z + dz + float(rng.uniform(0.0, 1.0)) * (nearest_cathode - top.anode_z - 3 * dz)
     artifacts = Artifacts(noise_sigma=float(rng.uniform(0.02, 0.05)), ring_count=0)
