@@ -3,7 +3,8 @@
 #
 #   bash scripts/setup.sh demo            set up, then run `cellqc demo`
 #   bash scripts/setup.sh test [ARGS...]  set up with the dev extra, then run the whole test
-#                                         suite: QT_QPA_PLATFORM=offscreen python -m pytest -q ARGS
+#                                         suite: QT_QPA_PLATFORM=offscreen python -m pytest -q
+#                                         -n auto --maxprocesses 2 ARGS (pytest-xdist)
 #   bash scripts/setup.sh setup [dev]     set up only
 #   bash scripts/setup.sh lint            ruff check
 #   bash scripts/setup.sh bench           run the timing scripts in benchmarks/
@@ -113,7 +114,10 @@ case "$action" in
     test)
         setup dev
         export QT_QPA_PLATFORM=offscreen
-        exec "$VENV/bin/python" -m pytest -q "$@"
+        # Two test processes (pytest-xdist; one on a single core): the suite is mostly
+        # single-threaded numpy, and on the 2-core CI machine one process left a core idle
+        # (37 min serial; 27 min in two, the machine shared).
+        exec "$VENV/bin/python" -m pytest -q -n auto --maxprocesses 2 "$@"
         ;;
     setup)
         setup "${1:-}"
