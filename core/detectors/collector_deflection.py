@@ -149,10 +149,11 @@ def _followed_departure(image: np.ndarray, s, k: int, t: np.ndarray, centre: int
     collector of winding ``k`` is followed on the unrolled image from both ends of the angles
     ``centre ± half_width``, where the trace holds it, one angle at a time, each step taking
     the brightest sample within a voxel of the last (the Cu foil is the brightest line of the
-    roll, and a foil bends smoothly). Only when both walks meet over the bend (within 1.5
-    voxels wherever both are known) is the walk trusted; its largest departure from the
-    winding's smooth path (:func:`smooth_path_residual`, bridged linearly over the bend) is
-    returned. None when the walks part or the trace holds no end.
+    roll, and a foil bends smoothly). Only when both walks meet over the whole bend (within 1.5
+    voxels) is the walk trusted; its largest departure from the winding's smooth path
+    (:func:`smooth_path_residual`, bridged linearly over the bend), less the neighbours' common
+    departure there (as :func:`relative_to_neighbours`), is returned. None when the walks part,
+    the trace holds no end, or the neighbours move with it.
     """
     from core.geometry.unwrap import unwrap
 
@@ -198,10 +199,11 @@ def _followed_departure(image: np.ndarray, s, k: int, t: np.ndarray, centre: int
     both = np.isfinite(forward) & np.isfinite(backward)
     if not both.all() or np.abs(forward - backward).max() > 1.5 * pixel_um:
         return None
-    metric = s.frame.metric(t[idx])
     departure = 0.5 * (forward + backward) - path
-    # Measured along the normal; the neighbours' common movement is the caller's to remove.
-    return float(departure[int(np.argmax(sign * departure))] * metric[int(np.argmax(sign * departure))])
+    peak = int(np.argmax(sign * departure))
+    neighbours = residual[[o for o in range(k - 2, k + 3) if o != k and 0 <= o < residual.shape[0]], idx[peak]]
+    common = float(np.nanmedian(neighbours)) if np.isfinite(neighbours).any() else 0.0
+    return float((departure[peak] - common) * s.frame.metric(t[idx[peak]]))
 
 
 def _followed_peak(ctx: DetectorContext, rolls: list, zi: np.ndarray, vals: np.ndarray, kk: np.ndarray,
