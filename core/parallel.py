@@ -97,6 +97,19 @@ def map_in_processes(task: Callable[[Any], T], items: Iterable[Any], workers: in
             future.cancel()
 
 
+def stop_workers() -> None:
+    """Stop this process's worker processes now, without waiting for their work.
+
+    For a run that is cancelled or terminated: a worker whose parent is gone blocks for ever
+    writing its result to a pipe nobody reads (a ``cellqc inspect`` stopped with SIGTERM left its
+    two workers, 0.3 GiB each, behind for as long as the machine ran).
+    """
+    loky = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(loky, "_executor", None) if loky is not None else None
+    if executor is not None:
+        executor.shutdown(wait=False, kill_workers=True)
+
+
 def _quiet_call(task: Callable[[Any], T], item: Any) -> T:
     """``task(item)`` in a worker without numpy's RuntimeWarnings (an all-NaN row of a roll-end
     slice), as the caller's process runs it: a worker starts with the default filters, and its

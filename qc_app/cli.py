@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -109,6 +110,17 @@ def _escape_undecodable_output() -> None:
                 pass
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_workers() -> None:
+    """Stop the inspection's worker processes, if it started any (core.parallel)."""
+    parallel = sys.modules.get("core.parallel")
+    if parallel is not None:
+        parallel.stop_workers()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cellqc`` console script; returns the exit code."""
     _escape_undecodable_output()
@@ -117,6 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv[0] = "self-test"
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    # SIGTERM (a station or service manager stopping the run) ends it as Ctrl-C does: nothing
+    # half-written, the worker processes stopped (commands that serve, such as `serve` and
+    # `watch`, install their own handlers).
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(args._run(args))
     except CellQCError as exc:
@@ -129,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
         return 0
     except KeyboardInterrupt:
+        _stop_workers()
         print("cellqc: cancelled", file=sys.stderr)
         return 130
     except sqlite3.OperationalError as exc:  # the log is locked too long, or its disk is full

@@ -80,3 +80,62 @@ def test_no_worker_processes_from_a_daemonic_process():
     child.join(timeout=60)
     assert allowed is False
     assert core.parallel.processes_allowed()  # this (non-daemonic) process may
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc"), reason="needs /proc to find child processes")
+def test_sigterm_cancels_the_inspection_and_stops_its_workers(tmp_path):
+    """``cellqc inspect`` stopped with SIGTERM (a station or a service manager) ends as Ctrl-C
+    does: exit 130, "cancelled", no result file, and its worker processes gone (before: they
+    blocked for ever writing to a pipe nobody read, 0.3 GiB each)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from core.io import write_tiff
+    from core.phantom import CellSpec, make_cell
+
+    spec = CellSpec(kind="18650", voxel_size_um=25.0, n_slices=60, can_outer_radius_um=5000.0, anatomy=False)
+    volume = write_tiff(make_cell(spec, [], seed=2, cell_id="S-1").volume, tmp_path / "S-1.tif")
+    out = tmp_path / "S-1.json"
+    script = ("import sys, core.parallel; core.parallel.PROCESS_MIN_VOXELS = 0\n"
+              "from qc_app.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", script, "inspect", str(volume), "--quiet", "--json", str(out)],
+                            stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        workers = _children(proc.pid)
+        if len(workers) >= 2:  # the slice workers (and loky's resource tracker) are up
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None and workers, "the inspection ended before its workers started"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "cancelled" in stderr
+    assert not out.exists()
+    deadline = time.monotonic() + 15
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in alive if os.path.exists(f"/proc/{pid}")
+                 and not open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"]
+    assert not alive, f"worker processes left behind: {alive}"
