@@ -12,6 +12,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 from collections.abc import Sequence
 
 from core.errors import CellQCError
@@ -131,9 +132,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # SIGTERM (a station or service manager stopping the run) ends it as Ctrl-C does: nothing
     # half-written, the worker processes stopped (commands that serve, such as `serve` and
-    # `watch`, install their own handlers).
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _terminated)
+    # `watch`, install their own handlers). Only the main thread may set a handler; the
+    # caller's is restored after the command (main() is also called in-process).
+    previous = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; every error it may meet becomes one line and an exit code."""
     try:
         return int(args._run(args))
     except CellQCError as exc:
